@@ -1,0 +1,65 @@
+"""The contract of a coordinate domain. Concrete domains live in plugins (``modalities``).
+
+Shapes: B batch, N coordinates, d coordinate dims, c channels. A *grid* tensor is the
+encoder's view of one item, ``(B, c, *grid_shape)``; *values* are the INR's view, ``(B, N, c)``.
+Model-space values are in [-1, 1] for continuous data and {0, 1} for occupancy; the domain
+knows how to turn them back into physical units.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+
+class Domain:
+    """Base class: subclasses set ``coord_dim``, ``channels``, ``grid_shape`` and implement the rest."""
+
+    coord_dim: int
+    channels: int
+    grid_shape: tuple[int, ...]
+    # name of the likelihood that suits the data ("gaussian" for continuous, "bernoulli" for occupancy)
+    default_likelihood: str = "gaussian"
+
+    def grid(self, resolution: Sequence[int] | int | None = None) -> torch.Tensor:
+        """(N, d) coordinates at cell centres, flattened in the grid's C order."""
+        raise NotImplementedError
+
+    def resolve_resolution(self, resolution: Sequence[int] | int | None) -> tuple[int, ...]:
+        """A user's ``--resolution R`` → the grid shape it means in this domain."""
+        if resolution is None:
+            return tuple(self.grid_shape)
+        if isinstance(resolution, int):
+            return (resolution,) * len(self.grid_shape)
+        return tuple(int(r) for r in resolution)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, d) random coordinates from the domain (training at resolutions that do not fit)."""
+        raise NotImplementedError
+
+    def to_grid(self, values: torch.Tensor, resolution: Sequence[int] | int | None = None) -> torch.Tensor:
+        """(B, N, c) → (B, c, *grid)."""
+        shape = self.resolve_resolution(resolution)
+        B, N, c = values.shape
+        return values.transpose(1, 2).reshape(B, c, *shape)
+
+    def from_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c, *grid) → (B, N, c)."""
+        return x.flatten(2).transpose(1, 2)
+
+    def metrics(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-item metrics between model-space grids (B, c, *grid) → name → (B,) tensor."""
+        raise NotImplementedError
+
+    def postprocess(self, pred: torch.Tensor) -> torch.Tensor:
+        """Model output (logits for occupancy, values otherwise) → model-space values."""
+        return pred
+
+    def render(self, grids: torch.Tensor, out_dir: Path, stem: str = "samples", meta: dict | None = None) -> list[Path]:
+        """Write model-space grids (B, c, *grid) in the modality's formats; return the paths."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Plain-data description stored in runs (shape, channels, scaling constants...)."""
+        return {"coord_dim": self.coord_dim, "channels": self.channels, "grid_shape": list(self.grid_shape)}

@@ -1,0 +1,99 @@
+"""Atomic file writes and safetensors weights (never pickle)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+
+
+def _atomic(path: Path, writer) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    def w(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(text)
+
+    _atomic(path, w)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    def w(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    _atomic(path, w)
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"missing file: {path}") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: corrupt JSON ({err.msg} at line {err.lineno})") from None
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors file, written atomically; tensors are made contiguous CPU copies."""
+    flat = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
+    _atomic(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
+
+
+def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"missing weights file: {path}")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: corrupt safetensors file ({str(err).splitlines()[0]})") from None
+
+
+def save_state(module: torch.nn.Module, path: Path) -> None:
+    save_tensors(module.state_dict(), path)
+
+
+def load_state(module: torch.nn.Module, path: Path, strict: bool = True) -> None:
+    state = load_tensors(path)
+    try:
+        module.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not match the model ({first})") from None

@@ -1,0 +1,169 @@
+"""Registries of named parts: each entry is a class plus a pydantic config model.
+
+One :class:`Registry` type, one instance per kind. Built-in parts register when their module is
+imported (``inrkit`` imports its own eagerly); plugins register through the entry-point group
+``inrkit.plugins`` (``modalities`` and ``inrkit_ldmi`` do it that way, as a third party would).
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+import pydantic
+
+from .errors import ConfigError, InrkitError
+
+KINDS = ("domains", "inrs", "hypernets", "encoders", "decoders", "priors", "likelihoods", "datasets", "models")
+
+
+class PartConfig(pydantic.BaseModel):
+    """Base of every part's config: a misspelt key is an error, not a silent default."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", protected_namespaces=())
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    cls: Any
+    config: type[PartConfig]
+    description: str
+
+    def fields(self) -> dict[str, str]:
+        out = {}
+        for key, field in self.config.model_fields.items():
+            default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            out[key] = default
+        return out
+
+
+def format_validation_error(err: pydantic.ValidationError, where: str) -> str:
+    """One line naming each failing field, the value given and what is wrong."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(root)"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown field '{loc}'")
+        elif e["type"] == "missing":
+            parts.append(f"missing field '{loc}'")
+        else:
+            parts.append(f"'{loc}'={e.get('input')!r}: {e['msg']}")
+    return f"{where}: " + "; ".join(parts)
+
+
+class Registry:
+    """Named parts of one kind; ``build`` validates a config and constructs the part."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, *, config: type[PartConfig], description: str = "") -> Callable:
+        """Class decorator. The class is built as ``cls(config_instance, **context)``."""
+        if not (isinstance(config, type) and issubclass(config, PartConfig)):
+            raise TypeError(f"{self.kind}/{name}: config must subclass inrkit.registry.PartConfig")
+
+        def deco(cls):
+            if name in self._entries and self._entries[name].cls is not cls:
+                raise ValueError(f"{self.kind}: '{name}' is already registered by {self._entries[name].cls!r}")
+            doc = description or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+            self._entries[name] = Entry(name, cls, config, doc)
+            cls.registry_name = name
+            cls.registry_kind = self.kind
+            return cls
+
+        return deco
+
+    # -- lookup -------------------------------------------------------------------------
+    def names(self, pattern: str = "*") -> list[str]:
+        load_plugins()
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: str) -> bool:
+        load_plugins()
+        return name in self._entries
+
+    def get(self, name: str) -> Entry:
+        load_plugins()
+        if name not in self._entries:
+            known = sorted(self._entries)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise InrkitError(
+                f"unknown {self.kind[:-1]} '{name}'; known: {', '.join(known) or '(none)'}.{hint}"
+                " (A part from a plugin needs the plugin installed.)"
+            )
+        return self._entries[name]
+
+    def entries(self) -> list[Entry]:
+        load_plugins()
+        return [self._entries[n] for n in sorted(self._entries)]
+
+    # -- configs ------------------------------------------------------------------------
+    def validate(self, spec: dict[str, Any] | PartConfig, name: str | None = None) -> PartConfig:
+        """``{'name': 'siren', 'width': 64}`` (or a name plus fields) → the entry's config."""
+        if isinstance(spec, PartConfig):
+            return spec
+        spec = dict(spec or {})
+        name = spec.pop("name", name)
+        if name is None:
+            raise ConfigError(f"{self.kind}: a part spec needs a 'name'")
+        entry = self.get(name)
+        # None means "not given" (timm's habit: CLI defaults must not override the part's own).
+        spec = {k: v for k, v in spec.items() if v is not None}
+        try:
+            return entry.config(**spec)
+        except pydantic.ValidationError as err:
+            raise ConfigError(format_validation_error(err, f"{self.kind}/{name}")) from None
+
+    def build(self, name: str, context: dict[str, Any] | None = None, **config: Any):
+        cfg = self.validate(config, name=name)
+        return self.get(name).cls(cfg, **(context or {}))
+
+
+REGISTRIES: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
+domains = REGISTRIES["domains"]
+inrs = REGISTRIES["inrs"]
+hypernets = REGISTRIES["hypernets"]
+encoders = REGISTRIES["encoders"]
+decoders = REGISTRIES["decoders"]
+priors = REGISTRIES["priors"]
+likelihoods = REGISTRIES["likelihoods"]
+datasets = REGISTRIES["datasets"]
+models = REGISTRIES["models"]
+
+
+def registry(kind: str) -> Registry:
+    if kind not in REGISTRIES:
+        close = difflib.get_close_matches(kind, KINDS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise InrkitError(f"unknown registry '{kind}'; known: {', '.join(KINDS)}.{hint}")
+    return REGISTRIES[kind]
+
+
+def build(kind: str, name: str, context: dict[str, Any] | None = None, **config: Any):
+    """Validate ``config`` against the entry's model and construct the part."""
+    return registry(kind).build(name, context=context, **config)
+
+
+def spec_of(part) -> dict[str, Any]:
+    """The plain-data spec ``{'name': ..., **config}`` of a built part (what runs store)."""
+    return {"name": part.registry_name, **part.config.model_dump(mode="json")}
+
+
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import every ``inrkit.plugins`` entry point once and call it (it registers its parts)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in entry_points(group="inrkit.plugins"):
+        hook = ep.load()
+        if callable(hook):
+            hook()

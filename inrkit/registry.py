@@ -164,6 +164,9 @@ def load_plugins() -> None:
         return
     _plugins_loaded = True
     for ep in entry_points(group="inrkit.plugins"):
-        hook = ep.load()
-        if callable(hook):
-            hook()
+        try:
+            hook = ep.load()
+            if callable(hook):
+                hook()
+        except ImportError as err:
+            raise InrkitError(f"plugin '{ep.name}' ({ep.value}) failed to load: {err}") from err

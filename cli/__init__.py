@@ -1,0 +1,1 @@
+"""The ``inrkit`` command: thin; it parses, builds configs and calls the Python API."""

@@ -1,0 +1,5 @@
+"""LDMI assembled from registered inrkit parts; registered through the ``inrkit.plugins`` entry point."""
+
+
+def register() -> None:
+    from . import model  # noqa: F401  (registers the 'ldmi' model)

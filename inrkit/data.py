@@ -1,0 +1,42 @@
+"""Opening datasets for a domain, and the train/val split every dataset shares."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+from .registry import build
+
+
+def open_dataset(domain, path: str | Path | None = None, split: str = "train", **overrides: Any):
+    """The domain's built-in dataset when ``path`` is None, else the dataset that reads ``path``.
+
+    ``overrides`` are dataset config fields (``None`` values are ignored).
+    """
+    if path is None:
+        name = domain.builtin_dataset
+        return build("datasets", name, context={"domain": domain}, split=split, **overrides)
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"data path does not exist: {path}")
+    name = domain.dataset_for(path)
+    return build("datasets", name, context={"domain": domain}, path=str(path), split=split, **overrides)
+
+
+def split_indices(n: int, split: str, val_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Deterministic split of ``range(n)``: a seeded permutation, the last ``val_fraction`` held out.
+
+    ``val`` always gets at least one item when n >= 2 so that held-out metrics exist.
+    """
+    if split not in ("train", "val", "all"):
+        raise DataError(f"unknown split '{split}' (expected train, val or all)")
+    if n == 0:
+        raise DataError("dataset is empty")
+    idx = np.arange(n)
+    if split == "all" or n < 2:
+        return idx
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = min(n - 1, max(1, int(round(n * val_fraction))))
+    return np.sort(perm[n - n_val :]) if split == "val" else np.sort(perm[: n - n_val])

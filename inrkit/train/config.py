@@ -1,0 +1,40 @@
+"""Generic training configs: what every trainable model shares, and one block per stage.
+
+A model's own train config subclasses :class:`TrainConfig` and adds one :class:`StageConfig`
+field per stage, named like the stage (``vae``, ``prior``...); the trainer looks them up by name.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..registry import PartConfig
+
+
+class StageConfig(PartConfig):
+    steps: int = Field(1000, ge=0, description="optimiser steps of this stage")
+    batch_size: int = Field(16, ge=1, description="items per step and per process")
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = Field(1.0, description="max gradient norm; null or 0 = no clipping")
+    warmup: int = Field(0, ge=0, description="steps of linear learning-rate warm-up")
+    points: int | None = Field(
+        None, ge=1, description="random coordinates per step (null = every grid coordinate)"
+    )
+
+
+class TrainConfig(PartConfig):
+    seed: int = 0
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
+    compile: bool = Field(False, description="torch.compile the training step")
+    num_workers: int = Field(0, ge=0)
+    find_unused_parameters: bool = Field(False, description="DDP option for models with optional branches")
+    log_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(500, ge=0, description="0 = only at the end of each stage")
+    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept per stage")
+    sample_every: int = Field(0, ge=0, description="previews every N steps (0 = only after each stage)")
+    tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
+    progress: bool = Field(True, description="show a progress bar")

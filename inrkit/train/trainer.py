@@ -1,0 +1,258 @@
+"""The generic multi-stage trainer: AdamW, clipping, autocast, DDP, checkpoints and resume.
+
+It knows no model by name. A trainable model is an ``nn.Module`` with
+
+- ``stages``: the stage names in training order (e.g. ``("vae", "prior")``);
+- ``stage_parameters(stage)``: the parameters that stage optimises (all others are frozen);
+- ``stage_loss(stage, batch, points=None, generator=None) -> (loss, logs)``: a scalar loss and a
+  dict of scalar tensors to log; ``points`` is the stage's random-coordinate budget, ``generator``
+  a CPU generator whose state the checkpoints carry;
+
+and optionally
+
+- ``prepare_stage(stage, dataset) -> dataset | None``: called before a stage (freeze, cache
+  latents...); the dataset it returns is what the stage iterates;
+- ``after_step(stage)``: after each optimiser step (EMA updates);
+- ``preview(stage, step, run_dir)``: every ``sample_every`` steps on the main process;
+- ``after_stage(stage, run_dir) -> dict``: on the main process when a stage ends (renders,
+  held-out metrics); what it returns goes into the run summary.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..errors import ConfigError, InrkitError
+from . import checkpoint as ckpt
+from .config import StageConfig, TrainConfig
+from .engine import Engine, to_device
+from .logging import MetricsLogger, StageProgress
+from .sampler import StepBatchSampler
+
+
+class _StageStep(nn.Module):
+    """Routes ``forward`` to one stage's loss, so that DDP and torch.compile see a plain module."""
+
+    def __init__(self, model: nn.Module, stage: str):
+        super().__init__()
+        self.model = model
+        self.stage = stage
+
+    def forward(self, batch, **kwargs):
+        return self.model.stage_loss(self.stage, batch, **kwargs)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        run_dir: str | Path | None = None,
+        engine: Engine | None = None,
+        on_step: Callable[[str, int, dict], None] | None = None,
+    ):
+        self.model = model
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.engine = engine or Engine(config.device)
+        self.on_step = on_step
+        self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
+        self.model.to(self.engine.device)
+
+    # -- configuration -------------------------------------------------------------------
+    def stage_config(self, stage: str) -> StageConfig:
+        cfg = getattr(self.config, stage, None)
+        if not isinstance(cfg, StageConfig):
+            raise ConfigError(f"train.{stage}: the train config has no block for stage '{stage}'")
+        return cfg
+
+    @property
+    def use_bf16(self) -> bool:
+        p = self.config.precision
+        return p == "bf16" or (p == "auto" and self.engine.device.type == "cuda")
+
+    def _autocast(self):
+        if not self.use_bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.engine.device.type, dtype=torch.bfloat16)
+
+    # -- the whole run -------------------------------------------------------------------
+    def fit(
+        self,
+        dataset,
+        stages: tuple[str, ...] | list[str] | None = None,
+        resume: bool = False,
+    ) -> dict[str, Any]:
+        """Train ``stages`` (default: all) in the model's order.
+
+        With ``resume``, a stage whose newest checkpoint reached its step count is skipped (its
+        weights are loaded), one that stopped early continues from that checkpoint, and every
+        stage after a stage that trained again starts afresh (its old checkpoints are stale).
+        A stage left out of ``stages`` contributes the weights of its newest checkpoint.
+        """
+        order = tuple(self.model.stages)
+        todo = tuple(order if stages is None else stages)
+        unknown = [s for s in todo if s not in order]
+        if unknown:
+            raise ConfigError(f"unknown stage '{unknown[0]}'; this model trains: {', '.join(order)}")
+        summary: dict[str, Any] = {}
+        stale = False  # an earlier stage changed: later checkpoints no longer match it
+        try:
+            for stage in order:
+                ref = None
+                if self.run_dir is not None and (resume or stage not in todo) and not stale:
+                    ref = ckpt.latest_checkpoint(self.run_dir, stage)
+                if stage not in todo:
+                    if ref is not None:
+                        ckpt.load_model_weights(self.model, ref.path / "model.safetensors")
+                    continue
+                cfg = self.stage_config(stage)
+                if ref is not None and ref.step >= cfg.steps:
+                    ckpt.load_model_weights(self.model, ref.path / "model.safetensors")
+                    summary[stage] = {"steps": ref.step, "resumed_from": ref.step, "trained_steps": 0}
+                else:
+                    if self.run_dir is not None and self.engine.is_main:
+                        self._drop_stale(order[order.index(stage) + 1 :], keep_current=ref is not None, stage=stage)
+                    self.engine.barrier()
+                    summary[stage] = self.train_stage(stage, dataset, cfg, ref)
+                    stale = True
+                summary[stage].update(self._after_stage(stage))
+        finally:
+            self.logger.close()
+        return summary
+
+    def _drop_stale(self, later: tuple[str, ...], keep_current: bool, stage: str) -> None:
+        if not keep_current:
+            ckpt.remove_checkpoints(self.run_dir, stage)
+        for s in later:
+            ckpt.remove_checkpoints(self.run_dir, s)
+
+    def _after_stage(self, stage: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        hook = getattr(self.model, "after_stage", None)
+        if hook is not None and self.engine.is_main:
+            self.model.eval()
+            out = hook(stage, self.run_dir) or {}
+        self.engine.barrier()
+        return out
+
+    # -- one stage ------------------------------------------------------------------------
+    def train_stage(self, stage: str, dataset, cfg: StageConfig, resume_from: ckpt.CheckpointRef | None = None) -> dict[str, Any]:
+        engine, model, tc = self.engine, self.model, self.config
+        stage_index = tuple(model.stages).index(stage)
+        # Fresh stages start from a known state; a resumed one gets its saved state back below.
+        torch.manual_seed(tc.seed * 7919 + stage_index * 104729 + engine.rank)
+        generator = torch.Generator().manual_seed(tc.seed * 7919 + stage_index * 104729 + engine.rank + 1)
+        if resume_from is not None:
+            ckpt.load_model_weights(model, resume_from.path / "model.safetensors")
+
+        prepare = getattr(model, "prepare_stage", None)
+        data = (prepare(stage, dataset) if prepare is not None else None) or dataset
+        if len(data) == 0:
+            raise InrkitError(f"stage '{stage}': the training set is empty")
+
+        saved_flags = {p: p.requires_grad for p in model.parameters()}
+        params = self._select_parameters(stage)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        start = 0
+        if resume_from is not None:
+            state = ckpt.load_checkpoint(resume_from.path, model=model, optimizer=optimizer, engine=engine, generators={"train": generator})
+            start = int(state["step"])
+
+        step_module: nn.Module = engine.wrap(_StageStep(model, stage), find_unused_parameters=tc.find_unused_parameters)
+        if tc.compile:
+            step_module = torch.compile(step_module)
+        sampler = StepBatchSampler(len(data), cfg.batch_size, cfg.steps, start=start, seed=tc.seed + stage_index,
+                                   rank=engine.rank, world_size=engine.world_size)
+        # The loader gets its own generator so that worker seeding never draws from the global RNG.
+        loader = DataLoader(data, batch_sampler=sampler, num_workers=tc.num_workers,
+                            pin_memory=engine.device.type == "cuda", generator=torch.Generator().manual_seed(tc.seed))
+
+        progress = StageProgress(stage, cfg.steps, start, enabled=tc.progress and engine.is_main)
+        model.train()
+        sums: dict[str, torch.Tensor] = {}
+        window_steps, window_t0 = 0, time.perf_counter()
+        t0 = time.perf_counter()
+        last: dict[str, float] = {}
+        step = start
+        try:
+            for batch in loader:
+                step += 1
+                lr = cfg.lr * min(1.0, step / cfg.warmup) if cfg.warmup else cfg.lr
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = to_device(batch, engine.device)
+                with self._autocast():
+                    loss, logs = step_module(batch, points=cfg.points, generator=generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                logs = {"loss": loss.detach(), **{k: v.detach() for k, v in logs.items()}}
+                if cfg.grad_clip:
+                    logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).detach()
+                optimizer.step()
+                after = getattr(model, "after_step", None)
+                if after is not None:
+                    after(stage)
+                for k, v in logs.items():
+                    v = v.float()
+                    sums[k] = sums[k] + v if k in sums else v
+                window_steps += 1
+
+                if step % tc.log_every == 0 or step == cfg.steps:
+                    elapsed = time.perf_counter() - window_t0
+                    means = engine.all_reduce_mean({k: (v / window_steps).item() for k, v in sums.items()})
+                    if not math.isfinite(means["loss"]):
+                        raise InrkitError(f"stage '{stage}': the loss became {means['loss']} at step {step}"
+                                          f" (try a lower train.{stage}.lr or precision fp32)")
+                    items_per_s = window_steps * cfg.batch_size * engine.world_size / max(elapsed, 1e-9)
+                    last = {**means, "lr": lr, "items_per_s": items_per_s}
+                    self.logger.log({"stage": stage, "step": step, **last, "time": time.time()})
+                    progress.update(step, means["loss"], items_per_s)
+                    sums, window_steps, window_t0 = {}, 0, time.perf_counter()
+                else:
+                    progress.update(step)
+
+                if self.run_dir is not None and (step == cfg.steps or (tc.checkpoint_every and step % tc.checkpoint_every == 0)):
+                    ckpt.save_checkpoint(self.run_dir, stage, step, model=model, optimizer=optimizer, engine=engine,
+                                         generators={"train": generator}, keep=tc.keep_checkpoints)
+                if tc.sample_every and step % tc.sample_every == 0 and step != cfg.steps and engine.is_main:
+                    preview = getattr(model, "preview", None)
+                    if preview is not None and self.run_dir is not None:
+                        model.eval()
+                        with torch.no_grad():
+                            preview(stage, step, self.run_dir)
+                        model.train()
+                if self.on_step is not None:
+                    self.on_step(stage, step, last)
+        finally:
+            progress.close()
+            for p, flag in saved_flags.items():
+                p.requires_grad_(flag)
+        wall = time.perf_counter() - t0
+        trained = step - start
+        return {
+            "steps": step,
+            "resumed_from": start if resume_from is not None else None,
+            "trained_steps": trained,
+            "wall_time_s": round(wall, 3),
+            "items_per_s": round(trained * cfg.batch_size * engine.world_size / max(wall, 1e-9), 3),
+            "final": {k: v for k, v in last.items() if k not in ("lr", "items_per_s")},
+        }
+
+    def _select_parameters(self, stage: str) -> list[nn.Parameter]:
+        wanted = list(self.model.stage_parameters(stage))
+        ids = {id(p) for p in wanted}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) in ids)
+        params = [p for p in wanted if p.requires_grad]
+        if not params:
+            raise InrkitError(f"stage '{stage}' has no trainable parameters")
+        return params
+

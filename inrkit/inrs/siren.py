@@ -1,0 +1,69 @@
+"""SIREN (Sitzmann et al. 2020): sine activations with the ω0-aware initialisation."""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from ..registry import PartConfig
+from ..registry import inrs as inr_registry
+from .base import INR, batched_linear
+
+FINAL_ACTIVATIONS = {"none": lambda x: x, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+
+
+class SirenConfig(PartConfig):
+    in_dim: int = Field(2, ge=1)
+    out_dim: int = Field(3, ge=1)
+    width: int = Field(256, ge=1)
+    # number of hidden (sine) layers; "2→256×4→3" is depth 4: four sine layers, then a linear output
+    depth: int = Field(4, ge=1)
+    w0: float = Field(30.0, gt=0)
+    w0_initial: float = Field(30.0, gt=0)
+    final_activation: Literal["none", "sigmoid", "tanh"] = "none"
+
+
+@inr_registry.register("siren", config=SirenConfig, description="SIREN: sine MLP, ω0 = 30, SIREN initialisation")
+class Siren(INR):
+    """y = W_out · sin(ω0 (W_{L-1} · … sin(ω0_initial (W_0 x + b_0)) …) + b) + b_out.
+
+    ω0 multiplies the pre-activation (weights and bias alike), and the hidden-layer init divides
+    by the ω0 of the layer's own sine so that ω0 (W x + b) stays of unit scale at any depth.
+    """
+
+    def __init__(self, cfg: SirenConfig):
+        super().__init__()
+        self.config = cfg
+        self.in_dim, self.out_dim = cfg.in_dim, cfg.out_dim
+        dims = [cfg.in_dim] + [cfg.width] * cfg.depth + [cfg.out_dim]
+        self.param_shapes = OrderedDict((f"l{i}", (dims[i] + 1, dims[i + 1])) for i in range(len(dims) - 1))
+
+    def init_bounds(self) -> dict[str, float]:
+        """Half-width of the uniform weight init of each layer (what the tests pin)."""
+        out = {}
+        for i, (name, (fan_in1, _)) in enumerate(self.param_shapes.items()):
+            fan_in = fan_in1 - 1
+            out[name] = 1.0 / fan_in if i == 0 else math.sqrt(6.0 / fan_in) / self.config.w0
+        return out
+
+    def init_params(self) -> dict[str, torch.Tensor]:
+        bounds = self.init_bounds()
+        params = {}
+        for name, (fan_in1, fan_out) in self.param_shapes.items():
+            w = torch.empty(fan_in1 - 1, fan_out).uniform_(-bounds[name], bounds[name])
+            # biases as nn.Linear draws them (the original SIREN keeps that default): random phases
+            b = torch.empty(1, fan_out).uniform_(-1, 1) / math.sqrt(fan_in1 - 1)
+            params[name] = torch.cat([w, b], dim=0)
+        return params
+
+    def forward(self, params: dict[str, torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
+        x = coords
+        names = list(self.param_shapes)
+        for i, name in enumerate(names[:-1]):
+            w0 = self.config.w0_initial if i == 0 else self.config.w0
+            x = torch.sin(w0 * batched_linear(x, params[name]))
+        x = batched_linear(x, params[names[-1]])
+        return FINAL_ACTIVATIONS[self.config.final_activation](x)

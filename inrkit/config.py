@@ -85,3 +85,42 @@ def get_path(config: dict[str, Any], dotted: str) -> Any:
             raise ConfigError(f"config has no field '{dotted}'")
         node = node[k]
     return node
+
+
+def _split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside brackets and braces, so ``hidden=[256,512]`` stays one item."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return [s.strip() for s in items if s.strip()]
+
+
+def parse_part_spec(text: str) -> dict[str, Any]:
+    """``"siren:depth=5,width=256"`` → ``{"name": "siren", "depth": 5, "width": 256}``.
+
+    Values are YAML scalars (or lists in brackets). ``"siren"`` alone is just a name;
+    ``"dim=96,n_heads=4"`` (no colon) gives fields without a name.
+    """
+    text = text.strip()
+    if ":" in text.split("=", 1)[0]:
+        name, _, rest = text.partition(":")
+        spec: dict[str, Any] = {"name": name.strip()}
+    elif "=" not in text:
+        return {"name": text} if text else {}
+    else:
+        spec, rest = {}, text
+    if "name" in spec and not spec["name"]:
+        raise ConfigError(f"part spec '{text}': empty name before ':'")
+    for item in _split_top_level(rest):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"part spec '{text}': expected key=value, got '{item}'")
+        spec[key.strip()] = parse_value(value.strip())
+    return spec

@@ -63,6 +63,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.engine = engine or Engine(config.device)
         self.on_step = on_step
+        if self.run_dir is not None and self.engine.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
         self.model.to(self.engine.device)
 

@@ -1,0 +1,206 @@
+"""The generic trainer: bit-exact resume, atomic and pruned checkpoints, clean errors on corruption."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import Field
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from inrkit.errors import CheckpointError, ConfigError
+from inrkit.train import Engine, StageConfig, TrainConfig, Trainer
+from inrkit.train import checkpoint as ckpt
+from inrkit.train.logging import read_metrics
+from inrkit.train.sampler import StepBatchSampler
+
+
+class ToyTrain(TrainConfig):
+    a: StageConfig = Field(default_factory=lambda: StageConfig(steps=7, batch_size=3, lr=1e-2, warmup=2, points=3))
+    b: StageConfig = Field(default_factory=lambda: StageConfig(steps=5, batch_size=4, lr=5e-3, grad_clip=0.5))
+
+
+class Items(Dataset):
+    def __init__(self, n=10):
+        self.x = torch.randn(n, 5, generator=torch.Generator().manual_seed(3))
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+class Toy(nn.Module):
+    """Two stages; its losses draw from the global RNG and from the trainer's generator, as LDMI's do."""
+
+    stages = ("a", "b")
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.enc = nn.Linear(5, 8)
+        self.dec = nn.Linear(8, 5)
+        self.head = nn.Linear(8, 1)
+        for p in self.parameters():
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        self.register_buffer("ema", torch.zeros(1))
+        self.prepared = []
+
+    def stage_parameters(self, stage):
+        return [*self.enc.parameters(), *self.dec.parameters()] if stage == "a" else list(self.head.parameters())
+
+    def prepare_stage(self, stage, dataset):
+        self.prepared.append(stage)
+        return None
+
+    def stage_loss(self, stage, batch, points=None, generator=None):
+        x = batch + 0.05 * torch.randn_like(batch)
+        h = torch.tanh(self.enc(x))
+        if stage == "a":
+            idx = torch.randperm(x.shape[1], generator=generator)[:points]
+            err = (self.dec(h) - batch)[:, idx]
+            return err.pow(2).mean(), {"mse": err.pow(2).mean()}
+        pred = self.head(h).squeeze(-1)
+        return (pred - batch.sum(-1)).pow(2).mean(), {}
+
+    def after_step(self, stage):
+        with torch.no_grad():
+            self.ema.mul_(0.9).add_(0.1 * self.head.weight.sum())
+
+
+class Killed(Exception):
+    pass
+
+
+def _config(**kw):
+    return ToyTrain(checkpoint_every=2, keep_checkpoints=2, log_every=2, progress=False, tensorboard=False, **kw)
+
+
+def _train(run_dir, resume=False, kill_at=None, stages=None, config=None):
+    torch.manual_seed(1234)  # whatever the caller's state, the run must not depend on it
+    model = Toy()
+
+    def on_step(stage, step, logs):
+        if (stage, step) == kill_at:
+            raise Killed
+
+    trainer = Trainer(model, config or _config(), run_dir, engine=Engine("cpu"), on_step=on_step)
+    try:
+        summary = trainer.fit(Items(), stages=stages, resume=resume)
+    except Killed:
+        return model, None
+    return model, summary
+
+
+@pytest.mark.parametrize("kill_at", [("a", 5), ("b", 3)])
+def test_resume_is_bit_exact(tmp_path, kill_at):
+    straight, _ = _train(tmp_path / "straight")
+    _, none = _train(tmp_path / "killed", kill_at=kill_at)
+    assert none is None
+    # The kill came after the step-4 (resp. step-2) checkpoint: the resumed run repeats later steps.
+    resumed, summary = _train(tmp_path / "killed", resume=True)
+    stage = kill_at[0]
+    assert summary[stage]["resumed_from"] == (4 if stage == "a" else 2)
+    if stage == "b":
+        assert summary["a"]["trained_steps"] == 0  # finished stage skipped, its weights loaded
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs after resume")
+    assert not torch.equal(straight.head.weight, Toy().head.weight)  # training did change the model
+
+
+def test_checkpoints_are_pruned_per_stage_and_logged(tmp_path):
+    _train(tmp_path)
+    refs = [(r.stage, r.step) for r in ckpt.list_checkpoints(tmp_path)]
+    assert refs == [("a", 6), ("a", 7), ("b", 4), ("b", 5)]
+    state = json.loads((tmp_path / "checkpoints" / "checkpoint-b-5" / "state.json").read_text())
+    assert state["stage"] == "b" and state["step"] == 5
+    records = read_metrics(tmp_path)
+    assert [(r["stage"], r["step"]) for r in records] == [("a", 2), ("a", 4), ("a", 6), ("a", 7), ("b", 2), ("b", 4), ("b", 5)]
+    assert all(r["items_per_s"] > 0 and "loss" in r for r in records)
+    assert "mse" in records[0] and "grad_norm" in records[0]
+    # Warm-up: lr ramps over two steps in stage a, constant in b.
+    assert records[0]["lr"] == pytest.approx(1e-2) and records[-1]["lr"] == pytest.approx(5e-3)
+
+
+def test_unfinished_temp_checkpoint_is_ignored(tmp_path):
+    _train(tmp_path, kill_at=("a", 5))
+    (tmp_path / "checkpoints" / ".tmp-checkpoint-a-6").mkdir()
+    assert ckpt.latest_checkpoint(tmp_path, "a").step == 4
+    _, summary = _train(tmp_path, resume=True)
+    assert summary["a"]["resumed_from"] == 4
+
+
+@pytest.mark.parametrize("victim", ["model.safetensors", "optimizer.json", "state.json", "rng-0.safetensors"])
+def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, victim):
+    _train(tmp_path, kill_at=("a", 5))
+    path = tmp_path / "checkpoints" / "checkpoint-a-4" / victim
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(CheckpointError) as err:
+        _train(tmp_path, resume=True)
+    msg = str(err.value)
+    assert "\n" not in msg and "checkpoint-a-4" in msg
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    _train(tmp_path, kill_at=("a", 3))
+    other = nn.Linear(2, 2)
+    with pytest.raises(CheckpointError, match="do not match"):
+        ckpt.load_model_weights(other, tmp_path / "checkpoints" / "checkpoint-a-2" / "model.safetensors")
+
+
+def test_later_stage_only_uses_earlier_checkpoint_and_retraining_drops_stale(tmp_path):
+    first, _ = _train(tmp_path, stages=("a",))
+    assert [r.stage for r in ckpt.list_checkpoints(tmp_path)] == ["a", "a"]
+    second, summary = _train(tmp_path, stages=("b",))
+    assert list(summary) == ["b"]
+    torch.testing.assert_close(second.enc.weight, first.enc.weight, rtol=0, atol=0)
+    # More steps for stage a: it continues, and stage b's checkpoints (made from the old a) go.
+    cfg = _config()
+    cfg.a.steps = 9
+    _, summary = _train(tmp_path, resume=True, config=cfg)
+    assert summary["a"]["resumed_from"] == 7 and summary["a"]["steps"] == 9
+    assert summary["b"]["resumed_from"] is None and summary["b"]["trained_steps"] == 5
+
+
+def test_frozen_parameters_stay_put_and_flags_are_restored(tmp_path):
+    model = Toy()
+    before = model.enc.weight.detach().clone()
+    Trainer(model, _config(), None, engine=Engine("cpu")).fit(Items(), stages=("b",))
+    assert torch.equal(model.enc.weight, before)
+    assert all(p.requires_grad for p in model.parameters())
+    assert model.prepared == ["b"]
+
+
+def test_unknown_stage_and_missing_stage_config(tmp_path):
+    with pytest.raises(ConfigError, match="unknown stage 'c'"):
+        Trainer(Toy(), _config(), None, engine=Engine("cpu")).fit(Items(), stages=("c",))
+    with pytest.raises(ConfigError, match="train.b"):
+        Trainer(Toy(), TrainConfig(progress=False), None, engine=Engine("cpu")).fit(Items(), stages=("b",))
+
+
+def test_step_batches_cover_epochs_and_shard_across_processes():
+    s = StepBatchSampler(5, 3, steps=4, seed=1)
+    flat = [i for b in s for i in b]
+    assert sorted(flat[:5]) == list(range(5)) and sorted(flat[5:10]) == list(range(5))
+    assert list(StepBatchSampler(5, 3, steps=4, start=2, seed=1)) == list(s)[2:]
+    r0 = StepBatchSampler(8, 2, steps=2, rank=0, world_size=2)
+    r1 = StepBatchSampler(8, 2, steps=2, rank=1, world_size=2)
+    seen = [i for b in list(r0) + list(r1) for i in b]
+    assert sorted(seen) == list(range(8))
+
+
+def test_optimizer_state_round_trips_without_pickle():
+    p = nn.Parameter(torch.randn(3))
+    opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.8, 0.95))
+    p.grad = torch.ones(3)
+    opt.step()
+    tensors, meta = ckpt.flatten_optimizer_state(opt.state_dict())
+    json.dumps(meta)
+    restored = ckpt.unflatten_optimizer_state(tensors, json.loads(json.dumps(meta)))
+    opt2 = torch.optim.AdamW([nn.Parameter(p.detach().clone())], lr=1.0)
+    opt2.load_state_dict(restored)
+    assert opt2.param_groups[0]["betas"] == (0.8, 0.95)
+    torch.testing.assert_close(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])

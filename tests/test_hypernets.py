@@ -119,8 +119,11 @@ def test_hd_rejects_bad_groups_and_latents():
     with pytest.raises(ConfigError, match="'l0' has 12 outputs"):
         build_hd((3, 4, 4), inr, n_groups=8)
     hd = build_hd((3, 4, 4))
-    with pytest.raises(InrkitError, match="expected latents"):
+    with pytest.raises(InrkitError, match=r"hypernets/hd: expected latents of shape \(B, 3, 4, 4\)"):
         hd(torch.randn(2, 3, 4, 5))
+    mlp = inrkit.build("hypernets", "mlp", context={"inr": inr, "latent_shape": (6,)}, hidden=[4])
+    with pytest.raises(InrkitError, match="hypernets/mlp: expected latents"):
+        mlp(torch.randn(2, 7))
 
 
 def test_hd_weights_roundtrip(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InrkitError
 from ..inrs.base import INR
 
 
@@ -15,6 +16,13 @@ class Hypernet(nn.Module):
     """
 
     inr: INR
+    latent_shape: tuple[int, ...]
+
+    def check_latent(self, z: torch.Tensor) -> None:
+        """A latent batch of the wrong shape is a user error (a mismatched checkpoint or preset)."""
+        if tuple(z.shape[1:]) != tuple(self.latent_shape):
+            shape = ", ".join(map(str, self.latent_shape))
+            raise InrkitError(f"hypernets/{getattr(self, 'registry_name', type(self).__name__)}: expected latents of shape (B, {shape}), got {tuple(z.shape)}")
 
     def evaluate(self, params: dict[str, torch.Tensor], coords: torch.Tensor, chunk: int | None = 65536) -> torch.Tensor:
         return self.inr.evaluate(params, coords, chunk=chunk)

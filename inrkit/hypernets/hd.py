@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..errors import ConfigError, InrkitError
+from ..errors import ConfigError
 from ..inrs.base import INR
 from ..registry import PartConfig
 from ..registry import hypernets as hypernet_registry
@@ -109,8 +109,7 @@ class HyperTransformerDecoder(Hypernet):
         return self.weight_tokens.shape[0]
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        if tuple(z.shape[1:]) != self.latent_shape:
-            raise InrkitError(f"hypernets/hd: expected latents of shape (B, {', '.join(map(str, self.latent_shape))}), got {tuple(z.shape)}")
+        self.check_latent(z)
         b = z.shape[0]
         tokens = self.transformer(self.tokenizer(z), self.weight_tokens.expand(b, -1, -1))
         params = {}

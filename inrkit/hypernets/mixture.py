@@ -23,7 +23,7 @@ from ..inrs.fourier_mlp import FourierFeatures
 from ..registry import PartConfig
 from ..registry import hypernets as hypernet_registry
 from .base import Hypernet
-from .mlp import Activation, ParamMLP, check_latent, mlp_layers
+from .mlp import Activation, ParamMLP, mlp_layers
 
 
 class MixtureConfig(PartConfig):
@@ -55,7 +55,7 @@ class MixtureHypernet(Hypernet):
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Keys ``c{k}.{layer}`` (component k's INR params) and ``gate_latent`` (B, gate_latent_dim)."""
-        check_latent("mixture", self.latent_shape, z)
+        self.check_latent(z)
         z = z.flatten(1)
         out = {"gate_latent": self.gate_latent(z)}
         for k, comp in enumerate(self.components):

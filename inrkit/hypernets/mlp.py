@@ -8,7 +8,6 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..errors import InrkitError
 from ..inrs.base import INR
 from ..registry import PartConfig
 from ..registry import hypernets as hypernet_registry
@@ -59,11 +58,6 @@ class MLPHypernetConfig(PartConfig):
     head_init_scale: float = Field(0.1, ge=0.0, description="spread of the emitted params around the INR init, relative to it")
 
 
-def check_latent(name: str, latent_shape: tuple[int, ...], z: torch.Tensor) -> None:
-    if tuple(z.shape[1:]) != latent_shape:
-        raise InrkitError(f"hypernets/{name}: expected latents of shape (B, {', '.join(map(str, latent_shape))}), got {tuple(z.shape)}")
-
-
 @hypernet_registry.register("mlp", config=MLPHypernetConfig, description="GASP-style MLP hypernetwork: z → every INR parameter")
 class MLPHypernet(Hypernet):
     def __init__(self, cfg: MLPHypernetConfig, *, inr: INR, latent_shape: tuple[int, ...]):
@@ -73,7 +67,7 @@ class MLPHypernet(Hypernet):
         self.net = ParamMLP(math.prod(self.latent_shape), cfg.hidden, cfg.activation, inr, cfg.head_init_scale)
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_latent("mlp", self.latent_shape, z)
+        self.check_latent(z)
         return self.net(z.flatten(1))
 
     def parameter_report(self) -> dict[str, int]:

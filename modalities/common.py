@@ -1,0 +1,114 @@
+"""Helpers shared by the modalities: cell-centre grids, split fields, in-memory datasets, PNG grids."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+import pydantic
+import torch
+from torch.utils.data import Dataset
+
+from inrkit.data import split_indices
+from inrkit.io import atomic_write_bytes
+from inrkit.registry import PartConfig
+
+
+def cell_centres(n: int) -> torch.Tensor:
+    """Centres of ``n`` equal cells tiling [-1, 1] (never the edges, so grids nest under refinement)."""
+    return (torch.arange(n, dtype=torch.float32) * 2 + 1) / n - 1
+
+
+def centre_grid(shape: Sequence[int]) -> torch.Tensor:
+    """(prod(shape), len(shape)) cell-centre coordinates in C order; column k indexes axis k."""
+    axes = [cell_centres(int(n)) for n in shape]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
+
+
+class SplitFields(PartConfig):
+    """Config fields every dataset shares (``inrkit.data.split_indices`` semantics)."""
+
+    split: Literal["train", "val", "all"] = "train"
+    val_fraction: float = pydantic.Field(0.1, ge=0.0, lt=1.0)
+    seed: int = pydantic.Field(0, ge=0)
+
+
+class TensorDataset(Dataset):
+    """A dataset whose items already sit in one float32 tensor (n, c, *grid)."""
+
+    def __init__(self, items: torch.Tensor, meta: dict):
+        self.items = items.to(torch.float32).contiguous()
+        self.meta = meta
+
+    def __len__(self) -> int:
+        return self.items.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.items[i]
+
+
+def select_split(n: int, cfg: SplitFields) -> np.ndarray:
+    return split_indices(n, cfg.split, cfg.val_fraction, cfg.seed)
+
+
+def to_uint8(unit: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Values on [0, 1] (clipped) → uint8."""
+    arr = unit.detach().cpu().float().numpy() if isinstance(unit, torch.Tensor) else np.asarray(unit, dtype=np.float32)
+    return np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def tile(images: np.ndarray, ncol: int | None = None, pad: int = 2, fill: int = 255) -> np.ndarray:
+    """(B, H, W, C) → one (rows·H + pads, cols·W + pads, C) mosaic, near-square by default."""
+    b, h, w, c = images.shape
+    ncol = ncol or int(np.ceil(np.sqrt(b)))
+    nrow = int(np.ceil(b / ncol))
+    out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), fill, dtype=images.dtype)
+    for k in range(b):
+        r, q = divmod(k, ncol)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        out[y : y + h, x : x + w] = images[k]
+    return out
+
+
+def write_png(array: np.ndarray, path: Path) -> Path:
+    """(H, W) / (H, W, 1) / (H, W, 3) uint8 → PNG, written atomically."""
+    from PIL import Image
+
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` (file or directory); it replaces ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / path.name
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def is_prepared_cache(path: Path) -> bool:
+    """Whether ``path`` is a store written by ``inrkit data prepare`` (every domain reads those)."""
+    try:
+        from modalities.cache import is_prepared_cache as check
+    except ModuleNotFoundError as err:
+        if err.name != "modalities.cache":
+            raise
+        return False
+    return bool(check(Path(path)))

@@ -1,0 +1,184 @@
+"""The ``sphere`` domain: a global lat/lon field (ERA5 2 m temperature) on the unit sphere.
+
+Grid order is (latitude, longitude), latitudes north to south (descending, as ERA5 and GASP
+store them), longitudes 0 .. 360 - Δ eastwards. Two latitude layouts:
+
+* ``poles`` (GASP): ``linspace(90, -90, n_lat)``, both poles included;
+* ``centres`` (WeatherBench2's equiangular grids without poles): cell centres
+  90 - (i + 1/2)·180/n_lat.
+
+Coordinates are (cos φ cos λ, cos φ sin λ, sin φ). Model space is
+2·(T - t_min)/(t_max - t_min) - 1 with GASP's constants (202.66 K, 320.93 K); values outside
+that range stay outside, they are not clipped. ``resolution`` R means R latitude rows and 2R
+longitudes (R = 92 → 92 × 184), so a finer sample keeps the grid's aspect.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pydantic
+import torch
+
+from inrkit.domain import Domain
+from inrkit.errors import DataError
+from inrkit.registry import PartConfig, domains
+
+from ..common import is_prepared_cache
+from .metrics import latitude_weights, sphere_metrics
+from .render import render_maps, to_dataset, write_netcdf, write_zarr_store
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
+
+
+class SphereDomainConfig(PartConfig):
+    n_lat: int = pydantic.Field(46, ge=2)
+    n_lon: int = pydantic.Field(90, ge=2)
+    layout: Literal["poles", "centres"] = "poles"
+    variable_units: str = "K"
+    t_min: float = 202.66
+    t_max: float = 320.93
+
+    @pydantic.model_validator(mode="after")
+    def _range(self):
+        if not self.t_max > self.t_min:
+            raise ValueError(f"t_max ({self.t_max}) must exceed t_min ({self.t_min})")
+        return self
+
+
+def looks_like_zarr(path: Path) -> bool:
+    return path.is_dir() and (
+        path.suffix.lower() == ".zarr" or any((path / m).exists() for m in ("zarr.json", ".zgroup", ".zarray", ".zmetadata"))
+    )
+
+
+@domains.register("sphere", config=SphereDomainConfig, description="global lat/lon fields (ERA5 2 m temperature) on the unit sphere")
+class SphereDomain(Domain):
+    coord_dim = 3
+    channels = 1
+    default_likelihood = "gaussian"
+    builtin_dataset = "synthetic"
+
+    def __init__(self, config: SphereDomainConfig):
+        self.config = config
+        self.grid_shape = (config.n_lat, config.n_lon)
+
+    # -- the grid ---------------------------------------------------------------------------
+    def resolve_resolution(self, resolution) -> tuple[int, int]:
+        if resolution is None:
+            return tuple(self.grid_shape)
+        if isinstance(resolution, int):
+            return (resolution, 2 * resolution)
+        sizes = [int(r) for r in resolution]
+        return (sizes[0], 2 * sizes[0]) if len(sizes) == 1 else (sizes[0], sizes[1])
+
+    def latitudes(self, n_lat: int | None = None) -> np.ndarray:
+        """Row latitudes in degrees, north to south."""
+        n = n_lat or self.config.n_lat
+        if self.config.layout == "poles":
+            return np.linspace(90.0, -90.0, n)
+        return 90.0 - (np.arange(n) + 0.5) * 180.0 / n
+
+    def longitudes(self, n_lon: int | None = None) -> np.ndarray:
+        n = n_lon or self.config.n_lon
+        return np.arange(n) * (360.0 / n)
+
+    def lat_weights(self, n_lat: int | None = None) -> torch.Tensor:
+        return torch.from_numpy(latitude_weights(self.latitudes(n_lat))).float()
+
+    def grid(self, resolution=None) -> torch.Tensor:
+        n_lat, n_lon = self.resolve_resolution(resolution)
+        phi = torch.from_numpy(np.deg2rad(self.latitudes(n_lat)))
+        lam = torch.from_numpy(np.deg2rad(self.longitudes(n_lon)))
+        phi, lam = torch.meshgrid(phi, lam, indexing="ij")
+        xyz = torch.stack([phi.cos() * lam.cos(), phi.cos() * lam.sin(), phi.sin()], dim=-1)
+        return xyz.reshape(-1, 3).float()
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Uniform by area: z = sin φ is uniform on [-1, 1] (Archimedes)."""
+        u = torch.rand(n, 2, generator=generator)
+        z = u[:, 0] * 2 - 1
+        lam = u[:, 1] * (2 * torch.pi)
+        r = (1 - z * z).clamp_min(0).sqrt()
+        return torch.stack([r * lam.cos(), r * lam.sin(), z], dim=-1)
+
+    # -- values -----------------------------------------------------------------------------
+    @property
+    def span(self) -> float:
+        return self.config.t_max - self.config.t_min
+
+    def physical(self, grids: torch.Tensor) -> torch.Tensor:
+        """Model space → physical units (kelvin by default)."""
+        return self.config.t_min + (grids + 1) * 0.5 * self.span
+
+    def to_model(self, values):
+        """Physical units → model space (numpy or torch)."""
+        return 2 * (values - self.config.t_min) / self.span - 1
+
+    def metrics(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """psnr_unit[_weighted], psnr_sym[_weighted], rmse_k[_weighted], mse: see sphere/metrics.py."""
+        return sphere_metrics(pred, target, self.lat_weights(pred.shape[-2]), self.span)
+
+    # -- outputs ----------------------------------------------------------------------------
+    def _dataset(self, grids: torch.Tensor, meta: dict | None = None):
+        g = grids.detach().cpu().float()
+        if g.dim() == 3:
+            g = g[:, None]
+        if g.dim() != 4 or g.shape[1] != 1:
+            raise ValueError(f"expected (B, 1, n_lat, n_lon) sphere grids, got {tuple(grids.shape)}")
+        fields = self.physical(g[:, 0]).numpy()
+        lat, lon = self.latitudes(g.shape[-2]), self.longitudes(g.shape[-1])
+        return to_dataset(fields, lat, lon, self.config.variable_units, meta), fields, lat, lon
+
+    def render(self, grids: torch.Tensor, out_dir: Path, stem: str = "samples", meta: dict | None = None) -> list[Path]:
+        """``{stem}.png`` (maps with a colour bar) and ``{stem}.nc`` (CF NetCDF, physical units)."""
+        ds, fields, lat, lon = self._dataset(grids, meta)
+        out_dir = Path(out_dir)
+        png = render_maps(fields, lat, lon, out_dir / f"{stem}.png", self.config.variable_units)
+        nc = write_netcdf(ds, out_dir / f"{stem}.nc")
+        return [png, nc]
+
+    def write_netcdf(self, grids: torch.Tensor, path: Path, meta: dict | None = None) -> Path:
+        return write_netcdf(self._dataset(grids, meta)[0], Path(path))
+
+    def write_zarr(self, grids: torch.Tensor, path: Path, meta: dict | None = None, zarr_format: int | None = None) -> Path:
+        """The NetCDF content as a zarr store (a directory), written atomically."""
+        return write_zarr_store(self._dataset(grids, meta)[0], Path(path), zarr_format)
+
+    def describe(self) -> dict:
+        c = self.config
+        return {
+            **super().describe(),
+            "layout": c.layout,
+            "coordinates": "(cos lat cos lon, cos lat sin lon, sin lat); rows north to south, lon 0..360-d",
+            "value_range": [-1.0, 1.0],
+            "physical": f"{c.variable_units} = t_min + (x + 1) / 2 * (t_max - t_min)",
+            "variable_units": c.variable_units,
+            "t_min": c.t_min,
+            "t_max": c.t_max,
+            "metrics": {
+                "psnr_unit": "dB on [0,1] scaling", "psnr_sym": "dB on [-1,1] scaling (= psnr_unit + 6.02)",
+                "rmse_k": f"RMSE in {c.variable_units}", "*_weighted": "cell-area latitude weights", "mse": "model space",
+            },
+        }
+
+    # -- data -------------------------------------------------------------------------------
+    def dataset_for(self, path: Path) -> str:
+        path = Path(path)
+        if is_prepared_cache(path):
+            return "zarr_cache"
+        if looks_like_zarr(path):
+            return "era5_xarray"
+        if path.is_file():
+            if path.suffix.lower() == ".npz":
+                raise DataError(f"{path}: give the folder of .npz files (GASP layout), not one file")
+            return "era5_xarray"
+        files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        if any(p.suffix.lower() == ".npz" for p in files):
+            return "era5_npz"
+        if any(p.suffix.lower() in NETCDF_SUFFIXES for p in files):
+            return "era5_xarray"
+        raise DataError(
+            f"{path}: no ERA5 data found (expected a NetCDF file, a .zarr store, or a folder of .nc or .npz files)"
+        )

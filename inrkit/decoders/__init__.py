@@ -1,1 +1,2 @@
 """Built-in parts of this kind register on import."""
+from . import conv  # noqa: F401

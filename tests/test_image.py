@@ -100,13 +100,15 @@ def test_render_writes_one_png_mosaic(tmp_path):
     grids[1, 0] = 1.0  # item 1 pure red
     paths = d.render(grids, tmp_path, stem="grid")
     assert paths == [tmp_path / "grid.png"]
-    img = np.asarray(Image.open(paths[0]))
+    with Image.open(paths[0]) as im:
+        img = np.asarray(im)
     ncol = 3  # ceil(sqrt(5))
     assert img.shape == (2 * (8 + 2) + 2, ncol * (6 + 2) + 2, 3)
     assert tuple(img[2, 2]) == (0, 0, 0)  # item 0 black
     assert tuple(img[2, 2 + 8]) == (255, 0, 0)  # item 1 red
     gray = image_domain(channels=1).render(torch.zeros(1, 1, 64, 64), tmp_path, stem="gray")[0]
-    assert Image.open(gray).mode == "L" and Image.open(gray).size == (68, 68)
+    with Image.open(gray) as im:
+        assert im.mode == "L" and im.size == (68, 68)
 
 
 # -- datasets: image folder -------------------------------------------------------------------
@@ -144,6 +146,7 @@ def test_image_folder_uses_train_val_subfolders(kaggle_tree):
     gray = train[[p.name for p in train.files].index("b.png")]
     assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])  # gray → RGB by repetition
     assert train.meta["n_items"] == 3 and "train/" in train.meta["layout"]
+    assert list(both.split_labels) == ["train", "train", "train", "val"]
 
 
 def test_image_folder_resizes_shorter_side_and_crops_centre(tmp_path):

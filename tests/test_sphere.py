@@ -183,8 +183,8 @@ def test_regrids_other_grids_and_converts_celsius(tmp_path):
 def test_folder_of_netcdf_files_concatenates_time(tmp_path):
     d = sphere()
     lat, lon = np.linspace(90, -90, N_LAT), np.arange(N_LON) * 30.0
-    for k in range(2):
-        _wb2_dataset(lat, lon, n_time=2, t0=2 * k).to_netcdf(tmp_path / f"era5_{k}.nc", engine="h5netcdf")
+    for k in range(2):  # names in reverse time order: items still follow time
+        _wb2_dataset(lat, lon, n_time=2, t0=2 - 2 * k).to_netcdf(tmp_path / f"era5_{k}.nc", engine="h5netcdf")
     assert d.dataset_for(tmp_path) == "era5_xarray"
     ds = open_dataset(d, tmp_path, split="all")
     assert len(ds) == 4 and ds.meta["n_files"] == 2

@@ -6,6 +6,7 @@ domain's channels.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +51,16 @@ def to_model_space(unit: torch.Tensor) -> torch.Tensor:
     return (unit * 2 - 1).to(torch.float32).contiguous()
 
 
-def _decode(path: Path, channels: int) -> torch.Tensor:
+def _decode(path: Path, channels: int, hw: tuple[int, int]) -> torch.Tensor:
     """One image file → (c, H, W) float on [0, 1] in the domain's channel count."""
     from PIL import Image
 
     with Image.open(path) as im:
+        if im.format == "JPEG":
+            # let libjpeg downscale while decoding (by 1/2, 1/4, 1/8, never below the cover size):
+            # a 1024² CelebA-HQ JPEG decoded for a 64² grid costs a fraction of a full decode
+            scale = max(hw[0] / im.height, hw[1] / im.width)
+            im.draft(im.mode, (math.ceil(im.width * scale), math.ceil(im.height * scale)))
         im.load()
         if im.mode.startswith("I;16") or im.mode == "I":
             # 16-bit grayscale: PIL's 'L' conversion would clip rather than rescale
@@ -107,8 +113,11 @@ class ImageFolder(Dataset):
                 if not found:
                     raise DataError(f"{root / name}: no images ({', '.join(sorted(exts))}) found in this folder")
             files = parts["train"] + parts["val"] if config.split == "all" else parts[config.split]
+            # the folders' own split travels with the data (``inrkit data prepare`` stores it)
+            self.split_labels = ["train"] * len(parts["train"]) + ["val"] * len(parts["val"]) if config.split == "all" else None
         else:
             layout = "one folder, split by seed"
+            self.split_labels = None
             found = self._find(root, exts)
             if not found:
                 raise DataError(f"{root}: no images ({', '.join(sorted(exts))}) found in this folder")
@@ -152,7 +161,7 @@ class ImageFolder(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         path = self.files[i]
         try:
-            x = _decode(path, self.domain.channels)
+            x = _decode(path, self.domain.channels, tuple(self.domain.grid_shape))
         except Exception as err:
             raise DataError(f"{path}: unreadable or corrupt image ({_first_line(err)})") from None
         return to_model_space(cover_crop(x[None], tuple(self.domain.grid_shape))[0])

@@ -45,10 +45,12 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: floa
     k = gaussian_window(size, sigma, device=x.device)
     c1, c2 = 0.01**2, 0.03**2
 
-    # one separable filtering pass over the five moment maps at once
-    maps = torch.stack([x, y, x * x, y * y, x * y], dim=2).reshape(b * c * 5, 1, h, w)
-    maps = F.conv2d(maps, k.view(1, 1, size, 1))
-    maps = F.conv2d(maps, k.view(1, 1, 1, size))
+    # one separable pass over the five moment maps of every item and channel at once, each map
+    # a channel of a depthwise convolution (several times faster on CPU than a batch of 1-channel maps)
+    n = b * c * 5
+    maps = torch.stack([x, y, x * x, y * y, x * y], dim=2).reshape(1, n, h, w)
+    maps = F.conv2d(maps, k.view(1, 1, size, 1).expand(n, 1, size, 1).contiguous(), groups=n)
+    maps = F.conv2d(maps, k.view(1, 1, 1, size).expand(n, 1, 1, size).contiguous(), groups=n)
     ux, uy, uxx, uyy, uxy = maps.reshape(b, c, 5, *maps.shape[-2:]).unbind(2)
     vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))

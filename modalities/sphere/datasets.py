@@ -151,7 +151,7 @@ class _Source:
 
     def __init__(self, path: Path, cfg: ERA5XarrayConfig):
         self.path = path
-        ds = open_xarray(path)
+        self.ds = ds = open_xarray(path)
         da = _pick_variable(ds, cfg.variable, path)
         self.variable = str(da.name)
         where = f"{path}: variable '{self.variable}'"
@@ -215,31 +215,37 @@ class ERA5Xarray(TensorDataset):
         if not root.exists():
             raise DataError(f"data path does not exist: {root}")
         sources = [_Source(p, config) for p in _sources(root)]
+        if all(s.times is not None and len(s.times) for s in sources):
+            sources.sort(key=lambda s: s.times[0])  # file names need not be chronological
         total = sum(s.n for s in sources)
         if total == 0:
             raise DataError(f"{root}: no time steps" + (f" in time range {config.time}" if config.time else ""))
         keep = select_split(total, config)
         items = np.empty((len(keep), 1, *domain.grid_shape), np.float32)
         offset, filled, times = 0, 0, []
-        for src in sources:
-            where = f"{src.path}: variable '{src.variable}'"
-            shift = unit_offset(src.units, domain.config.variable_units, where)
-            regrid = _regridder(src.lat, src.lon, domain, where)
-            mine = keep[(keep >= offset) & (keep < offset + src.n)] - offset
-            nans = 0
-            for t0 in range(0, src.n, CHUNK_STEPS):
-                block = src.read(t0, min(src.n, t0 + CHUNK_STEPS))
-                nans += int(np.isnan(block).sum())
-                sel = mine[(mine >= t0) & (mine < t0 + len(block))] - t0
-                if nans or not len(sel):
-                    continue
-                items[filled : filled + len(sel), 0] = domain.to_model(regrid(block[sel]) + shift)
-                filled += len(sel)
-            if nans:
-                raise DataError(f"{where} holds {nans} NaN value(s) (missing data); fill or drop them first")
-            if src.times is not None:
-                times.extend(src.times[mine])
-            offset += src.n
+        try:
+            for src in sources:
+                where = f"{src.path}: variable '{src.variable}'"
+                shift = unit_offset(src.units, domain.config.variable_units, where)
+                regrid = _regridder(src.lat, src.lon, domain, where)
+                mine = keep[(keep >= offset) & (keep < offset + src.n)] - offset
+                nans = 0
+                for t0 in range(0, src.n, CHUNK_STEPS):
+                    block = src.read(t0, min(src.n, t0 + CHUNK_STEPS))
+                    nans += int(np.isnan(block).sum())
+                    sel = mine[(mine >= t0) & (mine < t0 + len(block))] - t0
+                    if nans or not len(sel):
+                        continue
+                    items[filled : filled + len(sel), 0] = domain.to_model(regrid(block[sel]) + shift)
+                    filled += len(sel)
+                if nans:
+                    raise DataError(f"{where} holds {nans} NaN value(s) (missing data); fill or drop them first")
+                if src.times is not None:
+                    times.extend(src.times[mine])
+                offset += src.n
+        finally:
+            for src in sources:
+                src.ds.close()  # everything needed is in memory now
         super().__init__(torch.from_numpy(items), _meta(
             domain, config, str(root),
             files=[str(s.path) for s in sources][:20],

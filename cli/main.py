@@ -9,6 +9,7 @@ from .app import app
 # Each module registers its commands on ``cli.app``'s typer objects when imported.
 COMMAND_MODULES = [
     "cli.list_cmd",
+    "cli.data_cmd",
     "cli.scale_cmd",
 ]
 

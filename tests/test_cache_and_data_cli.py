@@ -1,0 +1,190 @@
+"""``inrkit data prepare`` / ``data show`` on every layout, the zarr cache, and one-line errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+import zarr
+
+import inrkit
+from inrkit.data import open_dataset
+from inrkit.errors import DataError
+from modalities.cache import is_prepared_cache, prepare_cache
+from modalities.occupancy.chairs import chair
+from modalities.occupancy.voxelize import boxes_to_voxels
+
+
+def run(capsys, *args):
+    from cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def error_line(err: str) -> str:
+    """The one-line error: exactly one ``error:`` line and no traceback."""
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def occupancy(resolution=32):
+    return inrkit.build("domains", "occupancy", resolution=resolution)
+
+
+def stored(path):
+    return zarr.open_group(str(path), mode="r")
+
+
+def test_voxel_folder_prepare_then_show_from_the_cache(tmp_path, capsys):
+    src = tmp_path / "voxels"
+    (src / "sub").mkdir(parents=True)
+    torch.save(torch.from_numpy(chair(0, 0, 32)).float()[None], src / "a.pt")
+    np.save(src / "b.npy", chair(0, 1, 64).astype(np.uint8))  # 64³ into a 32³ domain
+    torch.save({"occupancy": torch.from_numpy(chair(0, 2, 32))}, src / "c.pt")
+    np.save(src / "sub" / "d.npy", chair(0, 3, 32)[None].astype(np.float32))
+    out = tmp_path / "shapes.zarr"
+    code, _, err = run(capsys, "data", "prepare", "--modality", "occupancy", "--data", src, "--out", out)
+    assert code == 0, err
+    assert is_prepared_cache(out) and occupancy().dataset_for(out) == "zarr_cache"
+    g = stored(out)
+    assert g["data"].shape == (4, 1, 32, 32, 32) and g["data"].chunks == (1, 1, 32, 32, 32)
+    assert g.attrs["domain"]["name"] == "occupancy" and g.attrs["dataset"]["name"] == "voxel_folder"
+    assert g.attrs["count"] == 4 and g.attrs["dataset_meta"]["source_resolution"] == 32
+    direct = open_dataset(occupancy(), src, split="all")
+    assert np.array_equal(g["data"][:], torch.stack([direct[i] for i in range(4)]).numpy())
+    png = tmp_path / "show.png"
+    code, out_text, err = run(capsys, "data", "show", "-m", "occupancy", "--data", out, "--out", png, "--n", 3)
+    assert code == 0, err
+    assert "items     4" in out_text and "(1, 32, 32, 32)" in out_text and "[0, 1]" in out_text
+    assert png.is_file() and png.stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes.zarr", "show.png", "voxels"]  # no meshes left over
+    code, out_text, _ = run(capsys, "data", "show", "-m", "occupancy", "--data", src, "--out", png)
+    assert code == 0 and "voxel_folder" in out_text
+
+
+def test_mesh_folder_prepare(tmp_path, capsys):
+    src = tmp_path / "ShapeNet" / "03001627"
+    for sub in ("m1/models", "m2/models", "m3"):
+        (src / sub).mkdir(parents=True)
+    trimesh.creation.box(extents=(1.0, 2.0, 1.5)).export(src / "m1/models/model_normalized.obj")
+    trimesh.creation.icosphere(subdivisions=2).export(src / "m2/models/model.ply")
+    trimesh.creation.cylinder(radius=0.5, height=2.0, sections=16).export(src / "m3/part.off")
+    out = tmp_path / "meshes.zarr"
+    code, _, err = run(capsys, "data", "prepare", "-m", "occupancy", "--data", src, "--out", out, "--set", "domain.resolution=16")
+    assert code == 0, err
+    data = stored(out)["data"][:]
+    assert data.shape == (3, 1, 16, 16, 16)
+    assert len(list((src / ".inrkit_voxels" / "16").glob("*.npy"))) == 3
+    direct = open_dataset(occupancy(16), src, split="all")
+    assert np.array_equal(data, torch.stack([direct[i] for i in range(3)]).numpy())
+    # normalised: longest side 2·0.95, centred; the closed box voxelises exactly
+    box = boxes_to_voxels(np.array([[[-0.475, -0.95, -0.7125], [0.475, 0.95, 0.7125]]]), 16)
+    assert np.array_equal(data[0, 0], box)
+    fill = data.mean((1, 2, 3, 4))
+    assert fill[1] == pytest.approx(np.pi / 6 * 0.95**3, rel=0.06)  # ball of radius 0.95
+    assert fill[2] == pytest.approx(np.pi * 0.475**2 * 1.9 / 8, rel=0.15)  # cylinder
+
+
+def test_chairs_cache_splits_workers_overwrite_and_shape_check(tmp_path, capsys):
+    out = tmp_path / "chairs.zarr"
+    args = ["data", "prepare", "-m", "occupancy", "--out", out, "--set", "domain.resolution=16", "--set", "data.n_items=10",
+            "--chunk-items", 4]
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    assert stored(out)["data"].chunks == (4, 1, 16, 16, 16)
+    d = occupancy(16)
+    for split in ("train", "val", "all"):
+        source = open_dataset(d, None, split=split, n_items=10)
+        cache = open_dataset(d, out, split=split)
+        assert len(cache) == len(source)
+        assert all(torch.equal(cache[i], source[i]) for i in range(len(cache)))
+    assert len(open_dataset(d, out, split="val", val_fraction=0.5)) == 5
+    loader = torch.utils.data.DataLoader(open_dataset(d, out, split="all"), batch_size=3, num_workers=2)
+    batches = torch.cat(list(loader))
+    assert batches.shape == (10, 1, 16, 16, 16) and torch.equal(batches[7], open_dataset(d, None, split="all")[7])
+    # the cache's grid must match the domain's
+    code, _, err = run(capsys, "data", "show", "-m", "occupancy", "--data", out, "--out", tmp_path / "x.png")
+    line = error_line(err)
+    assert code == 2 and "(1, 16, 16, 16)" in line and "(1, 32, 32, 32)" in line and "chairs.zarr" in line
+    with pytest.raises(DataError, match="prepared for the 'occupancy' domain, not 'image'"):
+        open_dataset(inrkit.build("domains", "image", resolution=16, channels=1), out)
+    # an existing output is kept unless --overwrite
+    code, _, err = run(capsys, *args[:-2], "--set", "data.n_items=5")
+    assert code == 2 and "--overwrite" in error_line(err) and stored(out).attrs["count"] == 10
+    code, _, err = run(capsys, *args, "--set", "data.n_items=5", "--overwrite")
+    assert code == 0, err
+    assert stored(out).attrs["count"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chairs.zarr"]
+
+
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys):
+    out = tmp_path / "out" / "store.zarr"
+    prepare = ["data", "prepare", "-m", "occupancy", "--out", out]
+    missing = tmp_path / "nowhere"
+    code, _, err = run(capsys, *prepare, "--data", missing)
+    assert code == 2 and str(missing) in error_line(err) and "does not exist" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, *prepare, "--data", empty)
+    assert code == 2 and "empty" in error_line(err) and "no voxel tensors" in err
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    np.save(wrong / "flat.npy", np.zeros((32, 32, 8), dtype=np.float32))
+    code, _, err = run(capsys, *prepare, "--data", wrong)
+    assert code == 2 and "flat.npy" in error_line(err) and "(32, 32, 8)" in err
+    # a bad file met half-way through writing: nothing half-written is left behind
+    late = tmp_path / "late"
+    late.mkdir()
+    torch.save(torch.zeros(1, 32, 32, 32), late / "a.pt")
+    torch.save(torch.zeros(2, 32, 32, 32), late / "b.pt")
+    code, _, err = run(capsys, *prepare, "--data", late)
+    assert code == 2 and "b.pt" in error_line(err) and "(2, 32, 32, 32)" in err
+    assert not out.exists() and list(out.parent.iterdir()) == []
+    code, _, err = run(capsys, *prepare, "--set", "resolution=64")
+    assert code == 2 and "domain.KEY" in error_line(err)
+    code, _, err = run(capsys, *prepare, "--set", "data.n_itemz=3")
+    assert code == 2 and "n_itemz" in error_line(err)
+    code, _, err = run(capsys, "data", "show", "-m", "occupancy", "--data", tmp_path / "wrong" / "flat.npy")
+    assert code == 2 and "flat.npy" in error_line(err)
+    code, _, err = run(capsys, "data", "show", "-m", "voxels")
+    assert code == 2 and "unknown domain 'voxels'" in error_line(err)
+    assert not out.exists()
+
+
+def test_prepare_cache_api_refuses_existing_output(tmp_path):
+    ds = open_dataset(occupancy(8), None, split="all", n_items=2)
+    path = prepare_cache(ds, tmp_path / "a.zarr", meta={"domain": {"name": "occupancy"}})
+    assert is_prepared_cache(path) and not is_prepared_cache(tmp_path)
+    with pytest.raises(DataError, match="output exists"):
+        prepare_cache(ds, path, meta={})
+    assert torch.equal(open_dataset(occupancy(8), path, split="all")[1], ds[1])
+
+
+def test_image_builtin_prepare_and_show(tmp_path, capsys):
+    out = tmp_path / "faces.zarr"
+    sets = ["--set", "domain.resolution=16", "--set", "data.n_items=6"]
+    code, _, err = run(capsys, "data", "prepare", "-m", "image", "--out", out, *sets)
+    assert code == 0, err
+    assert stored(out)["data"].shape == (6, 3, 16, 16)
+    png = tmp_path / "faces.png"
+    code, text, err = run(capsys, "data", "show", "-m", "image", "--data", out, "--out", png, "--set", "domain.resolution=16")
+    assert code == 0, err
+    assert "items     6" in text and "(3, 16, 16)" in text and "physical" in text and png.is_file()
+
+
+def test_sphere_builtin_prepare_and_show(tmp_path, capsys):
+    out = tmp_path / "t2m.zarr"
+    sets = ["--set", "domain.n_lat=12", "--set", "domain.n_lon=24"]
+    code, _, err = run(capsys, "data", "prepare", "-m", "sphere", "--out", out, *sets, "--set", "data.n_items=4")
+    assert code == 0, err
+    assert stored(out)["data"].shape == (4, 1, 12, 24)
+    png = tmp_path / "t2m.png"
+    code, text, err = run(capsys, "data", "show", "-m", "sphere", "--data", out, "--out", png, *sets)
+    assert code == 0, err
+    assert "items     4" in text and "physical" in text and png.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t2m.png", "t2m.zarr"]

@@ -188,3 +188,20 @@ def test_sphere_builtin_prepare_and_show(tmp_path, capsys):
     assert code == 0, err
     assert "items     4" in text and "physical" in text and png.is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t2m.png", "t2m.zarr"]
+
+
+def test_a_source_with_its_own_split_keeps_it_in_the_cache(tmp_path, capsys):
+    from PIL import Image
+
+    for split, n in (("train", 3), ("val", 2)):
+        (tmp_path / "imgs" / split).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((8, 8), 40 * i + (100 if split == "val" else 0), np.uint8)).save(tmp_path / "imgs" / split / f"{i}.png")
+    out = tmp_path / "imgs.zarr"
+    sets = ["--set", "domain.resolution=8", "--set", "domain.channels=1"]
+    code, _, err = run(capsys, "data", "prepare", "-m", "image", "--data", tmp_path / "imgs", "--out", out, *sets)
+    assert code == 0, err
+    assert stored(out)["split"][:].tolist() == [0, 0, 0, 1, 1]
+    d = inrkit.build("domains", "image", resolution=8, channels=1)
+    val = open_dataset(d, out, split="val")
+    assert len(val) == 2 and torch.equal(val[1], open_dataset(d, tmp_path / "imgs", split="val")[1])

@@ -82,7 +82,7 @@ def test_metrics_constant_offset_hand_computed():
     m = d.metrics(pred, target)
     span = 320.93 - 202.66
     assert torch.allclose(m["psnr_unit"], torch.tensor([20.0, 40.0]), atol=1e-4)
-    assert torch.allclose(m["psnr_sym"] - m["psnr_unit"], torch.full((2,), 20 * math.log10(2)), atol=1e-4)
+    assert torch.allclose(m["psnr_unit"] - m["psnr_sym"], torch.full((2,), 20 * math.log10(2)), atol=1e-4)
     assert torch.allclose(m["rmse_k"], torch.tensor([0.1 * span, 0.01 * span]), rtol=1e-5)
     assert torch.allclose(m["mse"], torch.tensor([0.04, 0.0004]), rtol=1e-5)
     # a uniform error is the same weighted or not

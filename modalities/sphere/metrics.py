@@ -5,9 +5,10 @@ without latitude weighting; every name here says which:
 
 * ``psnr_unit``: errors of the fields on [0, 1] (GASP's min-max scaling), peak 1:
   10·log10(1 / MSE_unit);
-* ``psnr_sym``: the [-1, 1] convention, peak-to-peak 2 over the same errors:
-  10·log10(2² / MSE_unit) = psnr_unit + 20·log10(2) ≈ psnr_unit + 6.02 dB. (Code that instead
-  puts peak 1 over [-1, 1]-scaled errors lands 6.02 dB *below* psnr_unit: compare with care.)
+* ``psnr_sym``: errors of the fields on [-1, 1] with peak 1, i.e. ``-10·log10(MSE_sym)`` as
+  code that trains on [-1, 1] data usually computes it: MSE_sym = 4·MSE_unit, so
+  psnr_sym = psnr_unit − 20·log10(2) ≈ psnr_unit − 6.02 dB. (Putting the peak-to-peak range 2
+  over [-1, 1] errors gives psnr_unit again; no third number exists.)
 * ``rmse_k``: root mean squared error in kelvin (the domain's physical units);
 * ``*_weighted``: squared errors weighted by cell area (latitude weights with mean 1);
 * ``mse``: model space, unweighted (the scale the likelihood sees).
@@ -53,7 +54,7 @@ def sphere_metrics(pred: torch.Tensor, target: torch.Tensor, lat_weights: torch.
     for suffix, w in (("", None), ("_weighted", lat_weights)):
         mse_unit = _mean_sq(err2, w) / 4.0  # [0, 1] errors are half the model-space ones
         out["psnr_unit" + suffix] = _psnr(mse_unit, 1.0)
-        out["psnr_sym" + suffix] = _psnr(mse_unit, 2.0)
+        out["psnr_sym" + suffix] = _psnr(4.0 * mse_unit, 1.0)
         out["rmse_k" + suffix] = mse_unit.sqrt() * span
     out["mse"] = _mean_sq(err2, None)
     return out

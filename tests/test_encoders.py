@@ -6,6 +6,7 @@ import torch
 
 import inrkit
 from inrkit.errors import ConfigError, DataError
+from inrkit.encoders.pointset import grid_coords
 from inrkit.nn import pad_grid
 
 TINY = dict(base_channels=8, channel_mult=[1, 2, 2], num_res_blocks=1)
@@ -109,3 +110,44 @@ def test_encoder_spec_round_trips():
     again.load_state_dict(enc.state_dict())
     x = torch.randn(1, 1, 46, 90)
     torch.testing.assert_close(enc(x)[0], again(x)[0])
+
+
+# -- the point-set encoder -------------------------------------------------------------------------
+
+def pointset(grid=(8, 12), c=2, **cfg):
+    cfg = {**dict(dim=16, heads=2, depth=1, num_frequencies=3, latent_size=[2, 3]), **cfg}
+    return inrkit.build("encoders", "pointset", context=dict(in_channels=c, grid_shape=grid), **cfg).eval()
+
+
+def test_pointset_encoder_forward_backward_and_grid_equals_points():
+    torch.manual_seed(0)
+    enc = pointset()
+    assert enc.latent_shape == (3, 2, 3)
+    x = torch.randn(2, 2, 8, 12)
+    mean, logvar = enc(x)
+    assert mean.shape == logvar.shape == (2, 3, 2, 3)
+    (mean.sum() + logvar.exp().sum()).backward()
+    assert all(p.grad is not None for p in enc.parameters())
+    values, coords = x.flatten(2).transpose(1, 2), grid_coords((8, 12))
+    assert coords.shape == (96, 2) and coords.min() > -1 and coords.max() < 1
+    torch.testing.assert_close(enc(values, coords)[0], mean)
+    perm = torch.randperm(96)                                   # a set: order does not matter
+    torch.testing.assert_close(enc(values[:, perm], coords[perm])[0], mean, atol=1e-5, rtol=1e-4)
+
+
+def test_pointset_encoder_takes_any_resolution_and_ignores_masked_points():
+    torch.manual_seed(0)
+    enc = pointset()
+    assert enc(torch.randn(1, 2, 33, 17))[0].shape == (1, 3, 2, 3)      # not the grid it was built for
+    x = torch.randn(2, 2, 8, 12)
+    mask = torch.rand(2, 96) < 0.5
+    values = x.flatten(2).transpose(1, 2)
+    changed = torch.where(mask[..., None], values, torch.randn_like(values) * 10)
+    coords = grid_coords((8, 12))
+    a = enc(values, coords, mask)[0]
+    torch.testing.assert_close(enc(changed, coords, mask)[0], a)
+    assert not torch.allclose(enc(changed, coords)[0], a)              # without the mask they count
+    # each sample is encoded on its own: the batch does not leak into it
+    torch.testing.assert_close(enc(values[:1], coords, mask[:1])[0], a[:1], atol=1e-5, rtol=1e-4)
+    with pytest.raises(DataError, match="mask"):
+        enc(values, coords, torch.zeros(2, 96, dtype=torch.bool))

@@ -1,2 +1,2 @@
 """Built-in parts of this kind register on import."""
-from . import conv  # noqa: F401
+from . import conv, pointset  # noqa: F401

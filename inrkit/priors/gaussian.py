@@ -28,6 +28,9 @@ class GaussianPrior(Prior):
         """
         return torch.zeros((), device=z.device, dtype=z.dtype, requires_grad=True)
 
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.loss(z)
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
         """n draws from N(0, I); sampler keywords (steps, eta, ...) are accepted and ignored."""

@@ -9,8 +9,13 @@ from .app import app
 # Each module registers its commands on ``cli.app``'s typer objects when imported.
 COMMAND_MODULES = [
     "cli.list_cmd",
+    "cli.train_cmd",
+    "cli.sample_cmd",
+    "cli.evaluate_cmd",
+    "cli.debug_cmd",
     "cli.data_cmd",
     "cli.scale_cmd",
+    "cli.compare_cmd",
 ]
 
 

@@ -1,0 +1,33 @@
+"""``inrkit debug config``: print the resolved run config that ``inrkit train ldmi`` would use."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+
+from .app import debug_app
+from .train_cmd import resolve_config
+
+
+@debug_app.command("config")
+def debug_config(
+    modality: Optional[str] = typer.Option(None, "--modality", "-m"),
+    data: Optional[Path] = typer.Option(None, "--data"),
+    preset: Optional[str] = typer.Option(None, "--preset"),
+    config: Optional[Path] = typer.Option(None, "--config"),
+    sets: Optional[list[str]] = typer.Option(None, "--set"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    params: bool = typer.Option(False, "--params", help="Also build the model and print its parameter counts."),
+) -> None:
+    """Resolve preset ← --config ← --data ← --set exactly as training does, and print the YAML."""
+    if preset is None and config is None:
+        preset = "paper"
+    cfg = resolve_config(modality, preset, config, sets, data, device)
+    typer.echo(yaml.safe_dump(cfg, sort_keys=False), nl=False)
+    if params:
+        from inrkit_ldmi.model import LDMI
+
+        report = LDMI.from_config(cfg).parameter_report()
+        typer.echo(yaml.safe_dump({"parameters": report}, sort_keys=False), nl=False)

@@ -1,0 +1,127 @@
+"""``inrkit train ldmi``: build the run config (preset ← file ← --data ← --set) and train."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from inrkit.errors import ConfigError
+
+from .app import train_app
+
+STAGES = ("all", "vae", "prior")
+PARADIGMS = ("full", "hyper-transform")
+
+
+def resolve_config(modality: str | None, preset: str | None, config: Path | None, sets: list[str] | None,
+                   data: Path | None, device: str | None) -> dict[str, Any]:
+    """The resolved run config the train command would use (``inrkit debug config`` prints it)."""
+    from inrkit_ldmi.presets import preset_config
+
+    overrides = list(sets or [])
+    if device is not None:
+        overrides.append(f"train.device={device}")
+    return preset_config(modality, preset, overrides, config_file=config, data=data)
+
+
+def default_out(config: dict[str, Any], preset: str | None) -> Path:
+    domain = config["model"]["domain"]["name"]
+    return Path("runs") / f"{domain}-{preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@train_app.command("ldmi")
+def train_ldmi(
+    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image, sphere or occupancy (the domain)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Your data (folder or file); default: the built-in dataset."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Shipped preset: paper (default) or tiny."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML run config merged over the preset."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="Override, e.g. --set train.vae.steps=100 (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/{modality}-{preset}-{time})."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its newest checkpoints."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    stage: str = typer.Option("all", "--stage", help="vae, prior or all."),
+    paradigm: str = typer.Option("full", "--paradigm", help="full (both stages) or hyper-transform."),
+    source: Optional[str] = typer.Option(None, "--from", help="Initial weights: a run directory or a .safetensors file."),
+    devices: int = typer.Option(1, "--devices", min=1, help="Processes (GPUs) on this machine, through torchrun."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (sets train.device)."),
+) -> None:
+    """Train LDMI: stage 1 the VAE (encoder + hypernetwork), stage 2 the latent diffusion prior."""
+    if stage not in STAGES:
+        raise ConfigError(f"--stage must be one of {', '.join(STAGES)}, got '{stage}'")
+    if paradigm not in PARADIGMS:
+        raise ConfigError(f"--paradigm must be one of {', '.join(PARADIGMS)}, got '{paradigm}'")
+    if preset is None and config is None:
+        preset = "paper"
+    if paradigm == "hyper-transform":
+        _hyper_transform(modality=modality, data=data, preset=preset, config_file=config, overrides=list(sets or []),
+                         out=out, resume=resume, overwrite=overwrite, source=source, devices=devices, device=device)
+        return
+    cfg = resolve_config(modality, preset, config, sets, data, device)
+    out = out or default_out(cfg, preset)
+    if devices > 1 and "WORLD_SIZE" not in os.environ:
+        _relaunch(devices, modality=modality, data=data, preset=preset, config=config, sets=sets, out=out,
+                  resume=resume, overwrite=overwrite, stage=stage, source=source, device=device)
+        return
+
+    from inrkit_ldmi.model import LDMI
+
+    model = LDMI.from_config(cfg)
+    stages = None if stage == "all" else (stage,)
+    summary = model.fit(out=out, stages=stages, resume=resume, overwrite=overwrite, init_from=source)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_summary(summary, out)
+
+
+def _hyper_transform(**kwargs) -> None:
+    if importlib.util.find_spec("inrkit_ldmi.hyper_transform") is None:
+        raise ConfigError("--paradigm hyper-transform is not available in this installation (inrkit_ldmi.hyper_transform is missing)")
+    from inrkit_ldmi.hyper_transform import train_hyper_transform
+
+    train_hyper_transform(**kwargs)
+
+
+def _relaunch(devices: int, **opts) -> None:
+    """Run this same command under torchrun with one process per device; every rank trains, rank 0 writes."""
+    args = ["train", "ldmi"]
+    for key, flag in (("modality", "--modality"), ("data", "--data"), ("preset", "--preset"), ("config", "--config"),
+                      ("out", "--out"), ("stage", "--stage"), ("source", "--from"), ("device", "--device")):
+        if opts.get(key) is not None:
+            args += [flag, str(opts[key])]
+    for item in opts.get("sets") or []:
+        args += ["--set", item]
+    for key in ("resume", "overwrite"):
+        if opts.get(key):
+            args.append(f"--{key}")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "cli.main", *args]
+    print("launching: " + " ".join(cmd), file=sys.stderr)
+    code = subprocess.call(cmd)
+    if code != 0:
+        raise typer.Exit(code)
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    console = Console()
+    table = Table(title=f"run {out}")
+    for col in ("stage", "steps", "trained", "wall s", "items/s", "final loss"):
+        table.add_column(col)
+    for name, s in summary["stages"].items():
+        final = s.get("final") or {}
+        loss = final.get("loss")
+        table.add_row(name, str(s.get("steps")), str(s.get("trained_steps", "")), str(s.get("wall_time_s", "-")),
+                      str(s.get("items_per_s", "-")), "-" if loss is None else f"{loss:.4g}")
+    console.print(table)
+    for name, s in summary["stages"].items():
+        held = s.get("heldout")
+        if held:
+            metrics = ", ".join(f"{k} {v['mean']:.4g}±{v['std']:.2g}" for k, v in held.items()
+                                if isinstance(v, dict) and v.get("mean") is not None)
+            console.print(f"held-out reconstructions after {name} ({held.get('n_items')} items): {metrics}")
+    console.print(f"run directory: {out}")

@@ -1,0 +1,61 @@
+"""``inrkit compare``: train LDMI's stage 1 once per hypernetwork on the same data and budget."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from inrkit.errors import ConfigError
+
+from .app import app
+
+
+def parse_seeds(text: str) -> int | list[int]:
+    """``3`` → seeds 0, 1, 2; ``0,5,7`` → those seeds."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds: expected a count (3) or a list (0,5,7), got '{text}'") from None
+    if not values:
+        raise ConfigError(f"--seeds: expected a count (3) or a list (0,5,7), got '{text}'")
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
+@app.command("compare")
+def compare_cmd(
+    hypernets: str = typer.Option("hd,mlp", "--hypernets", help="Comma-separated hypernetworks, e.g. hd,mlp,mixture."),
+    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image, sphere or occupancy (the domain)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Your data (folder or file); default: the built-in dataset."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Shipped preset: paper (default) or tiny."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML run config merged over the preset."),
+    inr: Optional[str] = typer.Option(None, "--inr", help="INR spec for every run, e.g. 'siren:depth=5,width=256'."),
+    budget_steps: Optional[int] = typer.Option(None, "--budget-steps", help="Training steps of every run."),
+    budget_minutes: Optional[float] = typer.Option(None, "--budget-minutes", help="Wall-clock minutes of every run."),
+    seeds: str = typer.Option("3", "--seeds", help="Number of seeds (3 → 0,1,2) or a list (0,5,7)."),
+    sweep: Optional[list[str]] = typer.Option(None, "--sweep", help="Field=values, e.g. inr.width=64,128,256 (repeatable: their product)."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="Override for every run (train.vae.lr=1e-4), or one hypernetwork's (hypernet.mlp.hidden=[256,512])."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default runs/compare-{modality}-{time})."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    keep: str = typer.Option("all", "--keep", help="What runs keep: all, weights (no checkpoints) or logs (no weights)."),
+    resume: bool = typer.Option(False, "--resume", help="Reuse the finished runs of an interrupted comparison."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing comparison folder."),
+) -> None:
+    """Compare hypernetworks (HD vs MLP baselines): parameters, held-out metrics, speed and memory."""
+    from inrkit_ldmi.compare import compare
+    from inrkit_ldmi.compare_report import rich_tables
+
+    console = Console(width=180)
+    if out is None:
+        out = Path("runs") / f"compare-{modality or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    report = compare(hypernets=hypernets, modality=modality, data=data, preset=preset, inr=inr,
+                     budget_steps=budget_steps, budget_minutes=budget_minutes, seeds=parse_seeds(seeds), sweep=sweep,
+                     out=out, set_overrides=sets, device=device, config_file=config, keep=keep, resume=resume,
+                     overwrite=overwrite, log=lambda msg: console.print(msg, highlight=False))
+    for table in rich_tables(report):
+        console.print(table)
+    files = report["files"]
+    written = [files["json"], files["markdown"], *files["reconstructions"]] + ([files["scaling_plot"]] if files["scaling_plot"] else [])
+    console.print(f"wrote {', '.join(str(out / f) for f in written)}", highlight=False)

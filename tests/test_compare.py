@@ -1,0 +1,248 @@
+"""``inrkit compare``: a fair hypernetwork comparison (configs differ only under model.hypernet),
+its report (JSON, markdown, PNGs), sweeps, OOM points, the minutes budget and resume."""
+import json
+
+import pytest
+import torch
+import yaml
+
+import inrkit
+from cli.main import main
+from inrkit.errors import ConfigError
+from inrkit_ldmi import compare as cmp
+from inrkit_ldmi.presets import load_preset
+
+# The tiny preset made tinier: 8x8 gray faces, latent 3x4x4, 2 items a batch, 1 DDIM step for previews.
+TINY = ["model.domain.resolution=8", "model.encoder.base_channels=8", "data.n_items=6", "train.vae.batch_size=2",
+        "train.n_renders=2", "train.sample_steps=1", "train.progress=false", "train.tensorboard=false",
+        "model.prior.model_channels=8"]
+
+
+def run_cli(args):
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def leaves(tree, prefix=""):
+    """Flatten a nested config into {dotted path: value} (written here, independent of compare.py)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out = {}
+    for k, v in tree.items():
+        out.update(leaves(v, f"{prefix}.{k}" if prefix else k))
+    return out
+
+
+def differing(a, b):
+    fa, fb = leaves(a), leaves(b)
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k, "<absent>") != fb.get(k, "<absent>"))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmp") / "sweep"
+    args = ["compare", "--hypernets", "hd,mlp", "-m", "image", "--preset", "tiny", "--budget-steps", "3",
+            "--seeds", "2", "--sweep", "inr.width=8,16", "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    assert run_cli(args) == 0
+    return out
+
+
+def test_cli_sweep_writes_report(swept):
+    report = json.loads((swept / "compare.json").read_text())
+    assert report["settings"]["hypernets"] == ["hd", "mlp"]
+    assert report["settings"]["seeds"] == [0, 1]
+    assert [p["label"] for p in report["points"]] == ["inr.width=8", "inr.width=16"]
+    for point, width in zip(report["points"], (8, 16)):
+        inr = inrkit.build("inrs", "siren", in_dim=2, out_dim=1, width=width, depth=2)
+        hd, mlp = point["results"]
+        assert [hd["hypernet"], mlp["hypernet"]] == ["hd", "mlp"]
+        for row in (hd, mlp):
+            assert row["status"] == "ok"
+            assert row["inr_params"] == inr.num_params
+            assert row["inr_per_hypernet_param"] == pytest.approx(inr.num_params / row["hypernet_params"])
+            assert row["steps"]["mean"] == 3 and row["steps"]["n"] == 2
+            psnr = row["metrics"]["psnr"]
+            assert len(psnr["per_seed"]) == 2 and psnr["std"] is not None and psnr["mean"] > 0
+            assert row["items_per_s"]["mean"] > 0
+            assert row["peak_memory_mb"] is None and row["memory_note"] == "unavailable on cpu"
+            assert row["decode_ms"] > 0
+            assert [r["seed"] for r in row["runs"]] == [0, 1]
+        # GASP's head emits every INR parameter from the last hidden layer (512 + bias).
+        assert mlp["parameter_report"]["head"] == 513 * inr.num_params
+        assert mlp["hypernet_params"] == mlp["parameter_report"]["trunk"] + 513 * inr.num_params
+    hd_small, hd_large = (p["results"][0]["hypernet_params"] for p in report["points"])
+    mlp_small, mlp_large = (p["results"][1]["hypernet_params"] for p in report["points"])
+    assert mlp_large - mlp_small > 10 * (hd_large - hd_small)
+    md = (swept / "compare.md").read_text()
+    assert "| hd |" in md and "| mlp |" in md and "## inr.width=16" in md
+    for name in report["files"]["reconstructions"] + [report["files"]["scaling_plot"]]:
+        assert (swept / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(report["files"]["reconstructions"]) == 2
+
+
+def test_runs_differ_only_in_the_hypernetwork(swept):
+    report = json.loads((swept / "compare.json").read_text())
+    configs = {}
+    for point in report["points"]:
+        for row in point["results"]:
+            for run in row["runs"]:
+                cfg = yaml.safe_load((swept / run["run_dir"] / "config.yaml").read_text())
+                assert cfg["train"]["seed"] == run["seed"]
+                configs[point["label"], row["hypernet"], run["seed"]] = cfg
+    for label in ("inr.width=8", "inr.width=16"):
+        for seed in (0, 1):
+            diff = differing(configs[label, "hd", seed], configs[label, "mlp", seed])
+            assert diff and all(k.startswith("model.hypernet.") for k in diff), diff
+        assert differing(configs[label, "hd", 0], configs[label, "hd", 1]) == ["train.seed"]
+    assert differing(configs["inr.width=8", "mlp", 0], configs["inr.width=16", "mlp", 0]) == ["model.inr.width"]
+    # A run directory is a normal run: the model is rebuilt from it alone.
+    model = inrkit.load_run(swept / "inr.width-16" / "mlp-seed1", device="cpu")
+    assert model.inr.num_params == report["points"][1]["results"][1]["inr_params"]
+
+
+def test_resume_reuses_finished_runs(swept, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(cmp, "train_one", no_training)
+    before = json.loads((swept / "compare.json").read_text())
+    logs = []
+    report = cmp.compare(["hd", "mlp"], "image", preset="tiny", budget_steps=3, seeds=2, sweep="inr.width=8,16",
+                         out=swept, set_overrides=TINY, resume=True, log=logs.append)
+    assert sum("reused" in line for line in logs) == 8
+    assert report["points"][0]["results"][1]["metrics"] == before["points"][0]["results"][1]["metrics"]
+
+
+def test_plan_changes_only_the_hypernet_block():
+    sets = TINY + ["hypernet.mlp.hidden=[16]", "train.vae.lr=0.002", "hypernet.hd.dim=24"]
+    points = cmp.plan_configs(["hd", "mlp", "mixture"], "image", "tiny", None, "siren:width=8", 5, None,
+                              ["inr.depth=2,3"], sets, "cpu")
+    assert [p["label"] for p in points] == ["inr.depth=2", "inr.depth=3"]
+    preset_hd = load_preset("image", "tiny")["model"]["hypernet"]
+    for point in points:
+        cfgs = point["configs"]
+        for a, b in (("hd", "mlp"), ("hd", "mixture"), ("mlp", "mixture")):
+            diff = differing(cfgs[a], cfgs[b])
+            assert diff and all(k.startswith("model.hypernet.") for k in diff), diff
+        assert cfgs["mlp"]["model"]["hypernet"]["hidden"] == [16]
+        assert cfgs["mixture"]["model"]["hypernet"]["hidden"] == [256, 512]  # the registry's VAMoH-sized default
+        hd = cfgs["hd"]["model"]["hypernet"]
+        assert hd["dim"] == 24 and all(hd[k] == v for k, v in preset_hd.items() if k != "dim")
+        for cfg in cfgs.values():
+            assert cfg["train"]["vae"]["lr"] == 0.002 and cfg["train"]["vae"]["steps"] == 5
+            assert cfg["model"]["inr"]["width"] == 8 and cfg["train"]["device"] == "cpu"
+    assert differing(points[0]["configs"]["hd"], points[1]["configs"]["hd"]) == ["model.inr.depth"]
+
+
+def test_check_fair_refuses_other_differences():
+    points = cmp.plan_configs(["hd", "mlp"], "image", "tiny", None, None, 2, None, None, TINY, "cpu")
+    cfgs = points[0]["configs"]
+    cmp.check_fair(cfgs)
+    cfgs["mlp"]["train"]["vae"]["lr"] = 0.5
+    with pytest.raises(ConfigError, match="train.vae.lr"):
+        cmp.check_fair(cfgs)
+
+
+def test_same_seed_same_encoder_init():
+    cfgs = cmp.plan_configs(["hd", "mlp"], "image", "tiny", None, None, 2, None, None, TINY, "cpu")[0]["configs"]
+    models = {}
+    for name in ("hd", "mlp"):
+        for seed in (0, 1):
+            cfg = json.loads(json.dumps(cfgs[name]))
+            cfg["train"]["seed"] = seed
+            models[name, seed] = cmp.build_model(cfg).encoder.state_dict()
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    assert same(models["hd", 0], models["mlp", 0]) and same(models["hd", 1], models["mlp", 1])
+    assert not same(models["hd", 0], models["hd", 1])
+
+
+def test_parse_sweep_and_keys():
+    assert cmp.parse_sweep("inr.width=8,16") == [("model.inr.width", [8, 16])]
+    assert cmp.parse_sweep(["hypernet.mlp.hidden=[8],[16,16]", "train.vae.lr=0.1"]) == [
+        ("hypernet.mlp.hidden", [[8], [16, 16]]), ("train.vae.lr", [0.1])]
+    assert cmp.parse_sweep({"model.beta": [0.1, 1.0]}) == [("model.beta", [0.1, 1.0])]
+    for bad in ("inr.width", "inr.width=", "nonsense.x=1,2"):
+        with pytest.raises(ConfigError):
+            cmp.parse_sweep(bad)
+
+
+def test_oom_point_is_recorded_not_a_crash(tmp_path, monkeypatch):
+    from inrkit_ldmi.model import LDMI
+
+    real_fit = LDMI.fit
+
+    def fit(self, *args, **kwargs):
+        if self.config.hypernet["name"] == "mlp":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LDMI, "fit", fit)
+    report = cmp.compare(["hd", "mlp"], "image", preset="tiny", budget_steps=2, seeds=2, out=tmp_path / "c",
+                         set_overrides=TINY, keep="weights")
+    hd, mlp = report["points"][0]["results"]
+    assert hd["status"] == "ok" and mlp["status"] == "oom"
+    assert mlp["runs"][0]["status"] == "oom" and "not run" in mlp["runs"][1]["note"]
+    assert mlp["hypernet_params"] > 0 and mlp["metrics"] == {}  # counted from the built model, never trained
+    assert "| mlp |" in (tmp_path / "c" / "compare.md").read_text()
+    run = tmp_path / "c" / "hd-seed0"
+    assert (run / "model.safetensors").exists() and not (run / "checkpoints").exists()
+    assert cmp.is_oom(RuntimeError("CUDA error: out of memory")) and cmp.is_oom(MemoryError())
+    assert not cmp.is_oom(RuntimeError("shape mismatch"))
+
+
+def test_other_errors_are_not_swallowed(tmp_path, monkeypatch):
+    from inrkit_ldmi.model import LDMI
+
+    def fit(self, *args, **kwargs):
+        raise RuntimeError("shape mismatch in a bug")
+
+    monkeypatch.setattr(LDMI, "fit", fit)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        cmp.compare(["hd"], "image", preset="tiny", budget_steps=1, seeds=1, out=tmp_path / "c", set_overrides=TINY)
+
+
+def test_minutes_budget_stops_at_wall_time(tmp_path):
+    report = cmp.compare(["hd"], "image", preset="tiny", budget_minutes=1e-5, seeds=[3], out=tmp_path / "c",
+                         set_overrides=TINY)
+    row = report["points"][0]["results"][0]
+    run = row["runs"][0]
+    assert row["status"] == "ok" and run["stopped_by"] == "budget_minutes" and run["seed"] == 3
+    assert 1 <= run["steps_reached"] < cmp.UNBOUNDED_STEPS
+    assert "psnr" in row["metrics"]
+    run_dir = tmp_path / "c" / run["run_dir"]
+    assert (run_dir / "reconstructions" / "after-vae" / "reconstructions.png").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stages"]["vae"]["steps"] == run["steps_reached"]
+    assert inrkit.load_run(run_dir, device="cpu").hypernet.registry_name == "hd"
+
+
+@pytest.mark.parametrize("extra", [
+    ["--hypernets", "hd,hx"],
+    ["--sweep", "inr.width"],
+    ["--set", "hypernet.mixture.n_components=2"],
+    ["--set", "hypernet.mlp.hiden=[8]"],
+    ["--seeds", "two"],
+    ["--budget-steps", "0"],
+    ["--keep", "nothing"],
+], ids=["unknown-hypernet", "bad-sweep", "override-of-absent-hypernet", "misspelt-field", "seeds", "budget", "keep"])
+def test_bad_input_exits_2(tmp_path, extra):
+    args = ["compare", "-m", "image", "--preset", "tiny", "--out", str(tmp_path / "c"), "--hypernets", "hd,mlp", *extra]
+    assert run_cli(args) == 2
+    assert not (tmp_path / "c" / "compare.json").exists()
+
+
+def test_existing_folder_is_not_overwritten(tmp_path):
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert run_cli(["compare", "-m", "image", "--preset", "tiny", "--out", str(out), "--budget-steps", "1"]) == 2
+    assert run_cli(["compare", "-m", "image", "--preset", "tiny", "--out", str(out), "--overwrite"]) == 2
+    assert (out / "notes.txt").read_text() == "mine"

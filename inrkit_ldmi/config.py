@@ -11,6 +11,7 @@ Run config layout (YAML)::
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import pydantic
@@ -32,19 +33,25 @@ PART_KINDS = {
 }
 
 
+class FieldError(ConfigError):
+    """A ConfigError whose message already starts with the config field it is about."""
+
+
 def validate_part(kind: str, spec: Any, where: str) -> dict[str, Any]:
     """A part spec (``{name, **fields}`` or just a name) → its full spec with every default filled."""
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a part spec {{name: ..., <fields>}}, got {spec!r}")
+        raise FieldError(f"{where}: expected a part spec {{name: ..., <fields>}}, got {spec!r}")
     reg = registry(kind)
     if "name" not in spec:
-        raise ConfigError(f"{where}: missing 'name' (known: {', '.join(reg.names())})")
+        raise FieldError(f"{where}: missing 'name' (known: {', '.join(reg.names())})")
     try:
         cfg = reg.validate(spec)
+    except FieldError:
+        raise
     except InrkitError as err:
-        raise ConfigError(f"{where}: {err}") from None
+        raise FieldError(f"{where}: {err}") from None
     return {"name": spec["name"], **cfg.model_dump(mode="json")}
 
 
@@ -75,7 +82,7 @@ class LDMIConfig(PartConfig):
         inr = {"name": self.inr} if isinstance(self.inr, str) else dict(self.inr)
         for key, want, what in (("in_dim", domain.coord_dim, "coordinate dimension"), ("out_dim", domain.channels, "channels")):
             if inr.get(key) is not None and inr[key] != want:
-                raise ConfigError(f"model.inr.{key}={inr[key]} does not match the domain's {what} ({want}); leave it unset")
+                raise FieldError(f"model.inr.{key}={inr[key]} does not match the domain's {what} ({want}); leave it unset")
             inr[key] = want
         self.inr = validate_part("inrs", inr, "model.inr")
         self.encoder = validate_part("encoders", self.encoder, "model.encoder")
@@ -152,11 +159,16 @@ def resolve_run_config(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_YAML11_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def apply_sets(config: dict[str, Any], items: list[str] | None) -> dict[str, Any]:
     """``--set a.b=value`` overrides, merged so that changing a part's ``name`` drops its old fields
     (``--set model.hypernet.name=mlp`` gives the MLP's defaults, not the HD's fields)."""
     for item in items or []:
         keys, value = parse_override(item)
+        if isinstance(value, str) and _YAML11_FLOAT.match(value):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         update: Any = value
         for key in reversed(keys):
             update = {key: update}

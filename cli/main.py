@@ -10,6 +10,7 @@ from .app import app
 COMMAND_MODULES = [
     "cli.list_cmd",
     "cli.train_cmd",
+    "cli.train_ldm_cmd",
     "cli.sample_cmd",
     "cli.evaluate_cmd",
     "cli.debug_cmd",

@@ -1,0 +1,216 @@
+"""A conventional latent diffusion model: encoder + convolutional decoder + latent prior.
+
+The baseline LDMI is measured against, and the pre-trained model that hyper-transforming starts
+from (``inrkit train ldmi --paradigm hyper-transform --from RUN``). Its run config is LDMI's
+with ``model.decoder`` (any registered ``decoders`` part) in place of ``inr`` + ``hypernet``;
+left out, the decoder mirrors the encoder (same name, the fields both configs share).
+
+Training speaks the same stage protocol as LDMI (stage ``vae``: eq. 6 with the conv decoder;
+stage ``prior``: eq. 7 on the frozen encoder's latents), and the prior, sampling, rendering and
+evaluation plumbing is LDMI's own, borrowed function by function: an LDM is not an LDMI (it
+has no INR), so it does not inherit from one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import pydantic
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from inrkit.config import deep_merge, load_yaml
+from inrkit.errors import ConfigError
+from inrkit.likelihoods import gaussian_kl
+from inrkit.registry import PartConfig, models, registry
+
+from .config import apply_sets, build_part, resolve_run_config, validate_part
+from .model import LDMI
+
+
+def mirror_decoder(encoder_spec: dict[str, Any]) -> dict[str, Any]:
+    """The decoder spec that mirrors an encoder: the same registry name, the fields both share."""
+    name = encoder_spec["name"]
+    if name not in registry("decoders"):
+        raise ConfigError(f"model.decoder: no decoder mirrors encoder '{name}'"
+                          f" (decoders: {', '.join(registry('decoders').names())}); give model.decoder")
+    fields = registry("decoders").get(name).config.model_fields
+    return {"name": name, **{k: v for k, v in encoder_spec.items() if k in fields and k != "name"}}
+
+
+class LDMConfig(PartConfig):
+    """The ``model`` section of an LDM run."""
+
+    domain: dict[str, Any] | str
+    encoder: dict[str, Any] | str
+    decoder: dict[str, Any] | str | None = Field(None, description="a decoders part; null = mirror the encoder")
+    prior: dict[str, Any] | str = "diffusion"
+    likelihood: dict[str, Any] | str | None = None
+    beta: float = Field(1e-4, ge=0.0, description="weight of the KL term of the VAE loss (eq. 6)")
+    kl_reduction: Literal["mean", "sum"] = "mean"
+    chunk: int = Field(65536, ge=1, description="unused by a conv decoder; kept so LDMI's plumbing reads it")
+
+    @pydantic.model_validator(mode="after")
+    def _resolve_parts(self):
+        self.domain = validate_part("domains", self.domain, "model.domain")
+        domain = build_part("domains", self.domain)
+        self.encoder = validate_part("encoders", self.encoder, "model.encoder")
+        self.decoder = validate_part("decoders", self.decoder or mirror_decoder(self.encoder), "model.decoder")
+        self.prior = validate_part("priors", self.prior, "model.prior")
+        self.likelihood = validate_part("likelihoods", self.likelihood or domain.default_likelihood, "model.likelihood")
+        return self
+
+
+@models.register("ldm", config=LDMConfig, description="conventional latent diffusion: encoder + conv decoder + prior")
+class LDM(nn.Module):
+    def __init__(self, config: LDMConfig):
+        super().__init__()
+        self.config = config
+        self.domain = build_part("domains", config.domain)
+        grid = tuple(self.domain.grid_shape)
+        self.encoder = build_part("encoders", config.encoder, in_channels=self.domain.channels, grid_shape=grid)
+        self.latent_shape = tuple(int(s) for s in self.encoder.latent_shape)
+        self.decoder = build_part("decoders", config.decoder, out_channels=self.domain.channels, grid_shape=grid,
+                                  latent_shape=self.latent_shape)
+        self.prior = build_part("priors", config.prior, latent_shape=self.latent_shape)
+        self.likelihood = build_part("likelihoods", config.likelihood)
+        self.register_buffer("coords", self.domain.grid().float(), persistent=False)
+        self.run_config: dict[str, Any] | None = None
+        self._eval_data = None
+
+    # -- construction --------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | LDMConfig) -> "LDM":
+        """From an ``LDMConfig``, a model section, or a whole run config (kept for ``fit``)."""
+        if isinstance(config, LDMConfig):
+            return cls(config)
+        run = resolve_run_config(config) if "model" in config else None
+        spec = dict(run["model"] if run else config)
+        name = spec.pop("name", "ldm")
+        if name != "ldm":
+            raise ConfigError(f"model.name: '{name}' is not an LDM model")
+        model = cls(models.validate(spec, name="ldm"))
+        model.run_config = run
+        return model
+
+    @classmethod
+    def from_preset(cls, modality: str, preset: str = "paper", overrides: list[str] | None = None) -> "LDM":
+        return cls.from_config(ldm_run_config(modality, preset, overrides))
+
+    @property
+    def device(self) -> torch.device:
+        return self.coords.device
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        has_prior = any(True for _ in self.prior.parameters())
+        return ("vae", "prior") if has_prior else ("vae",)
+
+    def parameter_report(self) -> dict[str, Any]:
+        def count(m):
+            return sum(p.numel() for p in m.parameters())
+
+        return {"encoder": count(self.encoder), "decoder": count(self.decoder), "prior": count(self.prior),
+                "latent_shape": list(self.latent_shape)}
+
+    # -- the trainer's protocol (stage vae differs from LDMI's only in the decoder) ----------
+    def stage_parameters(self, stage: str) -> Iterable[nn.Parameter]:
+        if stage == "vae":
+            return [*self.encoder.parameters(), *self.decoder.parameters()]
+        if stage == "prior":
+            return list(self.prior.parameters())
+        raise ConfigError(f"LDM has no stage '{stage}' (stages: {', '.join(self.stages)})")
+
+    def vae_loss(self, x: torch.Tensor, points: int | None = None, generator: torch.Generator | None = None):
+        """Eq. 6 with the conv decoder: NLL at (a random subset of) the grid + β·KL(q(z|x) ‖ N(0, I))."""
+        mean, logvar = self.encoder(x)
+        z = self.encoder.reparameterize(mean, logvar)
+        pred = self.domain.from_grid(self.decoder(z))
+        target = self.domain.from_grid(x)
+        if points is not None and points < target.shape[1]:
+            # the decoder renders the whole grid anyway; the subset keeps the loss comparable to LDMI's
+            idx = torch.randperm(target.shape[1], generator=generator)[:points].to(target.device)
+            pred, target = pred[:, idx], target[:, idx]
+        nll = self.likelihood(pred, target)
+        kl = gaussian_kl(mean, logvar, reduction=self.config.kl_reduction)
+        loss = (nll + self.config.beta * kl).mean()
+        return loss, {"nll": nll.mean(), "kl": kl.mean()}
+
+    stage_loss = LDMI.stage_loss
+    prepare_stage = LDMI.prepare_stage
+    after_step = LDMI.after_step
+    preview = LDMI.preview
+    after_stage = LDMI.after_stage
+    _train_cfg = LDMI._train_cfg
+    _render = LDMI._render
+
+    # -- inference -------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, resolution=None, chunk: int | None = None, batch_size: int = 16) -> torch.Tensor:
+        """Latents → model-space grids. A conv decoder knows one grid; other resolutions are
+        interpolated from it (linear in each axis), which is the point LDMI's INRs improve on."""
+        native = tuple(self.domain.grid_shape)
+        shape = self.domain.resolve_resolution(resolution)
+        outs = []
+        for i in range(0, z.shape[0], batch_size):
+            zb = z[i : i + batch_size].to(self.device, torch.float32)
+            values = self.domain.postprocess(self.domain.from_grid(self.decoder(zb).float()))
+            grid = self.domain.to_grid(values, native)
+            if tuple(shape) != native:
+                mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(native)]
+                grid = F.interpolate(grid, size=tuple(shape), mode=mode, align_corners=False)
+            outs.append(grid.cpu())
+        return torch.cat(outs) if outs else torch.empty(0, self.domain.channels, *shape)
+
+    encode = LDMI.encode
+    encode_dataset = LDMI.encode_dataset
+    reconstruct = LDMI.reconstruct
+    sample_latents = LDMI.sample_latents
+    sample = LDMI.sample
+    use_ema_weights = LDMI.use_ema_weights
+    evaluate = LDMI.evaluate
+    fit = LDMI.fit
+
+
+# -- run configs --------------------------------------------------------------------------------
+LDMI_ONLY = ("inr", "hypernet")
+
+
+def ldm_from_ldmi_config(config: dict[str, Any]) -> dict[str, Any]:
+    """An LDMI run config (a preset) → the LDM run config with the same encoder, prior and training."""
+    out = dict(config)
+    model = {k: v for k, v in (config.get("model") or {}).items() if k not in LDMI_ONLY and k != "name"}
+    out["model"] = {"name": "ldm", **model}
+    return out
+
+
+def ldm_run_config(modality: str | None = None, preset: str | None = None, overrides: list[str] | None = None,
+                   config_file: str | Path | None = None, data: str | Path | None = None) -> dict[str, Any]:
+    """The resolved LDM run config: LDMI preset (its encoder, prior, data, training) ← file ← data ← --set.
+
+    LDM runs have no presets of their own: an LDM is the baseline of the same-named LDMI preset.
+    """
+    from .presets import load_preset
+
+    file_cfg = load_yaml(config_file) if config_file is not None else {}
+    file_model = file_cfg.get("model") or {}
+    if file_model.get("name", "ldm") != "ldm":
+        raise ConfigError(f"{config_file}: model.name is '{file_model['name']}', not ldm")
+    domain = file_model.get("domain")
+    file_modality = domain if isinstance(domain, str) else (domain or {}).get("name")
+    modality = modality or file_modality
+    if modality is None:
+        raise ConfigError("--modality is required (or a --config file whose model.domain names it)")
+    if file_modality is not None and file_modality != modality:
+        raise ConfigError(f"--modality {modality} does not match the config's model.domain.name '{file_modality}'")
+    base = {} if (config_file is not None and preset is None) else ldm_from_ldmi_config(load_preset(modality, preset or "paper"))
+    config = deep_merge(base, file_cfg)
+    config.setdefault("model", {}).setdefault("name", "ldm")
+    if isinstance(config["model"].get("domain"), str) or config["model"].get("domain") is None:
+        config["model"]["domain"] = {"name": modality}
+    if data is not None:
+        fields = {k: v for k, v in (file_cfg.get("data") or {}).items() if k != "path"}
+        config["data"] = {"path": str(data), **fields}
+    return resolve_run_config(apply_sets(config, overrides))

@@ -49,7 +49,9 @@ def train_ldmi(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     stage: str = typer.Option("all", "--stage", help="vae, prior or all."),
     paradigm: str = typer.Option("full", "--paradigm", help="full (both stages) or hyper-transform."),
-    source: Optional[str] = typer.Option(None, "--from", help="Initial weights: a run directory or a .safetensors file."),
+    source: Optional[str] = typer.Option(
+        None, "--from", help="full: initial weights (a run directory or .safetensors); hyper-transform: the pre-trained LDM."),
+    prior_from: Optional[str] = typer.Option(None, "--prior-from", help="hyper-transform: a run whose trained prior is used."),
     devices: int = typer.Option(1, "--devices", min=1, help="Processes (GPUs) on this machine, through torchrun."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (sets train.device)."),
 ) -> None:
@@ -62,8 +64,11 @@ def train_ldmi(
         preset = "paper"
     if paradigm == "hyper-transform":
         _hyper_transform(modality=modality, data=data, preset=preset, config_file=config, overrides=list(sets or []),
-                         out=out, resume=resume, overwrite=overwrite, source=source, devices=devices, device=device)
+                         out=out, resume=resume, overwrite=overwrite, source=source, prior_from=prior_from,
+                         devices=devices, device=device, stage=stage)
         return
+    if prior_from is not None:
+        raise ConfigError("--prior-from belongs to --paradigm hyper-transform")
     cfg = resolve_config(modality, preset, config, sets, data, device)
     out = out or default_out(cfg, preset)
     if devices > 1 and "WORLD_SIZE" not in os.environ:

@@ -49,8 +49,17 @@ def evaluate(
         samples = model.sample(n_samples, steps=ddim_steps, seed=seed)
         result["samples"] = {"n": n_samples, "ddim_steps": ddim_steps, "seed": seed,
                              **_sample_metrics(model, samples, val, fid_features)}
+    from inrkit_ldmi.hyper_transform import is_hyper_transform_run
+
+    if is_hyper_transform_run(model.run_config):
+        from inrkit_ldmi.report import hyper_transform_report, print_report
+
+        result["hyper_transform"] = hyper_transform_report(model, dataset=val, steps=ddim_steps, seed=seed,
+                                                           batch_size=batch_size)
     write_json(Path(run) / "eval.json", plain(result))
     _print(result, Path(run) / "eval.json")
+    if "hyper_transform" in result:
+        print_report(result["hyper_transform"])
 
 
 def _sample_metrics(model, samples, val, fid_features) -> dict[str, Any]:

@@ -90,7 +90,9 @@ def _hyper_transform(**kwargs) -> None:
         raise ConfigError("--paradigm hyper-transform is not available in this installation (inrkit_ldmi.hyper_transform is missing)")
     from inrkit_ldmi.hyper_transform import train_hyper_transform
 
-    train_hyper_transform(**kwargs)
+    summary = train_hyper_transform(**kwargs)
+    if "stages" in summary and int(os.environ.get("RANK", "0")) == 0:
+        _print_summary(summary, Path(summary["run_dir"]))
 
 
 def _relaunch(devices: int, **opts) -> None:

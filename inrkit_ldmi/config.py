@@ -110,6 +110,9 @@ class RunConfig(PartConfig):
     model: dict[str, Any]
     data: dict[str, Any] = Field(default_factory=lambda: {"path": None})
     train: dict[str, Any] = Field(default_factory=dict)
+    # how the weights came about; hyper-transform runs also record their source (inrkit_ldmi.hyper_transform)
+    paradigm: Literal["full", "hyper-transform"] = "full"
+    hyper_transform: dict[str, Any] | None = None
 
 
 def resolve_data(data: dict[str, Any], domain) -> dict[str, Any]:
@@ -156,6 +159,7 @@ def resolve_run_config(raw: dict[str, Any]) -> dict[str, Any]:
         "model": model_spec,
         "data": data,
         "train": train.model_dump(mode="json"),
+        **({"paradigm": run.paradigm, "hyper_transform": run.hyper_transform} if run.paradigm != "full" else {}),
     }
 
 

@@ -25,15 +25,14 @@ import pydantic
 import torch
 from torch import nn
 
-from inrkit.config import dump_yaml, parse_override
+from inrkit.config import parse_override
 from inrkit.errors import ConfigError
 from inrkit.io import save_tensors
 from inrkit.registry import PartConfig, format_validation_error
-from inrkit.runs import CONFIG_FILE, read_run_config
 
 from .config import apply_sets, build_part, resolve_run_config
 from .model import LDMI
-from .sources import KIND_DIFFUSERS, Source, check_weights, load_prior, load_source
+from .sources import Source, check_weights, load_prior, load_source
 
 PARADIGM = "hyper-transform"
 SECTION = "hyper_transform"
@@ -248,24 +247,16 @@ def train_hyper_transform(*, source: str | Path | None, modality: str | None = N
         return _relaunch(devices, source=source, modality=modality, data=data, preset=preset, config_file=config_file,
                          overrides=overrides, out=out, resume=resume, overwrite=overwrite, prior_from=prior_from, stage=stage)
 
-    model = build_model(src, cfg, options, prior_weights=None if prior is None else prior[1])
     record = {"source": src.describe(), "adaptation": adaptation, **options.model_dump(mode="json"),
               "source_decoder": src.decoder}
+    cfg = {**cfg, "paradigm": PARADIGM, SECTION: record}  # config.yaml records how the run came about
+    model = build_model(src, cfg, options, prior_weights=None if prior is None else prior[1])
     stages = None if stage == "all" else (stage,)
     summary = model.fit(out=out, stages=stages, resume=resume, overwrite=overwrite, on_step=on_step)
     if int(os.environ.get("RANK", "0")) == 0:
-        _record(out, record, src)
+        # the source's decoder stays with the run, for the HD-vs-decoder report
+        save_tensors(src.decoder_state, Path(out) / SOURCE_DECODER_FILE, metadata={"source": str(src.path), "kind": src.kind})
     return {**summary, "run_dir": str(out), SECTION: record}
-
-
-def _record(run_dir: Path, record: dict[str, Any], source: Source) -> None:
-    """config.yaml gains ``paradigm`` and the hyper-transform record; the source's decoder is kept."""
-    config = read_run_config(run_dir)
-    config["paradigm"] = PARADIGM
-    config[SECTION] = record
-    dump_yaml(config, Path(run_dir) / CONFIG_FILE)
-    save_tensors(source.decoder_state, Path(run_dir) / SOURCE_DECODER_FILE,
-                 metadata={"source": str(source.path), "kind": source.kind})
 
 
 def is_hyper_transform_run(config: dict[str, Any]) -> bool:
@@ -291,5 +282,5 @@ def _relaunch(devices: int, **opts) -> dict[str, Any]:
     return {"run_dir": str(opts["out"]), "relaunched": devices}
 
 
-__all__ = ["HyperTransformLDMI", "HyperTransformOptions", "KIND_DIFFUSERS", "build_model", "hyper_transform_config",
+__all__ = ["HyperTransformLDMI", "HyperTransformOptions", "build_model", "hyper_transform_config",
            "is_hyper_transform_run", "latent_adaptation", "train_hyper_transform"]

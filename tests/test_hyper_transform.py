@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 import inrkit
 from inrkit.errors import ConfigError
+from inrkit_ldmi.config import resolve_run_config
 from inrkit_ldmi.hyper_transform import build_model, hyper_transform_config, train_hyper_transform
 from inrkit_ldmi.model import LDMI
 from inrkit_ldmi.sources import load_source
@@ -66,6 +67,7 @@ def test_cli_from_an_inrkit_ldm_run(ldm_run, tmp_path):
     assert config["paradigm"] == "hyper-transform" and config["model"]["name"] == "ldmi"
     assert config["hyper_transform"]["source"]["kind"] == "inrkit-ldm"
     assert config["hyper_transform"]["source"]["path"] == str(ldm_run.resolve())
+    assert resolve_run_config(config)["hyper_transform"] == config["hyper_transform"]  # the record survives re-resolving
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["stages"]) == ["vae"]  # the source's trained prior is kept, not retrained
 
@@ -75,7 +77,7 @@ def test_cli_from_an_inrkit_ldm_run(ldm_run, tmp_path):
     assert same_tensors(src.prior.state_dict(), ht.prior.state_dict())
     assert ht.sample(2, resolution=64, steps=2, seed=0).shape == (2, 1, 64, 64)
 
-    assert run_cli(["evaluate", str(out)]) == 0
+    assert run_cli(["evaluate", str(out), "--ddim-steps", "2"]) == 0
     report = json.loads((out / "eval.json").read_text())["hyper_transform"]
     for who in ("hd", "conv_decoder"):
         assert set(report["reconstruction"][who]) >= {"psnr", "ssim"}
@@ -125,7 +127,7 @@ def test_cli_from_a_diffusers_autoencoder_adapts_the_tokens(tmp_path):
     expected = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
     expected.update({k: v for k, v in weights.items() if k.startswith("quant_conv.")})
     assert same_tensors(ht.encoder.state_dict(), expected)
-    assert run_cli(["evaluate", str(out)]) == 0
+    assert run_cli(["evaluate", str(out), "--ddim-steps", "2"]) == 0
     assert (out / "hyper_transform_report" / "conv_decoder.png").is_file()
 
 

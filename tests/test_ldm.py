@@ -51,13 +51,13 @@ def test_ldm_vae_stage_learns_and_decodes_at_any_resolution():
     assert {id(p) for p in params} == {id(p) for p in [*model.encoder.parameters(), *model.decoder.parameters()]}
     opt = torch.optim.Adam(params, lr=3e-3)
     first = None
-    for _ in range(25):
+    for _ in range(15):
         loss, logs = model.stage_loss("vae", x)
         first = first if first is not None else float(logs["nll"].detach())
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(logs["nll"].detach()) < 0.5 * first
+    assert float(logs["nll"].detach()) < 0.7 * first
     model.eval()
     z = model.encode(x)
     assert z.shape == (4, *model.latent_shape)

@@ -57,5 +57,5 @@ def compare_cmd(
     for table in rich_tables(report):
         console.print(table)
     files = report["files"]
-    written = [files["json"], files["markdown"], *files["reconstructions"]] + ([files["scaling_plot"]] if files["scaling_plot"] else [])
+    written = [f for f in (files["json"], files["markdown"], files["reconstructions"], files["scaling_plot"]) if f]
     console.print(f"wrote {', '.join(str(out / f) for f in written)}", highlight=False)

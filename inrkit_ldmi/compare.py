@@ -24,6 +24,7 @@ status ``oom`` and the comparison goes on.
 from __future__ import annotations
 
 import copy
+import errno
 import gc
 import itertools
 import math
@@ -363,13 +364,59 @@ def build_model(config: dict[str, Any]):
     return LDMI.from_config(config)
 
 
+def is_disk_full(err: BaseException) -> bool:
+    return getattr(err, "errno", None) == errno.ENOSPC or "no space left on device" in str(err).lower()
+
+
+def _free_disk(path: Path) -> int:
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def preflight(config: dict[str, Any], run_dir: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Parameter counts from a weightless (meta-device) build, and what cannot fit before trying.
+
+    Lower bounds only, in fp32: training holds weights, gradients and two AdamW moments of the
+    trained parameters (more than the card: out of memory, whatever the activations); the run's
+    final checkpoint and weights file hold the weights twice and the moments once (more than the
+    free disk: the run would die writing them).
+    """
+    try:
+        with torch.device("meta"):
+            model = build_model(config)
+    except Exception:  # noqa: BLE001 (a part that cannot be built weightless is simply built for real)
+        return {}, None
+    counts = _param_counts(model)
+    n_all = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.stage_parameters("vae"))
+    del model
+    gb = 2.0**30
+    if device.type == "cuda":
+        need, have = 4 * (n_all + 3 * n_train), torch.cuda.get_device_properties(device).total_memory
+        if need > have:
+            return counts, {"status": "oom", "predicted": True, "error": (
+                f"not run: weights, gradients and AdamW state alone need {need / gb:.1f} GiB, the GPU has {have / gb:.1f} GiB")}
+    need, have = 4 * (2 * n_all + 2 * n_train), _free_disk(run_dir)
+    if need > have:
+        return counts, {"status": "disk", "predicted": True, "error": (
+            f"not run: its checkpoint and weights need {need / gb:.1f} GiB, the disk has {have / gb:.1f} GiB free")}
+    return counts, None
+
+
 def train_one(config: dict[str, Any], run_dir: Path, budget_minutes: float | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Stage 1 of one run config into ``run_dir``; returns its record (status ``ok``, ``oom`` or ``failed``)."""
+    """Stage 1 of one run config into ``run_dir``; returns its record (status ``ok``, ``oom`` (GPU
+    memory), ``disk`` (no room for its checkpoint) or ``failed`` (the loss diverged))."""
     seed = int(config["train"]["seed"])
     steps = int(config["train"]["vae"]["steps"])
     batch = int(config["train"]["vae"]["batch_size"])
     device = resolve_device(config["train"]["device"])
     record: dict[str, Any] = {"seed": seed, "run_dir": str(run_dir), "status": "ok"}
+    counts, problem = preflight(config, run_dir, device)
+    record.update(counts)
+    if problem is not None:
+        return {**record, **problem}
     model = None
     try:
         if device.type == "cuda":
@@ -402,10 +449,13 @@ def train_one(config: dict[str, Any], run_dir: Path, budget_minutes: float | Non
         raise
     except InrkitError as err:  # the trainer's "loss became nan": an outcome of this hypernetwork, not bad input
         record.update(status="failed", error=str(err))
-    except Exception as err:  # noqa: BLE001 (only memory exhaustion is an outcome; the rest is re-raised)
-        if not is_oom(err):
+    except Exception as err:  # noqa: BLE001 (only exhausted memory or disk is an outcome; the rest is re-raised)
+        if is_oom(err):
+            record.update(status="oom", error=str(err).splitlines()[0][:300])
+        elif is_disk_full(err):
+            record.update(status="disk", error=str(err).splitlines()[0][:300])
+        else:
             raise
-        record.update(status="oom", error=str(err).splitlines()[0][:300])
     finally:
         del model
         gc.collect()
@@ -589,10 +639,10 @@ def compare(
                 config = resolve_run_config(config)
                 run_dir = base_dir / f"{_slug(name)}-seed{seed}"
                 where = f"[{done}/{total}] {name} seed {seed}" + (f" at {point['label']}" if point["label"] else "")
-                if runs and runs[-1]["status"] == "oom":
-                    # Deterministic sizes: the next seed would run out of memory the same way.
-                    runs.append({**runs[-1], "seed": seed, "run_dir": None, "note": "not run: an earlier seed ran out of memory"})
-                    log(f"{where}: skipped (out of memory)")
+                if runs and runs[-1]["status"] in ("oom", "disk"):
+                    # Deterministic sizes: the next seed would run out of memory or disk the same way.
+                    runs.append({**runs[-1], "seed": seed, "run_dir": None, "note": f"not run: seed {runs[-1]['seed']} ended with {runs[-1]['status']}"})
+                    log(f"{where}: skipped ({runs[-1]['status']})")
                     continue
                 record = _reusable(run_dir, config) if resume else None
                 if record is not None:
@@ -605,7 +655,7 @@ def compare(
                         _prune(run_dir, keep)
                     if run_dir.exists():
                         write_json(run_dir / RUN_RECORD_FILE, record)
-                    log(f"{where}: {record['status']}")
+                    log(f"{where}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""))
                 runs.append(record)
             decode = decode_timing(point["configs"][name]) if any(r["status"] == "ok" for r in runs) else None
             rows.append(aggregate(name, point["configs"][name]["model"]["hypernet"], runs, decode))

@@ -2,7 +2,6 @@
 and the log-log scaling plot of a sweep. Everything reads the plain-data report of ``compare``."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ from inrkit.io import atomic_write_text
 
 COLUMNS = ("hypernet", "hypernet params", "INR params", "INR/HN", "steps")
 TAIL = ("train items/s", "train peak MiB", "decode ms", "status")
+OUTCOMES = {"oom": "out of memory", "disk": "no room on disk for its checkpoint", "failed": "training diverged"}
 
 
 def fmt_count(n: int | None) -> str:
@@ -76,8 +76,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
         lines.append("")
     files = report.get("files") or {}
-    for png in files.get("reconstructions", []):
-        lines += [f"![reconstructions]({png})", ""]
+    if files.get("reconstructions"):
+        lines += [f"![reconstructions]({files['reconstructions']})", ""]
     if files.get("scaling_plot"):
         lines += [f"![scaling]({files['scaling_plot']})", ""]
     return "\n".join(lines)
@@ -100,10 +100,6 @@ def rich_tables(report: dict[str, Any], max_metrics: int = 3) -> list:
     return out
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "point"
-
-
 def _render_of(out: Path, row: dict[str, Any], stem: str) -> Path | None:
     for run in row["runs"]:
         if run["status"] != "ok" or not run.get("run_dir"):
@@ -116,34 +112,41 @@ def _render_of(out: Path, row: dict[str, Any], stem: str) -> Path | None:
     return None
 
 
-def reconstruction_figure(point: dict[str, Any], out: Path, path: Path) -> Path | None:
-    """Held-out targets on top, then one row per hypernetwork (its first seed), as rendered by the domain."""
+def reconstruction_figure(report: dict[str, Any], out: Path, path: Path) -> Path | None:
+    """One column per point: its held-out targets on top, then each hypernetwork's reconstructions
+    (first seed), as the domain rendered them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    target = next((p for r in point["results"] if (p := _render_of(out, r, "targets")) is not None), None)
-    if target is None:
+    points = report["points"]
+    names = report["settings"]["hypernets"]
+    targets = [next((p for r in point["results"] if (p := _render_of(out, r, "targets")) is not None), None)
+               for point in points]
+    first = next((t for t in targets if t is not None), None)
+    if first is None:
         return None
-    panels = [("targets", target)] + [(r["hypernet"], _render_of(out, r, "reconstructions")) for r in point["results"]]
-    first = plt.imread(target)
-    h, w = first.shape[:2]
-    width = min(10.0, max(2.5, w / 60))
-    row = width * h / w + 0.35  # room for each row's title
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width, row * len(panels) + 0.3), squeeze=False)
-    for ax, (label, png) in zip(axes[:, 0], panels):
-        ax.set_axis_off()
-        ax.set_title(label, loc="left", fontsize=9)
-        if png is None:
-            status = next((r["status"] for r in point["results"] if r["hypernet"] == label), "")
-            ax.text(0.5, 0.5, "out of memory" if status == "oom" else f"no reconstruction ({status})",
-                    ha="center", va="center", transform=ax.transAxes)
-        else:
-            img = plt.imread(png)
-            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
-    if point["label"]:
-        fig.suptitle(point["label"], fontsize=10)
+    h, w = plt.imread(first).shape[:2]
+    width = min(4.0, max(1.6, w / 60))
+    height = width * h / w + 0.35  # room for each panel's title
+    fig, axes = plt.subplots(1 + len(names), len(points), figsize=(width * len(points) + 0.2, height * (1 + len(names)) + 0.2),
+                             squeeze=False)
+    for col, (point, target) in enumerate(zip(points, targets)):
+        rows = {r["hypernet"]: r for r in point["results"]}
+        panels = [("targets", target, "ok")] + [
+            (n, _render_of(out, rows[n], "reconstructions"), rows[n]["status"]) for n in names]
+        for row, (label, png, status) in enumerate(panels):
+            ax = axes[row, col]
+            ax.set_axis_off()
+            title = label if not point["label"] else (f"{label} · {point['label']}" if row == 0 else label)
+            ax.set_title(title, loc="left", fontsize=8)
+            if png is None:
+                ax.text(0.5, 0.5, OUTCOMES.get(status, f"no reconstruction ({status})"),
+                        ha="center", va="center", transform=ax.transAxes, fontsize=8)
+            else:
+                img = plt.imread(png)
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -176,10 +179,10 @@ def scaling_figure(report: dict[str, Any], path: Path) -> Path:
             any_memory = True
             ax_m.plot(*zip(*mem), "o-", color=color, label=name)
         for x, r in pts:
-            if r["status"] == "oom":
+            if r["status"] in OUTCOMES:
                 for ax in (ax_p, ax_m):
                     ax.axvline(x, color=color, ls=":", lw=1)
-                ax_m.plot([], [], ls=":", color=color, label=f"{name}: out of memory")
+                ax_m.plot([], [], ls=":", color=color, label=f"{name}: {OUTCOMES[r['status']]}")
     if xs_all:
         lo, hi = min(xs_all), max(xs_all)
         ax_p.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="= INR params")
@@ -203,15 +206,12 @@ def scaling_figure(report: dict[str, Any], path: Path) -> Path:
 
 
 def write_reports(report: dict[str, Any], out: Path) -> dict[str, Any]:
-    """compare.md, the reconstruction PNGs and (for sweeps) scaling.png; returns their names."""
+    """compare.md, reconstructions.png and (for sweeps) scaling.png; returns their names."""
     out = Path(out)
-    files: dict[str, Any] = {"json": "compare.json", "markdown": "compare.md", "reconstructions": [], "scaling_plot": None}
-    single = len(report["points"]) == 1
-    for point in report["points"]:
-        name = "reconstructions.png" if single else f"reconstructions-{_slug(point['label'])}.png"
-        if reconstruction_figure(point, out, out / name) is not None:
-            files["reconstructions"].append(name)
-    if not single:
+    files: dict[str, Any] = {"json": "compare.json", "markdown": "compare.md", "reconstructions": None, "scaling_plot": None}
+    if reconstruction_figure(report, out, out / "reconstructions.png") is not None:
+        files["reconstructions"] = "reconstructions.png"
+    if len(report["points"]) > 1:
         scaling_figure(report, out / "scaling.png")
         files["scaling_plot"] = "scaling.png"
     report = {**report, "files": files}

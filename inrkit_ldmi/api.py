@@ -45,8 +45,16 @@ def fit(model, data=None, out: str | Path = "runs/ldmi", stages: tuple[str, ...]
         raise ConfigError("model: the run config's model section does not describe this model")
     model.run_config = run_cfg
     train_cfg = LDMITrainConfig(**run_cfg["train"])
+    owns_engine = engine is None
     engine = engine or Engine(train_cfg.device)
+    try:
+        return _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume, overwrite, init_from, on_step)
+    finally:
+        if owns_engine:
+            engine.close()
 
+
+def _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume, overwrite, init_from, on_step):
     order = tuple(model.stages)
     stages = tuple(order if stages in (None, "all", ("all",)) else stages)
     for s in stages:

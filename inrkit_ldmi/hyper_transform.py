@@ -220,6 +220,32 @@ def build_model(source: Source, config: dict[str, Any], options: HyperTransformO
     return model.freeze(prior=prior_state is not None, options=options)
 
 
+def prepare_hyper_transform(source: str | Path, prior_from: str | Path | None = None, modality: str | None = None,
+                            preset: str | None = None, config_file: str | Path | None = None,
+                            data: str | Path | None = None, overrides: list[str] | None = None,
+                            ) -> tuple[HyperTransformLDMI, Source]:
+    """The model ready to ``fit`` (run config with the hyper-transform record set), and its source."""
+    src = load_source(source)
+    prior = load_prior(prior_from) if prior_from is not None else None
+    cfg, options, adaptation = hyper_transform_config(
+        src, modality=modality, preset=preset, config_file=config_file, data=data, overrides=overrides,
+        prior=None if prior is None else (prior[0], prior[2]))
+    if prior_from is not None:
+        src.prior_origin = str(Path(prior_from).expanduser().resolve())
+    elif src.prior is None:
+        src.prior_origin = "trained in this run on the frozen encoder's latents"
+    record = {"source": src.describe(), "adaptation": adaptation, **options.model_dump(mode="json"),
+              "source_decoder": src.decoder}
+    cfg = {**cfg, "paradigm": PARADIGM, SECTION: record}  # config.yaml records how the run came about
+    return build_model(src, cfg, options, prior_weights=None if prior is None else prior[1]), src
+
+
+def keep_source_decoder(run_dir: str | Path, source: Source) -> None:
+    """The source's conv decoder stays with the run, for the HD-vs-decoder report."""
+    save_tensors(source.decoder_state, Path(run_dir) / SOURCE_DECODER_FILE,
+                 metadata={"source": str(source.path), "kind": source.kind})
+
+
 def train_hyper_transform(*, source: str | Path | None, modality: str | None = None, data: str | Path | None = None,
                           preset: str | None = None, config_file: str | Path | None = None,
                           overrides: list[str] | None = None, out: str | Path | None = None, resume: bool = False,
@@ -233,30 +259,18 @@ def train_hyper_transform(*, source: str | Path | None, modality: str | None = N
     if source is None:
         raise ConfigError("--paradigm hyper-transform needs --from SOURCE (an inrkit ldm run or a diffusers AutoencoderKL folder)")
     overrides = list(overrides or []) + ([f"train.device={device}"] if device is not None else [])
-    src = load_source(source)
-    prior = load_prior(prior_from) if prior_from is not None else None
-    cfg, options, adaptation = hyper_transform_config(
-        src, modality=modality, preset=preset, config_file=config_file, data=data, overrides=overrides,
-        prior=None if prior is None else (prior[0], prior[2]))
-    if prior_from is not None:
-        src.prior_origin = str(Path(prior_from).expanduser().resolve())
-    elif src.prior is None:
-        src.prior_origin = "trained in this run on the frozen encoder's latents"
-    out = Path(out) if out is not None else Path("runs") / f"{cfg['model']['domain']['name']}-hyper-transform-{time.strftime('%Y%m%d-%H%M%S')}"
+    model, src = prepare_hyper_transform(source, prior_from=prior_from, modality=modality, preset=preset,
+                                         config_file=config_file, data=data, overrides=overrides)
+    domain = model.run_config["model"]["domain"]["name"]
+    out = Path(out) if out is not None else Path("runs") / f"{domain}-hyper-transform-{time.strftime('%Y%m%d-%H%M%S')}"
     if devices > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch(devices, source=source, modality=modality, data=data, preset=preset, config_file=config_file,
                          overrides=overrides, out=out, resume=resume, overwrite=overwrite, prior_from=prior_from, stage=stage)
-
-    record = {"source": src.describe(), "adaptation": adaptation, **options.model_dump(mode="json"),
-              "source_decoder": src.decoder}
-    cfg = {**cfg, "paradigm": PARADIGM, SECTION: record}  # config.yaml records how the run came about
-    model = build_model(src, cfg, options, prior_weights=None if prior is None else prior[1])
-    stages = None if stage == "all" else (stage,)
-    summary = model.fit(out=out, stages=stages, resume=resume, overwrite=overwrite, on_step=on_step)
+    summary = model.fit(out=out, stages=None if stage == "all" else (stage,), resume=resume, overwrite=overwrite,
+                        on_step=on_step)
     if int(os.environ.get("RANK", "0")) == 0:
-        # the source's decoder stays with the run, for the HD-vs-decoder report
-        save_tensors(src.decoder_state, Path(out) / SOURCE_DECODER_FILE, metadata={"source": str(src.path), "kind": src.kind})
-    return {**summary, "run_dir": str(out), SECTION: record}
+        keep_source_decoder(out, src)
+    return {**summary, "run_dir": str(out), SECTION: model.run_config[SECTION]}
 
 
 def is_hyper_transform_run(config: dict[str, Any]) -> bool:
@@ -283,4 +297,5 @@ def _relaunch(devices: int, **opts) -> dict[str, Any]:
 
 
 __all__ = ["HyperTransformLDMI", "HyperTransformOptions", "build_model", "hyper_transform_config",
-           "is_hyper_transform_run", "latent_adaptation", "train_hyper_transform"]
+           "is_hyper_transform_run", "keep_source_decoder", "latent_adaptation", "prepare_hyper_transform",
+           "train_hyper_transform"]

@@ -14,6 +14,7 @@ from inrkit.errors import ConfigError
 from inrkit_ldmi.config import resolve_run_config
 from inrkit_ldmi.hyper_transform import build_model, hyper_transform_config, train_hyper_transform
 from inrkit_ldmi.model import LDMI
+from inrkit_ldmi.presets import preset_config
 from inrkit_ldmi.sources import load_source
 
 diffusers = pytest.importorskip("diffusers", reason="diffusers (the 'test' extra) writes the AutoencoderKL fixtures")
@@ -68,6 +69,9 @@ def test_cli_from_an_inrkit_ldm_run(ldm_run, tmp_path):
     assert config["hyper_transform"]["source"]["kind"] == "inrkit-ldm"
     assert config["hyper_transform"]["source"]["path"] == str(ldm_run.resolve())
     assert resolve_run_config(config)["hyper_transform"] == config["hyper_transform"]  # the record survives re-resolving
+    # reused as a recipe (train ldmi --config, compare --config), the run's config trains fully: no paradigm record
+    recipe = preset_config(config_file=out / "config.yaml")
+    assert "paradigm" not in recipe and recipe["model"] == config["model"]
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["stages"]) == ["vae"]  # the source's trained prior is kept, not retrained
 

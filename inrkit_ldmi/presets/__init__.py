@@ -51,6 +51,9 @@ def preset_config(
     config file and no ``preset``, the file is taken as complete (no preset underneath).
     """
     file_cfg = load_yaml(config_file) if config_file is not None else {}
+    # a run's config.yaml reused as a recipe: how that run came about is not part of it
+    for key in ("paradigm", "hyper_transform"):
+        file_cfg.pop(key, None)
     file_modality = _domain_name(file_cfg)
     modality = modality or file_modality
     if modality is None:

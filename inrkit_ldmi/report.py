@@ -106,7 +106,11 @@ def hyper_transform_report(model, out: str | Path | None = None, dataset=None, n
     for grids, stem in ((conv, "conv_decoder"), (hd, "hd"), (hd_big, f"hd_{upscale}x")):
         renders += domain.render(grids, out, stem=stem)
     if len(domain.grid_shape) == 2:
-        renders += domain.render(side_by_side([conv, hd, hd_big], big), out, stem="side_by_side")
+        for p in domain.render(side_by_side([conv, hd, hd_big], big), out, stem="side_by_side"):
+            if Path(p).suffix == ".png":
+                renders.append(p)
+            else:  # a triptych is a picture, not data (its NetCDF would carry made-up coordinates)
+                Path(p).unlink()
     hd_s, conv_s = _summary(hd_m), _summary(conv_m)
     report = {
         "source": config[SECTION].get("source"),

@@ -6,7 +6,7 @@ hypernetwork (hd, GASP's mlp, VAMoH's mixture), seed (2) and SIREN width (depth 
 256, 1024), with the same budget (100 steps of 32 items), and measured: parameters, held-out
 PSNR/SSIM, training items/s after warm-up, CUDA peak memory while training, decode time. Points
 that cannot fit the GPU (or the disk, for their checkpoint) are recorded as such. The defaults
-take about 8 minutes on one H100; more widths or seeds take longer (continue with ``--resume``).
+took 413 s on one H200 (benchmarks/results-compare-h200); more widths or seeds take longer.
 
 Writes four files under ``--out`` (compare.json, compare.md, reconstructions.png, scaling.png);
 the run directories go under ``--work`` and keep logs, configs and renders but no weights

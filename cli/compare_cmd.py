@@ -34,7 +34,7 @@ def compare_cmd(
     inr: Optional[str] = typer.Option(None, "--inr", help="INR spec for every run, e.g. 'siren:depth=5,width=256'."),
     budget_steps: Optional[int] = typer.Option(None, "--budget-steps", help="Training steps of every run."),
     budget_minutes: Optional[float] = typer.Option(None, "--budget-minutes", help="Wall-clock minutes of every run."),
-    seeds: str = typer.Option("3", "--seeds", help="Number of seeds (3 → 0,1,2) or a list (0,5,7)."),
+    seeds: str = typer.Option("3", "--seeds", help="Number of seeds (3 → 0,1,2) or a list (0,5,7; one seed: 7,)."),
     sweep: Optional[list[str]] = typer.Option(None, "--sweep", help="Field=values, e.g. inr.width=64,128,256 (repeatable: their product)."),
     sets: Optional[list[str]] = typer.Option(None, "--set", help="Override for every run (train.vae.lr=1e-4), or one hypernetwork's (hypernet.mlp.hidden=[256,512])."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default runs/compare-{modality}-{time})."),

@@ -616,7 +616,8 @@ def compare(
     out = Path(out).expanduser()
     _prepare_out(out, resume=resume, overwrite=overwrite)
     settings = {
-        "hypernets": names, "modality": points[0]["configs"][names[0]]["model"]["domain"]["name"], "preset": preset,
+        "hypernets": names, "modality": points[0]["configs"][names[0]]["model"]["domain"]["name"],
+        "preset": preset if preset is not None or config_file is not None else "paper",
         "config_file": None if config_file is None else str(config_file), "data": None if data is None else str(data),
         "inr": inr, "budget_steps": budget_steps, "budget_minutes": budget_minutes, "seeds": seed_list,
         "sweep": [{"key": k, "values": v} for k, v in parse_sweep(sweep)], "set_overrides": list(set_overrides or []),
@@ -674,8 +675,10 @@ def compare(
 
 def _environment(config: dict[str, Any]) -> dict[str, Any]:
     device = resolve_device(config["train"]["device"])
-    env = {"device": str(device), "torch": torch.__version__, "inrkit": inrkit.__version__,
-           "precision": config["train"].get("precision")}
+    precision = config["train"].get("precision", "auto")
+    if precision == "auto":  # the trainer's rule: bf16 autocast on CUDA, fp32 elsewhere
+        precision = "bf16 autocast" if device.type == "cuda" else "fp32"
+    env = {"device": str(device), "torch": torch.__version__, "inrkit": inrkit.__version__, "precision": precision}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env

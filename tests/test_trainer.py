@@ -204,3 +204,35 @@ def test_optimizer_state_round_trips_without_pickle():
     opt2.load_state_dict(restored)
     assert opt2.param_groups[0]["betas"] == (0.8, 0.95)
     torch.testing.assert_close(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_stage_lr_warmup_then_cosine_to_lr_min():
+    from inrkit.train.config import StageConfig
+    from inrkit.train.trainer import stage_lr
+
+    cfg = StageConfig(steps=110, lr=1.0, warmup=10, lr_schedule="cosine", lr_min=0.1)
+    assert stage_lr(cfg, 5) == pytest.approx(0.5)
+    assert stage_lr(cfg, 10) == pytest.approx(1.0)
+    assert stage_lr(cfg, 60) == pytest.approx(0.55)
+    assert stage_lr(cfg, 110) == pytest.approx(0.1)
+    assert stage_lr(StageConfig(steps=110, lr=1.0, warmup=10), 100) == 1.0
+
+
+def test_max_minutes_ends_a_stage_with_a_checkpoint(tmp_path, monkeypatch):
+    import inrkit.train.trainer as trainer_mod
+
+    clock = {"t": 0.0}
+
+    def fake_clock():  # every call advances 1 s: a stage of 0.05 min stops after a few steps
+        clock["t"] += 1.0
+        return clock["t"]
+
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", fake_clock)
+    cfg = _config()
+    cfg.a = StageConfig(steps=1000, batch_size=3, lr=1e-2, max_minutes=0.05)
+    model, summary = _train(tmp_path / "run", config=cfg, stages=("a",))
+    a = summary["a"]
+    assert a["stopped_early"] == "max_minutes=0.05"
+    assert 0 < a["steps"] < 1000
+    ref = ckpt.latest_checkpoint(tmp_path / "run", "a")
+    assert ref is not None and ref.step == a["steps"]

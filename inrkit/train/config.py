@@ -23,6 +23,13 @@ class StageConfig(PartConfig):
     points: int | None = Field(
         None, ge=1, description="random coordinates per step (null = every grid coordinate)"
     )
+    max_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget of this stage: it ends (with a checkpoint) at the first step past it"
+    )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="after warm-up: constant, or cosine decay to lr_min over `steps`"
+    )
+    lr_min: float = Field(0.0, ge=0)
 
 
 class TrainConfig(PartConfig):

@@ -184,10 +184,11 @@ class Trainer:
         t0 = time.perf_counter()
         last: dict[str, float] = {}
         step = start
+        stopped = None
         try:
             for batch in loader:
                 step += 1
-                lr = cfg.lr * min(1.0, step / cfg.warmup) if cfg.warmup else cfg.lr
+                lr = stage_lr(cfg, step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = to_device(batch, engine.device)
@@ -221,7 +222,18 @@ class Trainer:
                 else:
                     progress.update(step)
 
-                if self.run_dir is not None and (step == cfg.steps or (tc.checkpoint_every and step % tc.checkpoint_every == 0)):
+                out_of_time = False
+                if cfg.max_minutes is not None:
+                    # every rank must stop at the same step: rank 0's clock decides
+                    late = float(time.perf_counter() - t0 > 60.0 * cfg.max_minutes)
+                    out_of_time = engine.all_reduce_mean({"late": late if engine.is_main else 0.0})["late"] > 0
+                    if out_of_time and step % tc.log_every != 0 and step != cfg.steps and window_steps:
+                        elapsed = time.perf_counter() - window_t0
+                        means = engine.all_reduce_mean({k: (v / window_steps).item() for k, v in sums.items()})
+                        items_per_s = window_steps * cfg.batch_size * engine.world_size / max(elapsed, 1e-9)
+                        last = {**means, "lr": lr, "items_per_s": items_per_s}
+                        self.logger.log({"stage": stage, "step": step, **last, "time": time.time()})
+                if self.run_dir is not None and (step == cfg.steps or out_of_time or (tc.checkpoint_every and step % tc.checkpoint_every == 0)):
                     ckpt.save_checkpoint(self.run_dir, stage, step, model=model, optimizer=optimizer, engine=engine,
                                          generators={"train": generator}, keep=tc.keep_checkpoints)
                 if tc.sample_every and step % tc.sample_every == 0 and step != cfg.steps and engine.is_main:
@@ -233,6 +245,9 @@ class Trainer:
                         model.train()
                 if self.on_step is not None:
                     self.on_step(stage, step, last)
+                if out_of_time:
+                    stopped = f"max_minutes={cfg.max_minutes}"
+                    break
         finally:
             progress.close()
             for p, flag in saved_flags.items():
@@ -243,6 +258,7 @@ class Trainer:
             "steps": step,
             "resumed_from": start if resume_from is not None else None,
             "trained_steps": trained,
+            "stopped_early": stopped,
             "wall_time_s": round(wall, 3),
             "items_per_s": round(trained * cfg.batch_size * engine.world_size / max(wall, 1e-9), 3),
             "final": {k: v for k, v in last.items() if k not in ("lr", "items_per_s")},
@@ -258,3 +274,13 @@ class Trainer:
             raise InrkitError(f"stage '{stage}' has no trainable parameters")
         return params
 
+
+
+def stage_lr(cfg: StageConfig, step: int) -> float:
+    """Linear warm-up, then constant or cosine decay to ``lr_min`` at ``cfg.steps``."""
+    if cfg.warmup and step <= cfg.warmup:
+        return cfg.lr * step / cfg.warmup
+    if cfg.lr_schedule == "cosine" and cfg.steps > cfg.warmup:
+        progress = min(1.0, (step - cfg.warmup) / (cfg.steps - cfg.warmup))
+        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
+    return cfg.lr

@@ -10,11 +10,16 @@ from .errors import DataError
 from .registry import build
 
 
-def open_dataset(domain, path: str | Path | None = None, split: str = "train", **overrides: Any):
-    """The domain's built-in dataset when ``path`` is None, else the dataset that reads ``path``.
+def open_dataset(domain, path: str | Path | None = None, split: str = "train", name: str | None = None, **overrides: Any):
+    """The dataset called ``name`` when given (e.g. the built-in ``digits``); else the domain's
+    built-in dataset when ``path`` is None, or the dataset that reads ``path``.
 
     ``overrides`` are dataset config fields (``None`` values are ignored).
     """
+    if name is not None:
+        if path is not None:
+            overrides["path"] = str(Path(path).expanduser())
+        return build("datasets", name, context={"domain": domain}, split=split, **overrides)
     if path is None:
         name = domain.builtin_dataset
         return build("datasets", name, context={"domain": domain}, split=split, **overrides)

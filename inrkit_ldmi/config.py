@@ -11,6 +11,8 @@ Run config layout (YAML)::
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import re
 from typing import Any, Literal
 
@@ -122,12 +124,12 @@ def resolve_data(data: dict[str, Any], domain) -> dict[str, Any]:
         raise ConfigError("data.split: the split is chosen by the trainer (train for training, val for metrics)")
     path = data.get("path")
     fields = {k: v for k, v in data.items() if k != "path"}
-    if path is None:
+    if fields.get("name"):  # a dataset chosen by name, e.g. the built-in digits instead of faces
+        spec = dict(fields) if path is None else {**fields, "path": str(Path(str(path)).expanduser())}
+    elif path is None:
         name = domain.builtin_dataset
         spec = {"name": name, **fields}
     else:
-        from pathlib import Path
-
         p = Path(str(path)).expanduser()
         if not p.exists():
             raise ConfigError(f"data.path: {p} does not exist")

@@ -187,6 +187,9 @@ def hyper_transform_config(source: Source, modality: str | None = None, preset: 
         if source.data is not None and data is None:
             cfg["data"] = copy.deepcopy(source.data)
     cfg = apply_sets(cfg, rest)
+    for key in ("in_dim", "out_dim"):  # the preset resolved them for its own domain: refill for this one
+        if key not in " ".join(rest):
+            cfg["model"]["inr"].pop(key, None)
     domain = build_part("domains", resolve_run_config(cfg)["model"]["domain"])
     if domain.channels != source.in_channels:
         raise ConfigError(

@@ -42,10 +42,6 @@ class Engine:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.device = resolve_device(device, self.local_rank)
-        if self.device.type == "cuda":
-            # fp32 matmuls on tensor cores (TF32): the INR's batched products dominate a step
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
         self._owns_group = False
         if self.world_size > 1 and not dist.is_initialized():
             if self.device.type == "cuda":

@@ -19,11 +19,13 @@ demo: $(STAMP)
 	$(BIN)/inrkit sample demo-run --n 8 --resolution 92
 	@echo "demo outputs: demo-run/ (samples in demo-run/samples/)"
 
+# Two pytest workers with one thread each: tiny tensors gain nothing from intra-op threads,
+# and two processes keep both cores busy.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_cpu.py
+	$(BIN)/inrkit scale --hypernets hd,mlp --inr siren:depth=4,width=256 --latent 3,16,16 --resolution 64
 
 clean:
 	rm -rf $(VENV) demo-run

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,18 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_YAML11_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def parse_value(text: str) -> Any:
     """``--set`` values are YAML scalars/lists: ``3``, ``1e-4``, ``true``, ``[2, 4]``, ``siren``."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str) and _YAML11_FLOAT.match(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
+    return value
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -62,19 +69,23 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` strings to a nested dict (missing levels are created)."""
+    """Apply ``a.b.c=value`` strings to a nested dict (missing levels are created).
+
+    Merged as :func:`deep_merge` does, so ``--set model.hypernet.name=mlp`` replaces the whole
+    part spec (the MLP's defaults, not the HD's fields).
+    """
     out = copy.deepcopy(config)
     for item in overrides or []:
         keys, value = parse_override(item)
-        node = out
+        node: Any = out
         for k in keys[:-1]:
-            nxt = node.get(k)
-            if nxt is None:
-                nxt = node[k] = {}
-            if not isinstance(nxt, dict):
+            node = node.get(k) if isinstance(node, dict) else None
+            if node is not None and not isinstance(node, dict):
                 raise ConfigError(f"--set {item}: '{k}' is a value, not a section")
-            node = nxt
-        node[keys[-1]] = value
+        update: Any = value
+        for key in reversed(keys):
+            update = {key: update}
+        out = deep_merge(out, update)
     return out
 
 

@@ -12,14 +12,12 @@ Run config layout (YAML)::
 from __future__ import annotations
 
 from pathlib import Path
-
-import re
 from typing import Any, Literal
 
 import pydantic
 from pydantic import Field
 
-from inrkit.config import SCHEMA_VERSION, deep_merge, parse_override
+from inrkit.config import SCHEMA_VERSION, apply_overrides
 from inrkit.errors import ConfigError, InrkitError
 from inrkit.registry import PartConfig, format_validation_error, registry
 from inrkit.train import StageConfig, TrainConfig
@@ -165,18 +163,5 @@ def resolve_run_config(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_YAML11_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-
-
-def apply_sets(config: dict[str, Any], items: list[str] | None) -> dict[str, Any]:
-    """``--set a.b=value`` overrides, merged so that changing a part's ``name`` drops its old fields
-    (``--set model.hypernet.name=mlp`` gives the MLP's defaults, not the HD's fields)."""
-    for item in items or []:
-        keys, value = parse_override(item)
-        if isinstance(value, str) and _YAML11_FLOAT.match(value):
-            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
-        update: Any = value
-        for key in reversed(keys):
-            update = {key: update}
-        config = deep_merge(config, update)
-    return config
+# one way to apply --set overrides across inrkit (name changes replace a part's spec)
+apply_sets = apply_overrides

@@ -158,7 +158,7 @@ class SphereDomain(Domain):
             "t_min": c.t_min,
             "t_max": c.t_max,
             "metrics": {
-                "psnr_unit": "dB on [0,1] scaling", "psnr_sym": "dB on [-1,1] scaling (= psnr_unit + 6.02)",
+                "psnr_unit": "dB on [0,1] scaling", "psnr_sym": "dB on [-1,1] scaling, peak 1 (= psnr_unit - 6.02)",
                 "rmse_k": f"RMSE in {c.variable_units}", "*_weighted": "cell-area latitude weights", "mse": "model space",
             },
         }

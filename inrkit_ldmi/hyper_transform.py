@@ -94,17 +94,11 @@ class HyperTransformLDMI(LDMI):
             # fp32 latents, as the frozen prior saw them
             mean, logvar = self.encoder(x.float())
             z = mean if self.options.posterior == "mean" else self.encoder.reparameterize(mean, logvar)
-        coords, target = self.coords, self.domain.from_grid(x)
         perceptual = self.__dict__.get("_perceptual")
-        if points is not None and points < coords.shape[0]:
-            if perceptual is not None:
-                raise ConfigError("hyper_transform.perceptual needs whole images: set train.vae.points=null")
-            idx = torch.randperm(coords.shape[0], generator=generator)[:points].to(coords.device)
-            coords, target = coords[idx], target[:, idx]
-        params = self.hypernet(z)
-        with torch.autocast(device_type=coords.device.type, enabled=False):
-            params = {k: (v.float() if v.is_floating_point() else v) for k, v in params.items()}
-            pred = self.hypernet.evaluate(params, coords, chunk=None)
+        if perceptual is not None and points is not None and points < self.coords.shape[0]:
+            raise ConfigError("hyper_transform.perceptual needs whole images: set train.vae.points=null")
+        coords, target = self._training_points(x, points, generator)
+        pred = self._inr_values(z, coords)
         nll = self.likelihood(pred, target)
         logs = {"nll": nll.mean()}
         loss = nll

@@ -7,13 +7,13 @@ left out, the decoder mirrors the encoder (same name, the fields both configs sh
 
 Training speaks the same stage protocol as LDMI (stage ``vae``: eq. 6 with the conv decoder;
 stage ``prior``: eq. 7 on the frozen encoder's latents), and the prior, sampling, rendering and
-evaluation plumbing is LDMI's own, borrowed function by function: an LDM is not an LDMI (it
-has no INR), so it does not inherit from one.
+evaluation plumbing is shared with LDMI through :class:`inrkit_ldmi.latent_model.LatentModel`:
+an LDM is not an LDMI (it has no INR), so it does not inherit from one.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import pydantic
 import torch
@@ -23,11 +23,10 @@ from torch import nn
 
 from inrkit.config import deep_merge, load_yaml
 from inrkit.errors import ConfigError
-from inrkit.likelihoods import gaussian_kl
 from inrkit.registry import PartConfig, models, registry
 
 from .config import apply_sets, build_part, resolve_run_config, validate_part
-from .model import LDMI
+from .latent_model import LatentModel, count_params, random_points
 
 
 def mirror_decoder(encoder_spec: dict[str, Any]) -> dict[str, Any]:
@@ -64,87 +63,38 @@ class LDMConfig(PartConfig):
 
 
 @models.register("ldm", config=LDMConfig, description="conventional latent diffusion: encoder + conv decoder + prior")
-class LDM(nn.Module):
-    def __init__(self, config: LDMConfig):
-        super().__init__()
-        self.config = config
-        self.domain = build_part("domains", config.domain)
-        grid = tuple(self.domain.grid_shape)
-        self.encoder = build_part("encoders", config.encoder, in_channels=self.domain.channels, grid_shape=grid)
-        self.latent_shape = tuple(int(s) for s in self.encoder.latent_shape)
-        self.decoder = build_part("decoders", config.decoder, out_channels=self.domain.channels, grid_shape=grid,
-                                  latent_shape=self.latent_shape)
-        self.prior = build_part("priors", config.prior, latent_shape=self.latent_shape)
-        self.likelihood = build_part("likelihoods", config.likelihood)
-        self.register_buffer("coords", self.domain.grid().float(), persistent=False)
-        self.run_config: dict[str, Any] | None = None
-        self._eval_data = None
+class LDM(LatentModel):
+    model_name = "ldm"
+    config_class = LDMConfig
+
+    def _build_decoder(self, config: LDMConfig) -> None:
+        self.decoder = build_part("decoders", config.decoder, out_channels=self.domain.channels,
+                                  grid_shape=tuple(self.domain.grid_shape), latent_shape=self.latent_shape)
+
+    def vae_modules(self) -> tuple[nn.Module, ...]:
+        return (self.encoder, self.decoder)
 
     # -- construction --------------------------------------------------------------------
-    @classmethod
-    def from_config(cls, config: dict[str, Any] | LDMConfig) -> "LDM":
-        """From an ``LDMConfig``, a model section, or a whole run config (kept for ``fit``)."""
-        if isinstance(config, LDMConfig):
-            return cls(config)
-        run = resolve_run_config(config) if "model" in config else None
-        spec = dict(run["model"] if run else config)
-        name = spec.pop("name", "ldm")
-        if name != "ldm":
-            raise ConfigError(f"model.name: '{name}' is not an LDM model")
-        model = cls(models.validate(spec, name="ldm"))
-        model.run_config = run
-        return model
-
     @classmethod
     def from_preset(cls, modality: str, preset: str = "paper", overrides: list[str] | None = None) -> "LDM":
         return cls.from_config(ldm_run_config(modality, preset, overrides))
 
-    @property
-    def device(self) -> torch.device:
-        return self.coords.device
-
-    @property
-    def stages(self) -> tuple[str, ...]:
-        has_prior = any(True for _ in self.prior.parameters())
-        return ("vae", "prior") if has_prior else ("vae",)
-
     def parameter_report(self) -> dict[str, Any]:
-        def count(m):
-            return sum(p.numel() for p in m.parameters())
-
-        return {"encoder": count(self.encoder), "decoder": count(self.decoder), "prior": count(self.prior),
-                "latent_shape": list(self.latent_shape)}
+        return {"encoder": count_params(self.encoder), "decoder": count_params(self.decoder),
+                "prior": count_params(self.prior), "latent_shape": list(self.latent_shape)}
 
     # -- the trainer's protocol (stage vae differs from LDMI's only in the decoder) ----------
-    def stage_parameters(self, stage: str) -> Iterable[nn.Parameter]:
-        if stage == "vae":
-            return [*self.encoder.parameters(), *self.decoder.parameters()]
-        if stage == "prior":
-            return list(self.prior.parameters())
-        raise ConfigError(f"LDM has no stage '{stage}' (stages: {', '.join(self.stages)})")
-
     def vae_loss(self, x: torch.Tensor, points: int | None = None, generator: torch.Generator | None = None):
         """Eq. 6 with the conv decoder: NLL at (a random subset of) the grid + β·KL(q(z|x) ‖ N(0, I))."""
         mean, logvar = self.encoder(x)
         z = self.encoder.reparameterize(mean, logvar)
         pred = self.domain.from_grid(self.decoder(z))
         target = self.domain.from_grid(x)
-        if points is not None and points < target.shape[1]:
-            # the decoder renders the whole grid anyway; the subset keeps the loss comparable to LDMI's
-            idx = torch.randperm(target.shape[1], generator=generator)[:points].to(target.device)
+        # the decoder renders the whole grid anyway; the subset keeps the loss comparable to LDMI's
+        idx = random_points(target.shape[1], points, generator, target.device)
+        if idx is not None:
             pred, target = pred[:, idx], target[:, idx]
-        nll = self.likelihood(pred, target)
-        kl = gaussian_kl(mean, logvar, reduction=self.config.kl_reduction)
-        loss = (nll + self.config.beta * kl).mean()
-        return loss, {"nll": nll.mean(), "kl": kl.mean()}
-
-    stage_loss = LDMI.stage_loss
-    prepare_stage = LDMI.prepare_stage
-    after_step = LDMI.after_step
-    preview = LDMI.preview
-    after_stage = LDMI.after_stage
-    _train_cfg = LDMI._train_cfg
-    _render = LDMI._render
+        return self._elbo(pred, target, mean, logvar)
 
     # -- inference -------------------------------------------------------------------------
     @torch.no_grad()
@@ -163,15 +113,6 @@ class LDM(nn.Module):
                 grid = F.interpolate(grid, size=tuple(shape), mode=mode, align_corners=False)
             outs.append(grid.cpu())
         return torch.cat(outs) if outs else torch.empty(0, self.domain.channels, *shape)
-
-    encode = LDMI.encode
-    encode_dataset = LDMI.encode_dataset
-    reconstruct = LDMI.reconstruct
-    sample_latents = LDMI.sample_latents
-    sample = LDMI.sample
-    use_ema_weights = LDMI.use_ema_weights
-    evaluate = LDMI.evaluate
-    fit = LDMI.fit
 
 
 # -- run configs --------------------------------------------------------------------------------

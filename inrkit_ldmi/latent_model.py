@@ -1,0 +1,235 @@
+"""What LDMI and the conventional LDM share: encoder → latents → decoder, and a latent prior.
+
+Both are trained in two stages (``vae``: eq. 6; ``prior``: eq. 7 on the frozen encoder's
+latents) and sampled, rendered and evaluated alike; they differ only in the decoder (a
+hypernetwork + INR, or a conv decoder). A subclass builds its decoder in ``_build_decoder``,
+names the modules stage ``vae`` trains in ``vae_modules``, and supplies ``vae_loss``,
+``decode`` and ``parameter_report``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Iterable
+
+import torch
+from torch import nn
+
+from inrkit.errors import ConfigError
+from inrkit.likelihoods import gaussian_kl
+from inrkit.registry import PartConfig, models
+
+from .config import build_part, resolve_run_config
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def random_points(n: int, points: int | None, generator: torch.Generator | None, device) -> torch.Tensor | None:
+    """Indices of a random subset of ``points`` out of ``n`` grid points, or None to keep them all."""
+    if points is None or points >= n:
+        return None
+    return torch.randperm(n, generator=generator)[:points].to(device)
+
+
+class LatentModel(nn.Module):
+    model_name: ClassVar[str]  # the ``models`` registry name
+    config_class: ClassVar[type[PartConfig]]
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.domain = build_part("domains", config.domain)
+        self.encoder = build_part("encoders", config.encoder, in_channels=self.domain.channels,
+                                  grid_shape=tuple(self.domain.grid_shape))
+        self.latent_shape = tuple(int(s) for s in self.encoder.latent_shape)
+        self._build_decoder(config)
+        self.prior = build_part("priors", config.prior, latent_shape=self.latent_shape)
+        self.likelihood = build_part("likelihoods", config.likelihood)
+        # The training grid; not saved (the domain config rebuilds it).
+        self.register_buffer("coords", self.domain.grid().float(), persistent=False)
+        self.run_config: dict[str, Any] | None = None
+        self._eval_data = None
+
+    def _build_decoder(self, config) -> None:
+        raise NotImplementedError
+
+    def vae_modules(self) -> tuple[nn.Module, ...]:
+        """The modules stage ``vae`` trains."""
+        raise NotImplementedError
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config):
+        """From the model's config object, a model section, or a whole run config (kept for ``fit``)."""
+        if isinstance(config, cls.config_class):
+            return cls(config)
+        run = resolve_run_config(config) if "model" in config else None
+        spec = dict(run["model"] if run else config)
+        name = spec.pop("name", cls.model_name)
+        if name != cls.model_name:
+            raise ConfigError(f"model.name: '{name}' is not an {cls.model_name.upper()} model")
+        model = cls(models.validate(spec, name=cls.model_name))
+        model.run_config = run
+        return model
+
+    @property
+    def device(self) -> torch.device:
+        return self.coords.device
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        # A prior without parameters (the standard normal) has nothing to train.
+        has_prior = any(True for _ in self.prior.parameters())
+        return ("vae", "prior") if has_prior else ("vae",)
+
+    # -- the trainer's protocol ----------------------------------------------------------------
+    def stage_parameters(self, stage: str) -> Iterable[nn.Parameter]:
+        if stage == "vae":
+            return [p for m in self.vae_modules() for p in m.parameters()]
+        if stage == "prior":
+            return list(self.prior.parameters())
+        raise ConfigError(f"{self.model_name.upper()} has no stage '{stage}' (stages: {', '.join(self.stages)})")
+
+    def stage_loss(self, stage: str, batch, points: int | None = None, generator: torch.Generator | None = None):
+        if stage == "vae":
+            return self.vae_loss(batch, points=points, generator=generator)
+        if stage == "prior":
+            mean, logvar = batch
+            z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+            loss = self.prior.loss(z)
+            return loss, {}
+        raise ConfigError(f"{self.model_name.upper()} has no stage '{stage}'")
+
+    def _elbo(self, pred: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor):
+        """Eq. 6's loss from the decoded values: NLL + β·KL(q(z|x) ‖ N(0, I)), with its logs."""
+        nll = self.likelihood(pred, target)
+        kl = gaussian_kl(mean, logvar, reduction=self.config.kl_reduction)
+        loss = (nll + self.config.beta * kl).mean()
+        return loss, {"nll": nll.mean(), "kl": kl.mean()}
+
+    def prepare_stage(self, stage: str, dataset):
+        if stage != "prior":
+            return None
+        mean, logvar = self.encode_dataset(dataset)
+        # Latents standardised once from the (posterior means of the) training set, as LDM does.
+        set_scale = getattr(self.prior, "set_scale", None)
+        if set_scale is not None:
+            set_scale(mean, force=True)
+        return torch.utils.data.TensorDataset(mean.cpu(), logvar.cpu())
+
+    def after_step(self, stage: str) -> None:
+        if stage == "prior":
+            self.prior.update_ema()
+
+    def preview(self, stage: str, step: int, run_dir: Path) -> None:
+        where = Path(run_dir) / "previews" / f"{stage}-{step}"
+        n = self._train_cfg().get("n_renders", 8)
+        self._render(where if stage == "prior" else None, where if stage == "vae" else None, n)
+
+    def after_stage(self, stage: str, run_dir: Path | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self._eval_data is not None and stage == "vae":  # the prior stage leaves reconstructions as they are
+            out["heldout"] = self.evaluate(self._eval_data)
+        if run_dir is not None:
+            run_dir = Path(run_dir)
+            paths = self._render(run_dir / "samples" / f"after-{stage}", run_dir / "reconstructions" / f"after-{stage}",
+                                 self._train_cfg().get("n_renders", 8))
+            out["renders"] = [str(p.relative_to(run_dir)) for p in paths]
+        return out
+
+    def _train_cfg(self) -> dict[str, Any]:
+        return (self.run_config or {}).get("train", {})
+
+    def _render(self, sample_dir: Path | None, recon_dir: Path | None, n: int) -> list[Path]:
+        """Samples from the prior, and held-out reconstructions next to their targets."""
+        paths: list[Path] = []
+        if sample_dir is not None:
+            grids = self.sample(n, steps=self._train_cfg().get("sample_steps", 50), seed=0)
+            paths += self.domain.render(grids, sample_dir, stem="samples")
+        if recon_dir is not None and self._eval_data is not None and len(self._eval_data) > 0:
+            x = torch.stack([self._eval_data[i] for i in range(min(n, len(self._eval_data)))]).float()
+            paths += self.domain.render(self.reconstruct(x), recon_dir, stem="reconstructions")
+            paths += self.domain.render(x, recon_dir, stem="targets")
+        return [Path(p) for p in paths]
+
+    # -- inference -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, sample: bool = False) -> torch.Tensor:
+        """Data grids (B, c, *grid) → latents (posterior means unless ``sample``)."""
+        mean, logvar = self.encoder(x.to(self.device, torch.float32))
+        return self.encoder.reparameterize(mean, logvar) if sample else mean
+
+    @torch.no_grad()
+    def encode_dataset(self, dataset, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        was = self.training
+        self.eval()
+        means, logvars = [], []
+        for i in range(0, len(dataset), batch_size):
+            x = torch.stack([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))])
+            m, lv = self.encoder(x.to(self.device, torch.float32))
+            means.append(m.float())
+            logvars.append(lv.float())
+        self.train(was)
+        return torch.cat(means), torch.cat(logvars)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, resolution=None) -> torch.Tensor:
+        return self.decode(self.encode(x), resolution)
+
+    @torch.no_grad()
+    def sample_latents(self, n: int, steps: int = 50, eta: float = 0.0, seed: int | None = None, use_ema: bool = True) -> torch.Tensor:
+        generator = torch.Generator()  # CPU noise: the same seed gives the same samples on any device
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        return self.prior.sample(n, generator, steps=steps, eta=eta, use_ema=use_ema)
+
+    @torch.no_grad()
+    def sample(self, n: int, resolution=None, steps: int = 50, eta: float = 0.0, seed: int | None = None,
+               use_ema: bool = True) -> torch.Tensor:
+        """n new items as model-space grids (n, c, *shape): prior → z → decoder."""
+        was = self.training
+        self.eval()
+        try:
+            return self.decode(self.sample_latents(n, steps=steps, eta=eta, seed=seed, use_ema=use_ema), resolution)
+        finally:
+            self.train(was)
+
+    def use_ema_weights(self) -> None:
+        """Copy the prior's EMA weights into its live weights (``load_run(..., weights='ema')``)."""
+        ema = getattr(self.prior, "ema", None)
+        if ema is None:
+            raise ConfigError("this prior keeps no EMA weights")
+        ema.copy_to(self.prior.denoiser)
+
+    @torch.no_grad()
+    def evaluate(self, dataset, batch_size: int = 16) -> dict[str, Any]:
+        """Reconstruction metrics on ``dataset`` (mean and std over items of each domain metric)."""
+        was = self.training
+        self.eval()
+        per_item: dict[str, list[torch.Tensor]] = {}
+        try:
+            for i in range(0, len(dataset), batch_size):
+                x = torch.stack([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]).float()
+                rec = self.reconstruct(x)
+                for k, v in self.domain.metrics(rec, x).items():
+                    per_item.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
+        finally:
+            self.train(was)
+        out: dict[str, Any] = {"n_items": len(dataset)}
+        for k, vals in per_item.items():
+            v = torch.cat(vals)
+            out[k] = {"mean": float(v.mean()), "std": float(v.std()) if v.numel() > 1 else 0.0}
+        return out
+
+    # -- training ----------------------------------------------------------------------------------
+    def fit(self, data=None, out: str | Path = "runs/ldmi", stages: tuple[str, ...] | None = None,
+            resume: bool = False, overwrite: bool = False, init_from: str | Path | None = None,
+            engine=None, on_step=None, **train_overrides) -> dict[str, Any]:
+        """Train into the run directory ``out``; see :func:`inrkit_ldmi.api.fit`."""
+        from .api import fit
+
+        return fit(self, data=data, out=out, stages=stages, resume=resume, overwrite=overwrite,
+                   init_from=init_from, engine=engine, on_step=on_step, **train_overrides)

@@ -90,6 +90,17 @@ class ToyBumps(Dataset):
         return self.items[i]
 
 
+def run_cli(args: list[str]) -> int:
+    """Run the ``inrkit`` CLI in-process; its exit code (0 when it returns)."""
+    from cli.main import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
 def toy_run_config(**train) -> dict:
     """A tiny LDMI run config on the toy grid (seconds to train on one core)."""
     return {

@@ -13,19 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
+
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tutorials"
 TUTORIALS = sorted(DOCS.glob("*.md"))
 BLOCK = re.compile(r"```(python|console)\n(.*?)```", re.S)
-
-
-def run_cli(args: list[str]) -> int:
-    from cli.main import main
-
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_tutorials_exist():

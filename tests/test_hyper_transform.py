@@ -17,17 +17,9 @@ from inrkit_ldmi.model import LDMI
 from inrkit_ldmi.presets import preset_config
 from inrkit_ldmi.sources import load_source
 
+from conftest import run_cli
+
 diffusers = pytest.importorskip("diffusers", reason="diffusers (the 'test' extra) writes the AutoencoderKL fixtures")
-
-
-def run_cli(args: list[str]) -> int:
-    from cli.main import main
-
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def sets(items: list[str]) -> list[str]:

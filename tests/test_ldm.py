@@ -10,15 +10,7 @@ from inrkit_ldmi.autoencoder_kl import AutoencoderKLConfig, AutoencoderKLDecoder
 from inrkit_ldmi.ldm import LDM, ldm_run_config, mirror_decoder
 from inrkit_ldmi.sources import _legacy_names
 
-
-def run_cli(args: list[str]) -> int:
-    from cli.main import main
-
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+from conftest import run_cli
 
 
 TINY = ["model.encoder.base_channels=8", "model.prior.model_channels=16", "train.vae.steps=3", "train.prior.steps=2",

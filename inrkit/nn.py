@@ -10,8 +10,9 @@ and zero padding along the others: a sphere has no edge in longitude, but has po
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Annotated, Sequence
 
+import pydantic
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -211,3 +212,53 @@ class Level(nn.Module):
         super().__init__()
         self.resnets = nn.ModuleList()
         self.attentions = nn.ModuleList()
+
+
+# -- the level stacks of the autoencoders (the UNet's carry skips and attention: built in priors/unet.py)
+def resnet_levels(dims: int, chans: Sequence[int], blocks: int, *, down: bool, padding: str = "symmetric",
+                  dropout: float = 0.0, periodic: bool = False) -> tuple[nn.ModuleList, int]:
+    """An autoencoder's level stack: per level ``blocks`` ResnetBlocks to its width, then a stride-2
+    downsample (``down``: an encoder's ``down_blocks``) or an upsample (a decoder's ``up_blocks``),
+    none after the last level. Starts at ``chans[0]`` channels; returns the levels and the channels
+    they end with."""
+    levels, ch = nn.ModuleList(), chans[0]
+    for i, out in enumerate(chans):
+        level = Level()
+        for _ in range(blocks):
+            level.resnets.append(ResnetBlock(dims, ch, out, dropout=dropout, periodic=periodic))
+            ch = out
+        if i < len(chans) - 1 and down:
+            level.downsamplers = nn.ModuleList([Downsample(dims, ch, padding=padding, periodic=periodic)])
+        elif i < len(chans) - 1:
+            level.upsamplers = nn.ModuleList([Upsample(dims, ch, periodic=periodic)])
+        levels.append(level)
+    return levels, ch
+
+
+def run_down(levels: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
+    for level in levels:
+        for block in level.resnets:
+            h = block(h)
+        if hasattr(level, "downsamplers"):
+            h = level.downsamplers[0](h)
+    return h
+
+
+def run_up(levels: nn.ModuleList, h: torch.Tensor, sizes: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``sizes[i]`` is level i's grid; each upsample goes to the next level's exact size."""
+    for i, level in enumerate(levels):
+        for block in level.resnets:
+            h = block(h)
+        if hasattr(level, "upsamplers"):
+            h = level.upsamplers[0](h, size=sizes[i + 1])
+    return h
+
+
+def _positive_multipliers(v: list[int]) -> list[int]:
+    if any(m < 1 for m in v):
+        raise ValueError("every channel multiplier must be >= 1")
+    return v
+
+
+# The ``channel_mult`` field of the configs of networks built from these blocks.
+ChannelMult = Annotated[list[int], pydantic.AfterValidator(_positive_multipliers)]

@@ -17,7 +17,7 @@ from torch import nn
 from inrkit.encoders.base import Encoder
 from inrkit.encoders.conv import LOGVAR_RANGE, check_grid
 from inrkit.errors import ConfigError, DataError
-from inrkit.nn import Downsample, Level, MidBlock, ResnetBlock, Upsample, conv, level_sizes, norm
+from inrkit.nn import MidBlock, conv, level_sizes, norm, resnet_levels, run_down, run_up
 from inrkit.registry import PartConfig, decoders, encoders
 
 
@@ -62,16 +62,7 @@ class AutoencoderKLEncoder(Encoder):
         chans = cfg.block_out_channels
         self.latent_shape = (cfg.latent_channels, *level_sizes(self.grid_shape, len(chans), "asymmetric")[-1])
         self.conv_in = conv(2, self.in_channels, chans[0])
-        self.down_blocks = nn.ModuleList()
-        ch = chans[0]
-        for i, out in enumerate(chans):
-            level = Level()
-            for _ in range(cfg.layers_per_block):
-                level.resnets.append(ResnetBlock(2, ch, out))
-                ch = out
-            if i < len(chans) - 1:
-                level.downsamplers = nn.ModuleList([Downsample(2, ch, padding="asymmetric")])
-            self.down_blocks.append(level)
+        self.down_blocks, ch = resnet_levels(2, chans, cfg.layers_per_block, down=True, padding="asymmetric")
         self.mid_block = MidBlock(2, ch, attention=cfg.mid_block_add_attention)
         self.conv_norm_out = norm(ch)
         self.conv_out = conv(2, ch, 2 * cfg.latent_channels)
@@ -81,12 +72,7 @@ class AutoencoderKLEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise DataError(f"encoders/autoencoder_kl: expected (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        h = self.conv_in(x)
-        for level in self.down_blocks:
-            for block in level.resnets:
-                h = block(h)
-            if hasattr(level, "downsamplers"):
-                h = level.downsamplers[0](h)
+        h = run_down(self.down_blocks, self.conv_in(x))
         h = self.conv_out(F.silu(self.conv_norm_out(self.mid_block(h))))
         if self.quant_conv is not None:
             h = self.quant_conv(h)
@@ -113,15 +99,7 @@ class AutoencoderKLDecoder(nn.Module):
         ch = chans[0]
         self.conv_in = conv(2, lc, ch)
         self.mid_block = MidBlock(2, ch, attention=cfg.mid_block_add_attention)
-        self.up_blocks = nn.ModuleList()
-        for i, out in enumerate(chans):
-            level = Level()
-            for _ in range(cfg.layers_per_block + 1):
-                level.resnets.append(ResnetBlock(2, ch, out))
-                ch = out
-            if i < len(chans) - 1:
-                level.upsamplers = nn.ModuleList([Upsample(2, ch)])
-            self.up_blocks.append(level)
+        self.up_blocks, ch = resnet_levels(2, chans, cfg.layers_per_block + 1, down=False)
         self.conv_norm_out = norm(ch)
         self.conv_out = conv(2, ch, int(out_channels))
         regroup(self, cfg.norm_num_groups)
@@ -132,12 +110,7 @@ class AutoencoderKLDecoder(nn.Module):
                             f" got {tuple(z.shape)}")
         if self.post_quant_conv is not None:
             z = self.post_quant_conv(z)
-        h = self.mid_block(self.conv_in(z))
-        for i, level in enumerate(self.up_blocks):
-            for block in level.resnets:
-                h = block(h)
-            if hasattr(level, "upsamplers"):
-                h = level.upsamplers[0](h, size=self.level_sizes[i + 1])
+        h = run_up(self.up_blocks, self.mid_block(self.conv_in(z)), self.level_sizes)
         return self.conv_out(F.silu(self.conv_norm_out(h)))
 
 

@@ -17,12 +17,12 @@ from torch import nn
 from ..registry import PartConfig, decoders
 from ..encoders.conv import check_grid
 from ..errors import ConfigError, DataError
-from ..nn import Level, MidBlock, ResnetBlock, Upsample, conv, level_sizes, norm, resize
+from ..nn import ChannelMult, MidBlock, conv, level_sizes, norm, resize, resnet_levels, run_up
 
 
 class ConvDecoderConfig(PartConfig):
     base_channels: int = pydantic.Field(64, ge=1, description="channels of the finest level")
-    channel_mult: list[int] = pydantic.Field([1, 2, 2], min_length=1, description="channel multiplier per level, finest first")
+    channel_mult: ChannelMult = pydantic.Field([1, 2, 2], min_length=1, description="channel multiplier per level, finest first")
     num_res_blocks: int = pydantic.Field(1, ge=0, description="the decoder runs num_res_blocks + 1 per level")
     periodic: bool = pydantic.Field(False, description="circular padding along the last (longitude) axis")
     mid_attention: bool = True
@@ -30,13 +30,6 @@ class ConvDecoderConfig(PartConfig):
     dropout: float = pydantic.Field(0.0, ge=0.0, lt=1.0)
     downsample_padding: Literal["symmetric", "asymmetric"] = pydantic.Field(
         "symmetric", description="the matching encoder's rule, which sets the size of each level")
-
-    @pydantic.field_validator("channel_mult")
-    @classmethod
-    def _positive_mult(cls, v):
-        if any(m < 1 for m in v):
-            raise ValueError("every channel multiplier must be >= 1")
-        return v
 
 
 class SphereConvDecoderConfig(ConvDecoderConfig):
@@ -65,15 +58,8 @@ class ConvDecoder(nn.Module):
         self.conv_in = conv(d, self.latent_shape[0], ch, periodic=cfg.periodic)
         self.mid_block = MidBlock(d, ch, attention=cfg.mid_attention, heads=cfg.attention_heads,
                                   dropout=cfg.dropout, periodic=cfg.periodic)
-        self.up_blocks = nn.ModuleList()
-        for i, out in enumerate(chans):
-            level = Level()
-            for _ in range(cfg.num_res_blocks + 1):
-                level.resnets.append(ResnetBlock(d, ch, out, dropout=cfg.dropout, periodic=cfg.periodic))
-                ch = out
-            if i < len(chans) - 1:
-                level.upsamplers = nn.ModuleList([Upsample(d, ch, periodic=cfg.periodic)])
-            self.up_blocks.append(level)
+        self.up_blocks, ch = resnet_levels(d, chans, cfg.num_res_blocks + 1, down=False, dropout=cfg.dropout,
+                                           periodic=cfg.periodic)
         self.conv_norm_out = norm(ch)
         self.conv_out = conv(d, ch, self.out_channels, periodic=cfg.periodic)
 
@@ -82,12 +68,7 @@ class ConvDecoder(nn.Module):
             raise DataError(f"{type(self).__name__}: expected latents (B, {', '.join(map(str, self.latent_shape))}),"
                             f" got {tuple(z.shape)}")
         h = resize(self.conv_in(z), self.level_sizes[0])
-        h = self.mid_block(h)
-        for i, level in enumerate(self.up_blocks):
-            for block in level.resnets:
-                h = block(h)
-            if hasattr(level, "upsamplers"):
-                h = level.upsamplers[0](h, size=self.level_sizes[i + 1])
+        h = run_up(self.up_blocks, self.mid_block(h), self.level_sizes)
         return self.conv_out(F.silu(self.conv_norm_out(h)))
 
 

@@ -11,11 +11,10 @@ from typing import Literal
 import pydantic
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..registry import PartConfig, encoders
 from ..errors import ConfigError, DataError
-from ..nn import Downsample, Level, MidBlock, ResnetBlock, conv, level_sizes, norm, resize
+from ..nn import ChannelMult, MidBlock, conv, level_sizes, norm, resize, resnet_levels, run_down
 from .base import Encoder
 
 # Wider than this, exp(logvar) over- or underflows in fp32 (LDM clamps the same way).
@@ -24,7 +23,7 @@ LOGVAR_RANGE = (-30.0, 20.0)
 
 class ConvEncoderConfig(PartConfig):
     base_channels: int = pydantic.Field(64, ge=1, description="channels of the first level")
-    channel_mult: list[int] = pydantic.Field([1, 2, 2], min_length=1, description="channel multiplier per level")
+    channel_mult: ChannelMult = pydantic.Field([1, 2, 2], min_length=1, description="channel multiplier per level")
     num_res_blocks: int = pydantic.Field(1, ge=0, description="ResnetBlocks per level")
     latent_channels: int = pydantic.Field(3, ge=1)
     latent_size: list[int] | None = pydantic.Field(
@@ -35,13 +34,6 @@ class ConvEncoderConfig(PartConfig):
     dropout: float = pydantic.Field(0.0, ge=0.0, lt=1.0)
     downsample_padding: Literal["symmetric", "asymmetric"] = pydantic.Field(
         "symmetric", description="asymmetric = the diffusers/LDM autoencoder layout (floor sizes)")
-
-    @pydantic.field_validator("channel_mult")
-    @classmethod
-    def _positive_mult(cls, v):
-        if any(m < 1 for m in v):
-            raise ValueError("every channel multiplier must be >= 1")
-        return v
 
     @pydantic.field_validator("latent_size")
     @classmethod
@@ -82,17 +74,8 @@ class ConvEncoder(Encoder):
         self.latent_shape = (cfg.latent_channels, *latent_grid)
 
         self.conv_in = conv(d, self.in_channels, chans[0], periodic=cfg.periodic)
-        self.down_blocks = nn.ModuleList()
-        ch = chans[0]
-        for i, out in enumerate(chans):
-            level = Level()
-            for _ in range(cfg.num_res_blocks):
-                level.resnets.append(ResnetBlock(d, ch, out, dropout=cfg.dropout, periodic=cfg.periodic))
-                ch = out
-            if i < len(chans) - 1:
-                level.downsamplers = nn.ModuleList(
-                    [Downsample(d, ch, padding=cfg.downsample_padding, periodic=cfg.periodic)])
-            self.down_blocks.append(level)
+        self.down_blocks, ch = resnet_levels(d, chans, cfg.num_res_blocks, down=True, padding=cfg.downsample_padding,
+                                             dropout=cfg.dropout, periodic=cfg.periodic)
         self.mid_block = MidBlock(d, ch, attention=cfg.mid_attention, heads=cfg.attention_heads,
                                   dropout=cfg.dropout, periodic=cfg.periodic)
         self.conv_norm_out = norm(ch)
@@ -102,12 +85,7 @@ class ConvEncoder(Encoder):
         if x.dim() != self.dims + 2 or x.shape[1] != self.in_channels:
             raise DataError(f"{type(self).__name__}: expected (B, {self.in_channels}, {'×'.join(map(str, self.grid_shape))}),"
                             f" got {tuple(x.shape)}")
-        h = self.conv_in(x)
-        for level in self.down_blocks:
-            for block in level.resnets:
-                h = block(h)
-            if hasattr(level, "downsamplers"):
-                h = level.downsamplers[0](h)
+        h = run_down(self.down_blocks, self.conv_in(x))
         h = F.silu(self.conv_norm_out(self.mid_block(h)))
         h = resize(h, self.latent_shape[1:])
         mean, logvar = self.conv_out(h).chunk(2, dim=1)

@@ -16,6 +16,7 @@ from torch.func import functional_call
 
 from ..registry import PartConfig, priors
 from ..errors import ConfigError, DataError
+from ..nn import ChannelMult
 from .base import Prior
 from .ddim import Callback, ddim_sample, ddpm_sample, randn
 from .ema import EMA
@@ -31,7 +32,7 @@ class DiffusionConfig(PartConfig):
     beta_end: float = pydantic.Field(1.95e-2, gt=0.0, lt=1.0, description="linear schedule: β_T")
     denoiser: Literal["unet", "mlp"] = pydantic.Field("unet", description="unet over latent grids; mlp over flat latents")
     model_channels: int = pydantic.Field(64, ge=1, description="unet: channels of the first level")
-    channel_mult: list[int] = pydantic.Field([1, 2], min_length=1, description="unet: multiplier per level")
+    channel_mult: ChannelMult = pydantic.Field([1, 2], min_length=1, description="unet: multiplier per level")
     num_res_blocks: int = pydantic.Field(1, ge=1, description="unet: ResnetBlocks per level")
     attention: bool = pydantic.Field(True, description="unet: self-attention at the lowest resolution")
     num_head_channels: int = pydantic.Field(32, ge=1, description="unet: channels per attention head")
@@ -45,13 +46,6 @@ class DiffusionConfig(PartConfig):
     eta: float = pydantic.Field(0.0, ge=0.0, description="ddim: 0 deterministic, 1 with full steps = ddpm")
     spacing: Literal["leading", "trailing", "linspace"] = pydantic.Field(
         "trailing", description="ddim timestep spacing; trailing starts at t = T-1")
-
-    @pydantic.field_validator("channel_mult")
-    @classmethod
-    def _positive_mult(cls, v):
-        if any(m < 1 for m in v):
-            raise ValueError("every channel multiplier must be >= 1")
-        return v
 
 
 @priors.register("diffusion", config=DiffusionConfig,

@@ -20,6 +20,21 @@ from .app import train_app
 STAGES = ("all", "vae", "prior")
 PARADIGMS = ("full", "hyper-transform")
 
+# The options ``train ldmi`` and ``train ldm`` share, declared once.
+MODALITY = typer.Option(None, "--modality", "-m", help="image, sphere or occupancy (the domain).")
+DATA = typer.Option(None, "--data", help="Your data (folder or file); default: the built-in dataset.")
+CONFIG = typer.Option(None, "--config", help="YAML run config merged over the preset.")
+RESUME = typer.Option(False, "--resume", help="Continue a killed run from its newest checkpoints.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing run directory.")
+STAGE = typer.Option("all", "--stage", help="vae, prior or all.")
+DEVICES = typer.Option(1, "--devices", min=1, help="Processes (GPUs) on this machine, through torchrun.")
+DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (sets train.device).")
+
+
+def check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise ConfigError(f"--stage must be one of {', '.join(STAGES)}, got '{stage}'")
+
 
 def resolve_config(modality: str | None, preset: str | None, config: Path | None, sets: list[str] | None,
                    data: Path | None, device: str | None) -> dict[str, Any]:
@@ -39,25 +54,24 @@ def default_out(config: dict[str, Any], preset: str | None) -> Path:
 
 @train_app.command("ldmi")
 def train_ldmi(
-    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image, sphere or occupancy (the domain)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Your data (folder or file); default: the built-in dataset."),
+    modality: Optional[str] = MODALITY,
+    data: Optional[Path] = DATA,
     preset: Optional[str] = typer.Option(None, "--preset", help="Shipped preset: paper (default) or tiny."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML run config merged over the preset."),
+    config: Optional[Path] = CONFIG,
     sets: Optional[list[str]] = typer.Option(None, "--set", help="Override, e.g. --set train.vae.steps=100 (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/{modality}-{preset}-{time})."),
-    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its newest checkpoints."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
-    stage: str = typer.Option("all", "--stage", help="vae, prior or all."),
+    resume: bool = RESUME,
+    overwrite: bool = OVERWRITE,
+    stage: str = STAGE,
     paradigm: str = typer.Option("full", "--paradigm", help="full (both stages) or hyper-transform."),
     source: Optional[str] = typer.Option(
         None, "--from", help="full: initial weights (a run directory or .safetensors); hyper-transform: the pre-trained LDM."),
     prior_from: Optional[str] = typer.Option(None, "--prior-from", help="hyper-transform: a run whose trained prior is used."),
-    devices: int = typer.Option(1, "--devices", min=1, help="Processes (GPUs) on this machine, through torchrun."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (sets train.device)."),
+    devices: int = DEVICES,
+    device: Optional[str] = DEVICE,
 ) -> None:
     """Train LDMI: stage 1 the VAE (encoder + hypernetwork), stage 2 the latent diffusion prior."""
-    if stage not in STAGES:
-        raise ConfigError(f"--stage must be one of {', '.join(STAGES)}, got '{stage}'")
+    check_stage(stage)
     if paradigm not in PARADIGMS:
         raise ConfigError(f"--paradigm must be one of {', '.join(PARADIGMS)}, got '{paradigm}'")
     if preset is None and config is None:
@@ -78,9 +92,13 @@ def train_ldmi(
 
     from inrkit_ldmi.model import LDMI
 
-    model = LDMI.from_config(cfg)
-    stages = None if stage == "all" else (stage,)
-    summary = model.fit(out=out, stages=stages, resume=resume, overwrite=overwrite, init_from=source)
+    fit_and_report(LDMI.from_config(cfg), out, stage, resume=resume, overwrite=overwrite, source=source)
+
+
+def fit_and_report(model, out: Path, stage: str, *, resume: bool, overwrite: bool, source: str | None) -> None:
+    """Train ``model`` into ``out`` (all stages or one) and, on rank 0, print the summary."""
+    summary = model.fit(out=out, stages=None if stage == "all" else (stage,), resume=resume, overwrite=overwrite,
+                        init_from=source)
     if int(os.environ.get("RANK", "0")) == 0:
         _print_summary(summary, out)
 
@@ -95,9 +113,9 @@ def _hyper_transform(**kwargs) -> None:
         _print_summary(summary, Path(summary["run_dir"]))
 
 
-def _relaunch(devices: int, **opts) -> None:
-    """Run this same command under torchrun with one process per device; every rank trains, rank 0 writes."""
-    args = ["train", "ldmi"]
+def _relaunch(devices: int, command: str = "ldmi", **opts) -> None:
+    """Run this same ``train <command>`` under torchrun with one process per device; every rank trains, rank 0 writes."""
+    args = ["train", command]
     for key, flag in (("modality", "--modality"), ("data", "--data"), ("preset", "--preset"), ("config", "--config"),
                       ("out", "--out"), ("stage", "--stage"), ("source", "--from"), ("device", "--device")):
         if opts.get(key) is not None:

@@ -69,7 +69,12 @@ class LatentModel(nn.Module):
         name = spec.pop("name", cls.model_name)
         if name != cls.model_name:
             raise ConfigError(f"model.name: '{name}' is not an {cls.model_name.upper()} model")
-        model = cls(models.validate(spec, name=cls.model_name))
+        seed = (run or {}).get("train", {}).get("seed")
+        # train.seed decides the initial weights too, whatever the caller's RNG state (which is left as it was)
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            model = cls(models.validate(spec, name=cls.model_name))
         model.run_config = run
         return model
 

@@ -56,7 +56,8 @@ def era5_files(tmp_path):
 
 
 @pytest.mark.parametrize("layout,n", [("nc", 4), ("zarr", 4), ("npz", 5)])
-def test_era5_layouts_show_and_prepare(era5_files, tmp_path, capsys, layout, n):
+def test_era5_layouts_show_and_prepare(era5_files, tmp_path, capsys, monkeypatch, layout, n):
+    monkeypatch.chdir(tmp_path)  # the last `data show` writes its default sphere_show.png here
     path = era5_files[layout]
     code, out, err = run(capsys, "data", "show", "--modality", "sphere", "--data", path, "--out", tmp_path / "show.png")
     assert code == 0, err
@@ -67,7 +68,7 @@ def test_era5_layouts_show_and_prepare(era5_files, tmp_path, capsys, layout, n):
     assert code == 0, err
     code, out, err = run(capsys, "data", "show", "--modality", "sphere", "--data", store, "--n", "2")
     assert code == 0, err
-    assert f"{n}" in out
+    assert f"{n}" in out and (tmp_path / "sphere_show.png").is_file()
 
 
 def test_train_a_few_steps_on_netcdf(era5_files, tmp_path, capsys):

@@ -190,3 +190,16 @@ def test_evaluate_reports_mean_and_std(trained):
     assert result["mse"]["mean"] == pytest.approx(float(per_item.mean()), rel=1e-5)
     assert result["mse"]["std"] == pytest.approx(float(per_item.std()), rel=1e-4)
     assert np.isfinite(result["psnr"]["mean"])
+
+
+def test_train_seed_decides_the_initial_weights():
+    from inrkit_ldmi.presets import preset_config
+
+    def weights(seed):
+        torch.manual_seed(seed + 100)  # the caller's RNG state must not matter
+        model = LDMI.from_config(preset_config("sphere", "tiny", [f"train.seed={seed}"]))
+        return model.state_dict()
+
+    a, b, c = weights(0), weights(0), weights(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())

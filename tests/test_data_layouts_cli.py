@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 from PIL import Image
 
@@ -115,3 +116,29 @@ def test_bad_era5_and_image_inputs_are_one_line_exit_2(era5_files, tmp_path, cap
     code, _, err = run(capsys, "data", "prepare", "--modality", "image", "--data", bad, "--out", out)
     assert code == 2 and "broken.jpg" in one_error_line(err)
     assert not out.exists()
+
+
+def test_extra_dimension_is_chosen_with_data_select(tmp_path, capsys):
+    lat, lon = np.linspace(-88, 88, 23), np.arange(0, 360, 6.0)
+    base = np.stack([kelvin(lat, lon, t) for t in range(2)])
+    levels = np.stack([base - 40, base - 20, base], axis=1)  # (time, level, lat, lon)
+    store = tmp_path / "levels.zarr"
+    xr.Dataset({"temperature": (("time", "level", "latitude", "longitude"), levels, {"units": "K"})},
+               coords={"time": pd.date_range("2020", periods=2), "level": [500, 850, 1000],
+                       "latitude": lat, "longitude": lon}).to_zarr(store)
+    code, _, err = run(capsys, "data", "show", "--modality", "sphere", "--data", store, "--out", tmp_path / "a.png")
+    assert code == 2 and "level (3)" in one_error_line(err) and "data.select" in err
+
+    import inrkit
+    from inrkit.data import open_dataset
+
+    domain = inrkit.build("domains", "sphere", n_lat=23, n_lon=60, layout="centres")
+    ref = open_dataset(domain, store, split="all", select={"level": 1000})
+    mid = open_dataset(domain, store, split="all", select={"level": 840})  # nearest: 850
+    unit = domain.physical(ref[0][None]) - domain.physical(mid[0][None])
+    assert torch.allclose(unit, torch.full_like(unit, 20.0), atol=0.05)
+    code, _, err = run(capsys, "data", "show", "--modality", "sphere", "--data", store, "--set", "data.select={level: 850}",
+                       "--out", tmp_path / "b.png")
+    assert code == 0, err
+    code, _, err = run(capsys, "data", "show", "--modality", "sphere", "--data", store, "--set", "data.select={member: 1}")
+    assert code == 2 and "member" in one_error_line(err)

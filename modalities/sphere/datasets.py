@@ -7,6 +7,8 @@ variables or bad grids are reported, naming the file — and the regridded split
 """
 from __future__ import annotations
 
+from typing import Any
+
 import datetime
 import math
 import warnings
@@ -81,6 +83,9 @@ class ERA5XarrayConfig(SplitFields):
     variable: str = DEFAULT_VARIABLE
     time: list[str | int | None] | None = pydantic.Field(
         None, description="[start, stop]: dates/labels select by label (inclusive), ints by position"
+    )
+    select: dict[str, Any] | None = pydantic.Field(
+        None, description="one value per extra dimension, e.g. {level: 850} (nearest numeric label)"
     )
 
     @pydantic.field_validator("time", mode="before")
@@ -158,10 +163,14 @@ class _Source:
         lat_d, lon_d, time_d = _find_dim(da, LAT_NAMES), _find_dim(da, LON_NAMES), _find_dim(da, TIME_NAMES)
         if lat_d is None or lon_d is None:
             raise DataError(f"{where} has dims {tuple(map(str, da.dims))}; expected latitude/lat and longitude/lon")
+        if cfg.select:
+            da = self._select(da, cfg.select, where)
         extra = [d for d in da.dims if d not in (lat_d, lon_d, time_d)]
         big = [f"{d} ({da.sizes[d]})" for d in extra if da.sizes[d] != 1]
         if big:
-            raise DataError(f"{where} has extra dimension(s) {', '.join(big)}; select a single level/member first")
+            example = f"{str(extra[0])}: {da[extra[0]].values[0]!r}" if extra[0] in da.coords else f"{extra[0]}: 0"
+            raise DataError(f"{where} has extra dimension(s) {', '.join(big)}; choose one value of each with"
+                            f" --set 'data.select={{{example}}}'")
         da = da.squeeze(extra, drop=True) if extra else da
         if time_d is None:
             da = da.expand_dims("time")  # one field, no time axis
@@ -178,6 +187,23 @@ class _Source:
         self.units = da.attrs.get("units")
         self.times = np.asarray(da[time_d].values) if time_d in da.coords else None
         self.n = int(self.da.shape[0])
+
+    @staticmethod
+    def _select(da, select: dict[str, Any], where: str):
+        """``{level: 850}``: one label per extra dimension (nearest for numeric coordinates)."""
+        for dim, value in select.items():
+            if dim not in da.dims:
+                raise DataError(f"{where}: data.select names '{dim}', which is not one of its dims {tuple(map(str, da.dims))}")
+            try:
+                if dim in da.coords and np.issubdtype(da[dim].dtype, np.number) and isinstance(value, (int, float)):
+                    da = da.sel({dim: value}, method="nearest")
+                elif dim in da.coords:
+                    da = da.sel({dim: value})
+                else:
+                    da = da.isel({dim: int(value)})
+            except (KeyError, ValueError, IndexError, TypeError):
+                raise DataError(f"{where}: no {dim} = {value!r} (it has {da.sizes[dim]} values)") from None
+        return da
 
     @staticmethod
     def _slice_time(da, time_d, bounds, where):

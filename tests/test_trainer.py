@@ -236,3 +236,11 @@ def test_max_minutes_ends_a_stage_with_a_checkpoint(tmp_path, monkeypatch):
     assert 0 < a["steps"] < 1000
     ref = ckpt.latest_checkpoint(tmp_path / "run", "a")
     assert ref is not None and ref.step == a["steps"]
+
+
+def test_loader_workers_do_not_change_the_result(tmp_path):
+    """Batches come from the step sampler, not from worker RNGs: 2 workers train the same weights."""
+    a, _ = _train(tmp_path / "w0", config=_config(num_workers=0))
+    b, _ = _train(tmp_path / "w2", config=_config(num_workers=2))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -244,3 +244,15 @@ def test_loader_workers_do_not_change_the_result(tmp_path):
     b, _ = _train(tmp_path / "w2", config=_config(num_workers=2))
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_compiled_training_step_runs_and_checkpoints(tmp_path):
+    """train.compile=true goes through torch.compile (inductor on CPU: ~20 s, the slowest test here).
+    Its random draws inside the loss differ from eager mode, so weights are compared loosely."""
+    eager, _ = _train(tmp_path / "eager")
+    compiled, summary = _train(tmp_path / "compiled", config=_config(compile=True))
+    assert summary["a"]["steps"] == 7 and summary["b"]["steps"] == 5
+    se, sc = eager.state_dict(), compiled.state_dict()
+    assert all(torch.isfinite(sc[k]).all() for k in sc)
+    assert max((se[k] - sc[k]).abs().max().item() for k in se) < 0.2
+    assert ckpt.latest_checkpoint(tmp_path / "compiled", "b").step == 5

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "cli.data_cmd",
     "cli.scale_cmd",
     "cli.compare_cmd",
+    "cli.inpaint_cmd",
 ]
 
 

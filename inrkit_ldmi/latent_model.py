@@ -202,6 +202,14 @@ class LatentModel(nn.Module):
         finally:
             self.train(was)
 
+    def inpaint(self, observed: torch.Tensor, mask: torch.Tensor, resolution=None, steps: int = 50,
+                guidance: float = 1.0, seed: int | None = None, n: int = 1, **kwargs) -> torch.Tensor:
+        """Complete partial observations (mask True where observed); see :func:`inrkit_ldmi.inpaint.inpaint`."""
+        from .inpaint import inpaint
+
+        return inpaint(self, observed, mask, resolution=resolution, steps=steps, guidance=guidance, seed=seed, n=n,
+                       **kwargs)
+
     def use_ema_weights(self) -> None:
         """Copy the prior's EMA weights into its live weights (``load_run(..., weights='ema')``)."""
         ema = getattr(self.prior, "ema", None)

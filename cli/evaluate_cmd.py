@@ -27,22 +27,15 @@ def evaluate(
 ) -> None:
     """Writes RUN/eval.json and prints a table (mean ± std over held-out items)."""
     from inrkit import load_run
-    from inrkit.data import open_dataset
     from inrkit.io import write_json
-    from inrkit_ldmi.api import plain
+    from inrkit_ldmi.api import data_path, plain, run_dataset
 
     model = load_run(run, device=device, weights=weights)
-    data_cfg = dict(model.run_config.get("data") or {})
-    if data is not None:
-        path, fields = str(data), {}
-    else:
-        path = data_cfg.pop("path", None)
-        fields = data_cfg
-    val = open_dataset(model.domain, path, split="val", **fields)
+    val = run_dataset(model.domain, model.run_config.get("data"), "val", path=data)
     result: dict[str, Any] = {
         "run": str(run),
         "weights": weights,
-        "data": {"path": path, "split": "val", "n_items": len(val)},
+        "data": {"path": data_path(model, data), "split": "val", "n_items": len(val)},
         "reconstruction": model.evaluate(val, batch_size=batch_size),
     }
     if n_samples:

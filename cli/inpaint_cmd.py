@@ -36,21 +36,14 @@ def inpaint(
     import torch
 
     from inrkit import load_run
-    from inrkit.data import open_dataset
     from inrkit.io import write_json
-    from inrkit_ldmi.api import plain
+    from inrkit_ldmi.api import data_path, plain, run_dataset
     from inrkit_ldmi.inpaint import inpaint_latents, make_mask
 
     model = load_run(run, device=device, weights=weights)
     if not hasattr(model, "prior") or not hasattr(model, "decode"):
         raise ConfigError(f"{run}: model '{getattr(model, 'registry_name', type(model).__name__)}' cannot inpaint")
-    data_cfg = dict(model.run_config.get("data") or {})
-    if data is not None:
-        path, fields = str(data), {}
-    else:
-        path = data_cfg.pop("path", None)
-        fields = data_cfg
-    val = open_dataset(model.domain, path, split="val", **fields)
+    val = run_dataset(model.domain, model.run_config.get("data"), "val", path=data)
     if index + count > len(val):
         raise DataError(f"--index {index} --count {count}: the held-out split has {len(val)} items")
     x = torch.stack([val[i] for i in range(index, index + count)]).float()
@@ -72,7 +65,7 @@ def inpaint(
     err = (at_data - target).pow(2)
     result: dict[str, Any] = {
         "run": str(run), "weights": weights,
-        "data": {"path": path, "split": "val", "index": index, "count": count},
+        "data": {"path": data_path(model, data), "split": "val", "index": index, "count": count},
         "mask": mask, "observed_fraction": float(observed_cells.float().mean()),
         "n": n, "ddim_steps": ddim_steps, "guidance": guidance, "clip": clip, "seed": seed,
         "resolution": list(shape),

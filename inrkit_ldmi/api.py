@@ -77,9 +77,8 @@ def _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume,
     if user_dataset is not None:
         train_ds, val_ds = user_dataset, None
     else:
-        fields = {k: v for k, v in run_cfg["data"].items() if k != "path"}
-        train_ds = open_dataset(model.domain, run_cfg["data"]["path"], split="train", **fields)
-        val_ds = open_dataset(model.domain, run_cfg["data"]["path"], split="val", **fields)
+        train_ds = run_dataset(model.domain, run_cfg["data"], "train")
+        val_ds = run_dataset(model.domain, run_cfg["data"], "val")
     model._eval_data = val_ds
 
     if engine.is_main:
@@ -155,6 +154,20 @@ def _run_info(model, train_ds, val_ds, engine, init_from) -> dict[str, Any]:
         "world_size": engine.world_size,
         "init_from": str(init_from) if init_from else None,
     }
+
+
+def run_dataset(domain, data_cfg: dict[str, Any] | None, split: str, path: str | Path | None = None):
+    """One split of a run's ``data`` section (its path and dataset fields); a ``path`` given here
+    (``--data``) replaces the run's data, fields included."""
+    if path is not None:
+        return open_dataset(domain, str(path), split=split)
+    fields = dict(data_cfg or {})
+    return open_dataset(domain, fields.pop("path", None), split=split, **fields)
+
+
+def data_path(model, path: str | Path | None = None) -> str | None:
+    """Where ``run_dataset(..., path=path)`` reads from: ``path`` or the run's own (None: built-in)."""
+    return str(path) if path is not None else (model.run_config.get("data") or {}).get("path")
 
 
 def plain(x):

@@ -39,13 +39,13 @@ import torch
 
 import inrkit
 from inrkit.config import deep_merge, parse_override, parse_part_spec, parse_value
-from inrkit.data import open_dataset
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError
 from inrkit.io import read_json, save_state, write_json
 from inrkit.runs import SUMMARY_FILE, WEIGHTS_FILE, read_run_config
-from inrkit.scale import CPU_MEMORY_NOTE, scale_report
+from inrkit.scale import scale_report
 from inrkit.train import resolve_device
 
+from .api import run_dataset
 from .config import build_part, resolve_run_config
 
 # Hypernetwork specs used when the base config's own hypernetwork is another one: the registry
@@ -330,8 +330,7 @@ class StepClock:
 
 
 def _val_dataset(model, config: dict[str, Any]):
-    fields = {k: v for k, v in config["data"].items() if k != "path"}
-    return open_dataset(model.domain, config["data"]["path"], split="val", **fields)
+    return run_dataset(model.domain, config["data"], "val")
 
 
 def _finish_stopped_run(model, config: dict[str, Any], run_dir: Path, clock: StepClock, wall: float) -> dict[str, Any]:

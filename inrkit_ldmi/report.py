@@ -13,10 +13,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from inrkit.data import open_dataset
 from inrkit.errors import ConfigError
 from inrkit.io import load_tensors, write_json
 
+from .api import run_dataset
 from .config import build_part
 from .hyper_transform import SECTION, SOURCE_DECODER_FILE, is_hyper_transform_run
 from .sources import check_weights
@@ -78,9 +78,7 @@ def hyper_transform_report(model, out: str | Path | None = None, dataset=None, n
     decoder = source_decoder(model)
     domain = model.domain
     if dataset is None:
-        data_cfg = dict(config.get("data") or {})
-        path = data_cfg.pop("path", None)
-        dataset = open_dataset(domain, path, split="val", **data_cfg)
+        dataset = run_dataset(domain, config.get("data"), "val")
 
     was = model.training
     model.eval()

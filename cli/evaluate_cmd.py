@@ -18,7 +18,7 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this data's val split instead of the run's."),
     n_samples: int = typer.Option(0, "--n-samples", min=0, help="Also draw this many samples for sample metrics."),
     fid_features: Optional[Path] = typer.Option(
-        None, "--fid-features", help="Images: feature network for FID (TorchScript Inception .pt, .pt2); none ships."),
+        None, "--fid-features", help="Images: feature network for FID (TorchScript Inception .pt, or .pt2 exported with a dynamic batch dimension); needs --n-samples; none ships."),
     ddim_steps: int = typer.Option(50, "--ddim-steps", min=1),
     seed: int = typer.Option(0, "--seed"),
     weights: str = typer.Option("final", "--weights", help="final, ema or a checkpoint name."),
@@ -27,10 +27,18 @@ def evaluate(
 ) -> None:
     """Writes RUN/eval.json and prints a table (mean ± std over held-out items)."""
     from inrkit import load_run
+    from inrkit.errors import ConfigError
     from inrkit.io import write_json
     from inrkit_ldmi.api import data_path, plain, run_dataset
 
+    if fid_features is not None and not n_samples:
+        raise ConfigError("--fid-features needs --n-samples N (FID compares N samples with the held-out images)")
     model = load_run(run, device=device, weights=weights)
+    features = None
+    if fid_features is not None and n_samples and model.domain.registry_name == "image":
+        from modalities.image.fid import load_feature_network
+
+        features = load_feature_network(fid_features)  # a bad file fails here, before sampling
     val = run_dataset(model.domain, model.run_config.get("data"), "val", path=data)
     result: dict[str, Any] = {
         "run": str(run),
@@ -41,7 +49,7 @@ def evaluate(
     if n_samples:
         samples = model.sample(n_samples, steps=ddim_steps, seed=seed)
         result["samples"] = {"n": n_samples, "ddim_steps": ddim_steps, "seed": seed,
-                             **_sample_metrics(model, samples, val, fid_features)}
+                             **_sample_metrics(model, samples, val, features)}
     from inrkit_ldmi.hyper_transform import is_hyper_transform_run
 
     if is_hyper_transform_run(model.run_config):

@@ -6,7 +6,9 @@ No weights ship with inrkit and none are downloaded. The feature network is one 
 * a TorchScript file (``.pt``, ``.pth``, ``.jit``, ``.torchscript``) loaded with
   ``torch.jit.load`` — NVIDIA's ``inception-2015-12-05.pt`` (the StyleGAN/clean-fid Inception)
   is recognised by its ``return_features`` argument and is fed [0, 255] images, as it expects;
-* a ``torch.export`` archive (``.pt2``);
+* a ``torch.export`` archive (``.pt2``), exported in eval mode, for the images' size and with a
+  dynamic batch dimension (batches vary in size) — ``torch.export.export(net.eval(), (x,),
+  dynamic_shapes=({0: torch.export.Dim("batch")},))``;
 * a safetensors state dict for a module the caller passes as ``module=``.
 
 Without any of these, :func:`compute_fid` reports FID as unavailable — never a made-up number.
@@ -60,7 +62,10 @@ class FeatureNetwork:
         self.call_kwargs = call_kwargs or {}
         self.device = torch.device(device) if device is not None else _module_device(module)
         if hasattr(module, "eval"):
-            module.eval()
+            try:
+                module.eval()
+            except NotImplementedError:
+                pass  # torch.export's ExportedProgram.module() refuses eval(); it runs as it was exported
 
     @torch.no_grad()
     def __call__(self, grids: torch.Tensor) -> np.ndarray:
@@ -69,7 +74,14 @@ class FeatureNetwork:
             x = x.expand(-1, 3, -1, -1)
         if self.input_range == "byte":
             x = x * 255.0
-        out = self.module(x.to(self.device), **self.call_kwargs)
+        try:
+            out = self.module(x.to(self.device), **self.call_kwargs)
+        except Exception as err:  # the user's network rejects these images: one line, not a traceback
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise DataError(
+                f"feature network failed on a batch of shape {tuple(x.shape)} ({type(err).__name__}: {first}); "
+                "a .pt2 must be exported for this image size with a dynamic batch dimension "
+                "(torch.export.export(..., dynamic_shapes=...))") from None
         if isinstance(out, (tuple, list)):
             out = out[0]
         return out.reshape(out.shape[0], -1).double().cpu().numpy()

@@ -288,7 +288,18 @@ class ERA5Xarray(TensorDataset):
 # GASP: a folder of .npz with latitude, longitude, temperature
 # ---------------------------------------------------------------------------------------------
 class ERA5NpzConfig(SplitFields):
+    """A folder of GASP-style ``.npz`` files, one time step each.
+
+    ``.npz`` files carry no units attribute, so ``units`` declares what the temperature arrays are
+    in: ``K`` (the default, as GASP writes them) or ``degC`` (also ``°C``, ``C``, ``celsius``) for
+    variants in Celsius. Values are converted to the domain's ``variable_units`` with
+    :func:`unit_offset` before scaling to model space; other units are an error.
+    """
+
     path: str
+    units: str = pydantic.Field(
+        "K", min_length=1, description="units of the files' temperature arrays (.npz holds none): K or degC"
+    )
 
 
 _NPZ_KEYS = {"lat": LAT_NAMES, "lon": LON_NAMES, "field": ("temperature",) + ALIASES}
@@ -315,7 +326,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lat, lon, field
 
 
-@datasets.register("era5_npz", config=ERA5NpzConfig, description="GASP layout: a folder of .npz (latitude, longitude, temperature in K)")
+@datasets.register("era5_npz", config=ERA5NpzConfig, description="GASP layout: a folder of .npz (latitude, longitude, temperature; K unless data.units says otherwise)")
 class ERA5Npz(TensorDataset):
     def __init__(self, config: ERA5NpzConfig, domain):
         self.config = config
@@ -327,6 +338,7 @@ class ERA5Npz(TensorDataset):
         files = sorted(p for p in root.rglob("*.npz") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts))
         if not files:
             raise DataError(f"{root}: no .npz files found in this folder")
+        shift = unit_offset(config.units, domain.config.variable_units, f"{root} (data.units)")
         keep = select_split(len(files), config)
         items = np.empty((len(keep), 1, *domain.grid_shape), np.float32)
         regridders: dict[bytes, Regridder] = {}
@@ -338,9 +350,9 @@ class ERA5Npz(TensorDataset):
             key = lat.tobytes() + b"|" + lon.tobytes()
             if key not in regridders:
                 regridders[key] = _regridder(lat, lon, domain, str(files[i]))
-            items[k, 0] = domain.to_model(regridders[key](field))
+            items[k, 0] = domain.to_model(regridders[key](field) + shift)
         super().__init__(torch.from_numpy(items), _meta(
-            domain, config, str(root), n_files=len(files), n_items=len(keep), units_assumed="K (GASP layout)",
+            domain, config, str(root), n_files=len(files), n_items=len(keep), file_units=config.units,
         ))
 
 

@@ -81,8 +81,9 @@ def test_bad_units_are_one_line_errors(tmp_path, capsys):
         open_dataset(d, folder, split="all", units="m")
     with pytest.raises(InrkitError, match="units"):
         open_dataset(d, folder, split="all", units="")
-    base = ["data", "show", "--modality", "sphere", "--data", folder,
+    base = ["data", "show", "--modality", "sphere", "--data", folder, "--out", tmp_path / "show.png",
             "--set", f"domain.n_lat={N_LAT}", "--set", f"domain.n_lon={N_LON}"]
     code, _, err = cli([*base, "--set", "data.units=degC"], capsys)
     assert code == 0, err
+    assert (tmp_path / "show.png").stat().st_size > 0
     one_line_error(*cli([*base, "--set", "data.units=m"], capsys)[::2], "data.units", "units 'm' cannot be converted")

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One LDMI training run that spends a wall-clock budget well: a 300-step probe measures the
+# GPU's items/s, then stage 1's step count (and so its cosine schedule) is set to what the
+# budget reaches, so the learning rate has decayed when the time is up. Then stage 2, evaluate
+# and 4x samples. Small outputs (no weights) go to $OUT/run.tar.gz.
+#
+#   [PRESET=paper] bash benchmarks/gpu_budget_run.sh OUT_DIR MODALITY VAE_MIN PRIOR_MIN [--set k=v ...]
+set -uo pipefail
+out=${1:?output dir}; modality=${2:?modality}; vae_min=${3:?}; prior_min=${4:?}; shift 4
+sets=("$@")
+work=$(mktemp -d /tmp/inrkit-budget-XXXX)
+mkdir -p "$out"
+declare -A fine=([sphere]=184 [occupancy]=128 [image]=256)
+common=(--modality "$modality" --preset "${PRESET:-paper}" --overwrite --set train.progress=false --set train.tensorboard=false
+        --set train.checkpoint_every=0 --set train.sample_every=0 "${sets[@]}")
+inrkit train ldmi "${common[@]}" --out "$work/probe" --stage vae --set train.vae.steps=300 \
+  --set train.log_every=50 > "$work/probe.log" 2>&1 || { cat "$work/probe.log"; exit 1; }
+steps=$(python3 - "$work/probe" "$vae_min" <<'PY'
+import json, sys
+from pathlib import Path
+run, minutes = Path(sys.argv[1]), float(sys.argv[2])
+rows = [json.loads(l) for l in open(run / "metrics.jsonl") if '"items_per_s"' in l]
+import yaml
+batch = yaml.safe_load((run / "config.yaml").read_text())["train"]["vae"]["batch_size"]
+rate = sum(r["items_per_s"] for r in rows[-3:]) / len(rows[-3:])
+print(int(rate / batch * minutes * 60 * 0.95))
+PY
+)
+echo "probe: stage 1 gets $steps steps in $vae_min min" | tee "$work/plan.txt"
+inrkit train ldmi "${common[@]}" --out "$work/run" --set train.vae.steps=$steps \
+  --set train.vae.max_minutes=$(python3 -c "print($vae_min * 1.1)") --set train.prior.max_minutes=$prior_min \
+  > "$work/run.log" 2>&1
+echo "train exit $?" >> "$work/run.log"
+inrkit evaluate "$work/run" >> "$work/run.log" 2>&1
+inrkit sample "$work/run" --n 16 --seed 0 --out "$work/run/samples/fine" --resolution ${fine[$modality]} >> "$work/run.log" 2>&1
+nvidia-smi --query-gpu=name,memory.total --format=csv > "$work/gpu.txt"
+tail -30 "$work/run.log"
+cd "$work" && tar czf "$out/run.tar.gz" gpu.txt plan.txt probe.log run.log \
+  $(find run -maxdepth 4 \( -name '*.json' -o -name '*.jsonl' -o -name '*.png' -o -name config.yaml \) -size -3M)
+ls -la "$out"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Several LDMI training recipes at once on one GPU, each a full run (stage 1, stage 2, evaluate,
+# 4x samples), to choose a recipe for a modality. Each line of RECIPES is
+#   NAME MODALITY --set k=v ...
+# and is added to the common wall-clock budgets below. Small outputs go to $OUT/recipes.tar.gz.
+#
+#   bash benchmarks/gpu_recipes.sh OUT_DIR RECIPES_FILE [VAE_MIN] [PRIOR_MIN] [PRESET]
+set -uo pipefail
+out=${1:?output dir}; recipes=${2:?recipes file}; vae_min=${3:-7}; prior_min=${4:-1}; preset=${5:-paper}
+work=$(mktemp -d /tmp/inrkit-recipes-XXXX)
+mkdir -p "$out"
+common=(--preset "$preset" --overwrite --set train.progress=false
+        --set train.vae.max_minutes=$vae_min --set train.prior.max_minutes=$prior_min
+        --set train.prior.lr=3e-4 --set train.prior.warmup=200 --set train.prior.lr_schedule=cosine
+        --set train.checkpoint_every=0 --set train.sample_every=0 --set train.tensorboard=false)
+declare -A fine=([sphere]=184 [occupancy]=128 [image]=256)
+names=(); pids=()
+while read -r name modality sets; do
+  [[ -z "$name" || "$name" == \#* ]] && continue
+  names+=("$name")
+  ( inrkit train ldmi --modality "$modality" --out "$work/$name" "${common[@]}" $sets > "$work/$name.log" 2>&1
+    echo "train exit $?" >> "$work/$name.log"
+    inrkit evaluate "$work/$name" >> "$work/$name.log" 2>&1
+    inrkit sample "$work/$name" --n 16 --seed 0 --out "$work/$name/samples/fine" --resolution ${fine[$modality]} >> "$work/$name.log" 2>&1
+    echo "done $name" >> "$work/$name.log" ) &
+  pids+=($!)
+done < "$recipes"
+for p in "${pids[@]}"; do wait $p; done
+nvidia-smi --query-gpu=name,memory.total --format=csv > "$work/gpu.txt"
+cp "$recipes" "$work/recipes.txt"
+for n in "${names[@]}"; do echo "== $n"; tail -15 "$work/$n.log"; done
+cd "$work" && tar czf "$out/recipes.tar.gz" gpu.txt recipes.txt *.log \
+  $(find "${names[@]}" -maxdepth 4 \( -name '*.json' -o -name '*.jsonl' -o -name '*.png' -o -name config.yaml \) -size -3M)
+ls -la "$out"

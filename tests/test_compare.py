@@ -264,3 +264,32 @@ def test_existing_folder_is_not_overwritten(tmp_path):
     assert run_cli(["compare", "-m", "image", "--preset", "tiny", "--out", str(out), "--budget-steps", "1"]) == 2
     assert run_cli(["compare", "-m", "image", "--preset", "tiny", "--out", str(out), "--overwrite"]) == 2
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_partial_report_from_the_records_of_a_cut_off_comparison(swept, tmp_path):
+    """benchmarks/compare_partial.py: a capped comparison's finished runs still make a report."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    work = tmp_path / "work"
+    shutil.copytree(swept, work)
+    for name in ("compare.json", "compare.md"):
+        (work / name).unlink()
+    shutil.rmtree(work / "inr.width-16" / "mlp-seed1")  # the run the cap cut off
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_partial.py"
+    done = subprocess.run([sys.executable, str(script), str(work), str(tmp_path / "report")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "1 run(s) missing" in done.stdout
+    full = json.loads((swept / "compare.json").read_text())
+    part = json.loads((tmp_path / "report" / "compare.json").read_text())
+    assert part["settings"]["partial"] == "1 run(s) did not finish"
+    # finished rows carry the same numbers as the full report
+    assert part["points"][0]["results"][0]["metrics"] == full["points"][0]["results"][0]["metrics"]
+    mlp16 = part["points"][1]["results"][1]
+    assert mlp16["status"] == "not run" and mlp16["steps"]["n"] == 1
+    assert [r["status"] for r in mlp16["runs"]] == ["ok", "not run"]
+    assert mlp16["inr_params"] == full["points"][1]["results"][1]["inr_params"]
+    assert "| not run |" in (tmp_path / "report" / "compare.md").read_text()

@@ -1,9 +1,10 @@
 """Build compare.json/compare.md/scaling.png from the run records of a comparison that was cut off.
 
 ``gpu_compare_modalities.sh`` caps each comparison's wall time; a capped one keeps a
-``compare_run.json`` per finished run but never reaches its report (nor the decode timings,
-measured at the end). This writes the report from what finished: runs without a record are listed
-with status ``not run`` and decode time as not measured. No training, no GPU.
+``compare_run.json`` per finished run and a ``{hypernet}-decode.json`` per finished point and
+hypernetwork, but never reaches its report. This writes the report from what finished: runs
+without a record are listed with status ``not run``. No training, no GPU. (Comparisons run
+before the decode files existed show decode time as not measured.)
 
     python benchmarks/compare_partial.py WORK_DIR [OUT_DIR]
 """
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 from inrkit.io import read_json, write_json
-from inrkit_ldmi.compare import PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, _slug, aggregate
+from inrkit_ldmi.compare import DECODE_FILE, PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, _slug, aggregate
 from inrkit_ldmi.compare_report import write_reports
 
 
@@ -38,7 +39,9 @@ def main(work: Path, out: Path) -> None:
                                  "note": "the comparison's wall-time cap ended before this run finished"})
             # aggregate() takes parameter counts from the first run: lead with a finished one
             runs.sort(key=lambda r: r["status"] != "ok")
-            rows.append(aggregate(name, copy.deepcopy(config["model"]["hypernet"]), runs, None))
+            decode = base / DECODE_FILE.format(name=_slug(name))
+            decode = read_json(decode) if decode.exists() else None
+            rows.append(aggregate(name, copy.deepcopy(config["model"]["hypernet"]), runs, decode))
         results.append({"label": point["label"], "overrides": point["overrides"], "results": rows})
     names = settings["hypernets"]
     report = {"schema_version": 1, "settings": {**settings, "partial": f"{missing} run(s) did not finish"},

@@ -20,6 +20,11 @@ status ``oom`` and the comparison goes on.
       reconstructions[-<point>].png   held-out targets and each hypernetwork's reconstructions
       scaling.png           (sweeps) parameters and peak memory against INR size, log-log
       [<point>/]<hypernet>-seed<k>/   a normal run directory (``inrkit evaluate`` accepts it)
+      [<point>/]<hypernet>-seed<k>/compare_run.json   that run's numbers, written when it ends
+      [<point>/]<hypernet>-decode.json   the decode timing, written when its seeds are done
+
+A comparison cut off part-way keeps those records: ``--resume`` reuses them, and
+``benchmarks/compare_partial.py`` writes a report from them alone.
 """
 from __future__ import annotations
 
@@ -60,6 +65,7 @@ MODEL_FIELDS = ("domain", "encoder", "inr", "prior", "likelihood", "beta", "kl_r
 KEEP = ("all", "weights", "logs")
 PLAN_FILE, RESULT_FILE, MARKDOWN_FILE, SCALING_FILE = "compare_plan.json", "compare.json", "compare.md", "scaling.png"
 RUN_RECORD_FILE = "compare_run.json"
+DECODE_FILE = "{name}-decode.json"  # per point and hypernetwork
 # Fields of a run record that belong to the model, not the run: reported once per hypernetwork.
 PER_MODEL_KEYS = ("hypernet_params", "hypernet_params_total", "inr_params", "inr_per_hypernet_param",
                   "encoder_params", "parameter_report")
@@ -658,6 +664,8 @@ def compare(
                     log(f"{where}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""))
                 runs.append(record)
             decode = decode_timing(point["configs"][name]) if any(r["status"] == "ok" for r in runs) else None
+            if decode is not None and base_dir.is_dir():  # kept beside the runs: a cut-off comparison still has it
+                write_json(base_dir / DECODE_FILE.format(name=_slug(name)), decode)
             rows.append(aggregate(name, point["configs"][name]["model"]["hypernet"], runs, decode))
         results.append({"label": point["label"], "overrides": point["overrides"], "results": rows})
 

@@ -292,4 +292,5 @@ def test_partial_report_from_the_records_of_a_cut_off_comparison(swept, tmp_path
     assert mlp16["status"] == "not run" and mlp16["steps"]["n"] == 1
     assert [r["status"] for r in mlp16["runs"]] == ["ok", "not run"]
     assert mlp16["inr_params"] == full["points"][1]["results"][1]["inr_params"]
+    assert all(row["decode_ms"] > 0 for point in part["points"] for row in point["results"])
     assert "| not run |" in (tmp_path / "report" / "compare.md").read_text()

@@ -6,6 +6,7 @@ constants included (so a Gaussian NLL can be negative when σ is small). The VAE
 """
 from __future__ import annotations
 
+import abc
 import math
 
 import pydantic
@@ -21,7 +22,7 @@ def _per_item_mean(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
-class Likelihood(nn.Module):
+class Likelihood(nn.Module, abc.ABC):
     """Built as ``cls(config)``; ``nll(pred, target)`` → per-item (B,)."""
 
     def nll(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -30,9 +31,9 @@ class Likelihood(nn.Module):
                             f" and target {tuple(target.shape)} differ in shape")
         return _per_item_mean(self.pointwise(pred.float(), target.float()))
 
+    @abc.abstractmethod
     def pointwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """−log p of each value, same shape as the inputs."""
-        raise NotImplementedError
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.nll(pred, target)

@@ -8,6 +8,7 @@ names the modules stage ``vae`` trains in ``vae_modules``, and supplies ``vae_lo
 """
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
@@ -32,7 +33,7 @@ def random_points(n: int, points: int | None, generator: torch.Generator | None,
     return torch.randperm(n, generator=generator)[:points].to(device)
 
 
-class LatentModel(nn.Module):
+class LatentModel(nn.Module, abc.ABC):
     model_name: ClassVar[str]  # the ``models`` registry name
     config_class: ClassVar[type[PartConfig]]
 
@@ -51,12 +52,13 @@ class LatentModel(nn.Module):
         self.run_config: dict[str, Any] | None = None
         self._eval_data = None
 
+    @abc.abstractmethod
     def _build_decoder(self, config) -> None:
-        raise NotImplementedError
+        """Build the decoder side (LDMI: hypernetwork + INR; LDM: conv decoder) from ``config``."""
 
+    @abc.abstractmethod
     def vae_modules(self) -> tuple[nn.Module, ...]:
         """The modules stage ``vae`` trains."""
-        raise NotImplementedError
 
     # -- construction ----------------------------------------------------------------------
     @classmethod

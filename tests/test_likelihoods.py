@@ -62,3 +62,21 @@ def test_likelihood_errors():
         inrkit.build("likelihoods", "gaussian", sigma=0.0)
     with pytest.raises(DataError, match="differ in shape"):
         nll("laplace", torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_base_hooks_are_abstract():
+    """A likelihood or latent model missing its hooks fails when built, not mid-training."""
+    from inrkit.likelihoods import Likelihood
+    from inrkit_ldmi.latent_model import LatentModel
+
+    class NoPointwise(Likelihood):
+        pass
+
+    with pytest.raises(TypeError, match="pointwise"):
+        NoPointwise()
+
+    class NoDecoder(LatentModel):
+        pass
+
+    with pytest.raises(TypeError, match="_build_decoder"):
+        NoDecoder(None)

@@ -226,15 +226,15 @@ def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm:
             "batch": batch}
 
 
-EAGER_FP32 = {"precision": "fp32", "optimizer": "default", "channels_last": "off", "data_on_device": "never", "compile": False}
-FAST_EAGER = {"precision": "bf16", "optimizer": "fused", "data_on_device": "auto", "channels_last": "off", "compile": False}
+EAGER_FP32 = {"precision": "fp32", "optimizer": "default", "channels_last": False, "data_on_device": "never", "compile": False}
+FAST_EAGER = {"precision": "bf16", "optimizer": "fused", "data_on_device": "auto", "channels_last": False, "compile": False}
 TORCH_INR, FUSED_INR = ["model.inr.kernel=torch"], ["model.inr.kernel=triton", "model.inr.matmul_precision=bf16x3"]
 VARIANTS = [  # each adds one optimisation to the row before it, except the "instead" row
     ("fp32 eager (the old path)", TORCH_INR, EAGER_FP32),
     ("+ bf16 autocast", TORCH_INR, {**EAGER_FP32, "precision": "bf16"}),
     ("+ fused AdamW", TORCH_INR, {**EAGER_FP32, "precision": "bf16", "optimizer": "fused"}),
     ("+ data on device", TORCH_INR, FAST_EAGER),
-    ("(instead) + channels-last", TORCH_INR, {**FAST_EAGER, "channels_last": "on"}),
+    ("(instead) + channels-last", TORCH_INR, {**FAST_EAGER, "channels_last": True}),
     ("+ fused sine kernel (bf16x3)", FUSED_INR, FAST_EAGER),
     ("+ torch.compile", FUSED_INR, {**FAST_EAGER, "compile": True}),
     ("+ torch.compile reduce-overhead (CUDA graphs)", FUSED_INR, {**FAST_EAGER, "compile": "reduce-overhead"}),

@@ -267,3 +267,19 @@ def test_fused_kernels_match_pytorch_under_the_triton_interpreter():
     assert proc.returncode == 0, proc.stderr[-3000:]
     worst = float(proc.stdout.split("WORST")[-1])
     assert math.isfinite(worst) and worst < 1e-5, worst
+
+
+def test_gpu_bench_runs_its_smoke_mode_on_cpu(tmp_path):
+    """benchmarks/gpu_bench.py --smoke: the script itself works (its numbers on CPU mean nothing)."""
+    out = tmp_path / "bench"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("TRITON_INTERPRET", None)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_bench.py"), "--smoke", "--out", str(out),
+                           "--sections", "ceil,kernel"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    data = json.loads((out / "bench.json").read_text())
+    assert data["env"]["card"] == "cpu (smoke)" and "bf16_matmul_tflops" in data["ceil"]
+    assert set(data["kernel"]) == {"torch-fp32", *fused_sine.PRECISIONS}
+    assert "Fused sine layers" in (out / "bench.md").read_text()

@@ -94,7 +94,8 @@ class LatentModel(nn.Module, abc.ABC):
     def stage_parameters(self, stage: str) -> Iterable[nn.Parameter]:
         if stage == "vae":
             # a likelihood may learn its own parameters (l1_logvar's log-scale), as the reference does
-            return [p for m in (*self.vae_modules(), self.likelihood) for p in m.parameters()]
+            own = getattr(self.likelihood, "model_parameters", self.likelihood.parameters)
+            return [p for m in self.vae_modules() for p in m.parameters()] + list(own())
         if stage == "prior":
             return list(self.prior.parameters())
         raise ConfigError(f"{self.model_name.upper()} has no stage '{stage}' (stages: {', '.join(self.stages)})")
@@ -116,12 +117,25 @@ class LatentModel(nn.Module, abc.ABC):
         unbiased estimate of the sum when only a subset of points was decoded); with
         ``kl_reduction: sum`` too, this is the reference code's objective (both summed per item).
         """
-        nll = self.likelihood(pred, target)
+        adversarial, logs = 0.0, {}
+        if getattr(self.likelihood, "needs_grid", False):  # perceptual/adversarial terms read whole grids
+            if pred.shape[1] != self.coords.shape[0]:
+                raise ConfigError(f"likelihood '{self.likelihood.registry_name}' needs every grid point:"
+                                  " set train.vae.points to null")
+            shape = self.domain.grid_shape
+            nll, adversarial, logs = self.likelihood.grid_nll(self.domain.to_grid(pred, shape),
+                                                              self.domain.to_grid(target, shape), self._last_layer())
+        else:
+            nll = self.likelihood(pred, target)
         if self.config.nll_reduction == "sum":
             nll = nll * (self.coords.shape[0] * self.domain.channels)
         kl = gaussian_kl(mean, logvar, reduction=self.config.kl_reduction)
-        loss = (nll + self.config.beta * kl).mean()
-        return loss, {"nll": nll.mean(), "kl": kl.mean()}
+        loss = (nll + self.config.beta * kl).mean() + adversarial
+        return loss, {"nll": nll.mean(), "kl": kl.mean(), **logs}
+
+    def _last_layer(self) -> torch.Tensor | None:
+        """The decoder's last weight (the adversarial term's adaptive weight reads its gradients)."""
+        return None
 
     def prepare_stage(self, stage: str, dataset):
         if stage != "prior":

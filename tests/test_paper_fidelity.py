@@ -286,3 +286,86 @@ def test_paper_presets_take_a_training_step():
         loss.backward()
         assert math.isfinite(float(loss)) and math.isfinite(float(logs["kl"]))
         assert model.prior.loss(model.encode(x)).isfinite()
+
+
+# -- item 2: the CelebA-HQ stage-1 loss: L1 + LPIPS + PatchGAN with a learned log-variance ------------
+
+def _vgg_file(path, with_heads: bool):
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    state = {"features.0.weight": torch.randn(4, 3, 3, 3, generator=g) * 0.3, "features.0.bias": torch.zeros(4),
+             "features.2.weight": torch.randn(4, 4, 3, 3, generator=g) * 0.3, "features.2.bias": torch.zeros(4),
+             "features.5.weight": torch.randn(8, 4, 3, 3, generator=g) * 0.3, "features.5.bias": torch.zeros(8)}
+    if with_heads:
+        state.update({"lin0.model.1.weight": torch.rand(1, 4, 1, 1, generator=g),
+                      "lin1.model.1.weight": torch.rand(1, 8, 1, 1, generator=g)})
+    save_file(state, str(path))
+    return str(path)
+
+
+def _gan_model(**likelihood):
+    cfg = toy_run_config()
+    cfg["model"]["domain"] = {"name": "toy_grid", "size": 16}
+    cfg["model"].update({"likelihood": {"name": "l1_lpips_patchgan", "disc_start": 2, "disc_layers": 2,
+                                        "disc_channels": 8, **likelihood},
+                         "nll_reduction": "sum", "kl_reduction": "sum"})
+    return LDMI.from_config(cfg)
+
+
+def test_patchgan_starts_at_disc_start_and_trains_the_discriminator_with_its_own_optimiser():
+    torch.manual_seed(0)
+    model = _gan_model()
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    d0 = [p.detach().clone() for p in model.likelihood.discriminator.parameters()]
+    params = model.stage_parameters("vae")
+    assert not any(p is q for p in params for q in model.likelihood.discriminator.parameters())
+    assert any(p is model.likelihood.logvar for p in params)
+    _, logs1 = model.vae_loss(x)  # step 1 < disc_start: no adversarial term, D untouched
+    assert "d_loss" not in logs1 and float(logs1["perceptual_active"]) == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(d0, model.likelihood.discriminator.parameters()))
+    loss2, logs2 = model.vae_loss(x)  # step 2: D takes one Adam step, the generator gets g_loss
+    assert {"d_loss", "g_loss", "d_weight"} <= set(logs2) and math.isfinite(float(logs2["d_weight"]))
+    assert not all(torch.equal(a, b) for a, b in zip(d0, model.likelihood.discriminator.parameters()))
+    loss2.backward()
+    assert model.hypernet.last_layer().grad is not None
+    assert int(model.likelihood.step) == 2 and "likelihood.step" in model.state_dict()
+
+
+def test_patchgan_likelihood_needs_the_whole_grid():
+    model = _gan_model()
+    with pytest.raises(inrkit.errors.ConfigError, match="train.vae.points"):
+        model.vae_loss(torch.rand(2, 1, 16, 16), points=32)
+
+
+@pytest.mark.parametrize("with_heads", [False, True])
+def test_lpips_term_from_a_local_file(tmp_path, with_heads):
+    path = _vgg_file(tmp_path / "vgg.safetensors", with_heads)
+    model = _gan_model(perceptual=path, disc_start=None)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    _, logs = model.vae_loss(x)
+    assert float(logs["perceptual_active"]) == 1.0 and float(logs["lpips"]) > 0
+    from inrkit_ldmi.perceptual import PerceptualLoss
+
+    net = PerceptualLoss(path, where="w")
+    assert len(net.heads) == (2 if with_heads else 0)
+    rgb = x.expand(-1, 3, -1, -1)
+    assert torch.allclose(net(rgb, rgb), torch.zeros(2), atol=1e-6)
+    missing = _gan_model(perceptual=str(tmp_path / "none.safetensors"))
+    with pytest.raises(inrkit.errors.ConfigError, match="model.likelihood.perceptual: feature network file not found"):
+        missing.vae_loss(x)
+
+
+def test_patchgan_trains_end_to_end_with_the_trainer(tmp_path):
+    cfg = toy_run_config()
+    cfg["model"]["domain"] = {"name": "toy_grid", "size": 16}
+    cfg["model"].update({"likelihood": {"name": "l1_lpips_patchgan", "disc_start": 3, "disc_layers": 2,
+                                        "disc_channels": 8}, "nll_reduction": "sum", "kl_reduction": "sum"})
+    cfg["train"]["prior"]["steps"] = 2
+    model = LDMI.from_config(cfg)
+    d0 = [p.detach().clone() for p in model.likelihood.discriminator.parameters()]
+    model.fit(out=tmp_path / "run")
+    assert int(model.likelihood.step) == 6
+    assert not all(torch.equal(a, b) for a, b in zip(d0, model.likelihood.discriminator.parameters()))
+    loaded = inrkit.load_run(tmp_path / "run")
+    assert int(loaded.likelihood.step) == 6

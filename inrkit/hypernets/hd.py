@@ -143,6 +143,10 @@ class HyperTransformerDecoder(Hypernet):
             params[name] = torch.cat([w, bias.expand(b, -1, -1)], dim=1)
         return params
 
+    def last_layer(self) -> torch.Tensor:
+        """The learned base weight of the INR's output layer (what the decoded values depend on last)."""
+        return self.base_weights[list(self.token_ranges)[-1]]
+
     def parameter_report(self) -> dict[str, int]:
         def count(ps) -> int:
             return sum(p.numel() for p in ps if p.requires_grad)

@@ -112,7 +112,7 @@ class LPIPSPatchGANLikelihood(L1LogvarLikelihood):
         """Image grids → (per-item NLL averaged over values (B,), the adversarial scalar, logs)."""
         pred, target = self._rgb(pred.float()), self._rgb(target.float())
         rec = (pred - target).abs().flatten(1).mean(1)
-        logs: dict[str, torch.Tensor] = {"perceptual_active": torch.tensor(float(self.perceptual_active))}
+        logs: dict[str, torch.Tensor] = {"perceptual_active": torch.tensor(float(self.perceptual_active), device=pred.device)}
         if self.perceptual_active:
             p = self._perceptual_net(pred.device)(pred, target)
             rec = rec + self.config.perceptual_weight * p
@@ -124,7 +124,7 @@ class LPIPSPatchGANLikelihood(L1LogvarLikelihood):
         training = self.training and torch.is_grad_enabled()
         if training:
             self.step += 1
-        if start is None or int(self.step) < start or not training:
+        if start is None or not training or self._host_step(training) < start:
             return nll, adv, logs
         logs["d_loss"] = self._train_discriminator(target, pred.detach())
         g_loss = -self.discriminator(pred).mean()
@@ -135,6 +135,19 @@ class LPIPSPatchGANLikelihood(L1LogvarLikelihood):
             weight = (g_nll.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach() * self.config.disc_weight
         logs["g_loss"], logs["d_weight"] = g_loss.detach(), weight
         return nll, weight * g_loss, logs
+
+    def _host_step(self, advance: bool) -> int:
+        """``step`` as a Python int: read from the buffer once (after loading), then counted on the
+        host, so that the training step needs no device→host sync."""
+        if self.__dict__.get("_step") is None:
+            self.__dict__["_step"] = int(self.step)
+        elif advance:
+            self.__dict__["_step"] += 1
+        return self.__dict__["_step"]
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.__dict__["_step"] = None  # re-read from the loaded buffer
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def _train_discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         params = list(self.discriminator.parameters())

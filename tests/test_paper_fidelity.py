@@ -84,12 +84,12 @@ def test_learned_log_variance_is_trained_in_stage_vae():
     model = _toy_model(nll_reduction="sum", kl_reduction="sum")
     assert any(p is model.likelihood.logvar for p in model.stage_parameters("vae"))
     assert not any(p is model.likelihood.logvar for p in model.stage_parameters("prior"))
-    before = float(model.likelihood.logvar)
+    before = float(model.likelihood.logvar.detach())
     opt = torch.optim.Adam(model.stage_parameters("vae"), lr=1e-2)
     loss, _ = model.vae_loss(torch.rand(4, 1, 8, 8) * 2 - 1)
     loss.backward()
     opt.step()
-    assert float(model.likelihood.logvar) != before
+    assert float(model.likelihood.logvar.detach()) != before
 
 
 # -- item 3: the reference tokenizer and the CelebA-HQ 64 hypernetwork's 8,056,899 parameters -------

@@ -284,7 +284,7 @@ def test_paper_presets_take_a_training_step():
         x = (torch.rand(shape) > 0.5).float() if modality == "occupancy" else torch.rand(shape) * 2 - 1
         loss, logs = model.vae_loss(x, points=256)
         loss.backward()
-        assert math.isfinite(float(loss)) and math.isfinite(float(logs["kl"]))
+        assert math.isfinite(float(loss.detach())) and math.isfinite(float(logs["kl"].detach()))
         assert model.prior.loss(model.encode(x)).isfinite()
 
 

@@ -153,7 +153,7 @@ def test_paper_image_preset_matches_the_papers_sizes():
     assert model.latent_shape == (3, 16, 16)
     assert model.inr.num_params == 198_915
     assert model.hypernet.n_weight_tokens == 259
-    assert model.likelihood.registry_name == "l1_logvar"
+    assert model.likelihood.registry_name == "l1_lpips_patchgan"
     assert LDMI.from_config(preset_config("image", "inrkit-v1")).likelihood.config.sigma == 0.1
 
 

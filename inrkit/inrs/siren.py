@@ -25,6 +25,9 @@ class SirenConfig(PartConfig):
     w0: float = Field(30.0, gt=0)
     w0_initial: float = Field(30.0, gt=0)
     final_activation: Literal["none", "sigmoid", "tanh"] = "none"
+    bias_init: Literal["uniform", "zero"] = Field(
+        "uniform", description="uniform: nn.Linear's random phases (the original SIREN); zero: the LDMI code's")
+    out_offset: float = Field(0.0, description="constant added to the output (the LDMI code's out_bias, 0.5)")
     kernel: Literal["auto", "torch", "triton"] = Field(
         "auto", description="auto/triton = the fused Triton sine layers where CUDA and Triton are (faster to"
                             " train and render: benchmarks/RESULTS.md), else PyTorch; torch = always PyTorch")
@@ -35,7 +38,7 @@ class SirenConfig(PartConfig):
 
 @inr_registry.register("siren", config=SirenConfig, description="SIREN: sine MLP, ω0 = 30, SIREN initialisation")
 class Siren(INR):
-    """y = W_out · sin(ω0 (W_{L-1} · … sin(ω0_initial (W_0 x + b_0)) …) + b) + b_out.
+    """y = W_out · sin(ω0 (W_{L-1} · … sin(ω0_initial (W_0 x + b_0)) …) + b) + b_out (+ out_offset).
 
     ω0 multiplies the pre-activation (weights and bias alike), and the hidden-layer init divides
     by the ω0 of the layer's own sine so that ω0 (W x + b) stays of unit scale at any depth.
@@ -63,6 +66,8 @@ class Siren(INR):
             w = torch.empty(fan_in1 - 1, fan_out).uniform_(-bounds[name], bounds[name])
             # biases as nn.Linear draws them (the original SIREN keeps that default): random phases
             b = torch.empty(1, fan_out).uniform_(-1, 1) / math.sqrt(fan_in1 - 1)
+            if self.config.bias_init == "zero":
+                b.zero_()
             params[name] = torch.cat([w, b], dim=0)
         return params
 
@@ -79,10 +84,12 @@ class Siren(INR):
         if self.uses_fused_kernel(coords.device):
             x = fused_sine.siren_stack(coords, [params[n] for n in names], self.config.w0_initial, self.config.w0,
                                        self.config.matmul_precision)
-            return FINAL_ACTIVATIONS[self.config.final_activation](x)
-        x = coords
-        for i, name in enumerate(names[:-1]):
-            w0 = self.config.w0_initial if i == 0 else self.config.w0
-            x = torch.sin(w0 * batched_linear(x, params[name]))
-        x = batched_linear(x, params[names[-1]])
+        else:
+            x = coords
+            for i, name in enumerate(names[:-1]):
+                w0 = self.config.w0_initial if i == 0 else self.config.w0
+                x = torch.sin(w0 * batched_linear(x, params[name]))
+            x = batched_linear(x, params[names[-1]])
+        if self.config.out_offset:
+            x = x + self.config.out_offset
         return FINAL_ACTIVATIONS[self.config.final_activation](x)

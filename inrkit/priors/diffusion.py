@@ -36,6 +36,8 @@ class DiffusionConfig(PartConfig):
     num_res_blocks: int = pydantic.Field(1, ge=1, description="unet: ResnetBlocks per level")
     attention: bool = pydantic.Field(True, description="unet: self-attention at the lowest resolution")
     num_head_channels: int = pydantic.Field(32, ge=1, description="unet: channels per attention head")
+    attention_resolutions: list[int] | None = pydantic.Field(
+        None, description="unet: downsampling factors with attention, as LDM's (e.g. [8, 4, 2]); null = the lowest level")
     mlp_hidden: int = pydantic.Field(256, ge=1, description="mlp: width")
     mlp_layers: int = pydantic.Field(3, ge=1, description="mlp: residual blocks")
     dropout: float = pydantic.Field(0.0, ge=0.0, lt=1.0)
@@ -44,8 +46,8 @@ class DiffusionConfig(PartConfig):
     sampler: Literal["ddim", "ddpm"] = "ddim"
     steps: int = pydantic.Field(50, ge=1, description="ddim steps")
     eta: float = pydantic.Field(0.0, ge=0.0, description="ddim: 0 deterministic, 1 with full steps = ddpm")
-    spacing: Literal["leading", "trailing", "linspace"] = pydantic.Field(
-        "trailing", description="ddim timestep spacing; trailing starts at t = T-1")
+    spacing: Literal["leading", "trailing", "linspace", "uniform"] = pydantic.Field(
+        "trailing", description="ddim timestep spacing; trailing starts at t = T-1; uniform is CompVis' (LDM's)")
 
 
 @priors.register("diffusion", config=DiffusionConfig,
@@ -64,7 +66,8 @@ class DiffusionPrior(Prior):
             self.denoiser = UNet(dims=len(self.latent_shape) - 1, channels=self.latent_shape[0],
                                  model_channels=cfg.model_channels, channel_mult=cfg.channel_mult,
                                  num_res_blocks=cfg.num_res_blocks, attention=cfg.attention,
-                                 num_head_channels=cfg.num_head_channels, dropout=cfg.dropout)
+                                 num_head_channels=cfg.num_head_channels, dropout=cfg.dropout,
+                                 attention_resolutions=cfg.attention_resolutions)
         else:
             self.denoiser = MLPDenoiser(latent_shape=self.latent_shape, hidden=cfg.mlp_hidden,
                                         layers=cfg.mlp_layers, dropout=cfg.dropout)

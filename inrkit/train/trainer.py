@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..errors import ConfigError, InrkitError
+from ..errors import ConfigError, InrkitError, Interrupted
 from . import checkpoint as ckpt
 from .config import StageConfig, TrainConfig
 from .engine import Engine, to_device
@@ -67,6 +69,57 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
         self.model.to(self.engine.device)
+        self._signal: int | None = None  # SIGINT/SIGTERM received: stop at the next step boundary
+
+    # -- stopping on SIGINT / SIGTERM ---------------------------------------------------------
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """While training, SIGINT and SIGTERM only ask the loop to stop after the current step (the
+        stage then saves a checkpoint at that step); a second signal acts as it would have."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum, frame):
+            self._signal = signum
+            signal.signal(signum, previous[signum])
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _stop_requested(self, step: int) -> bool:
+        if not self.engine.distributed:
+            return self._signal is not None
+        # every rank must stop at the same step: they agree at log steps, where they synchronise anyway
+        if step % self.config.log_every:
+            return False
+        return self.engine.all_reduce_mean({"stop": float(self._signal is not None)})["stop"] > 0
+
+    def _until_stopped(self, loader, start: int):
+        step = start
+        for batch in loader:
+            if self._stop_requested(step):
+                return
+            yield batch
+            step += 1
+
+    def _interrupted(self, stage: str, step: int, start: int, model, optimizer, generator) -> Interrupted:
+        signum = self._signal if self._signal is not None else signal.SIGTERM  # a DDP peer's signal
+        name = signal.Signals(signum).name
+        if self.run_dir is None:
+            return Interrupted(f"{name} at {stage} step {step} (no run directory: nothing saved)", signum)
+        if step == start:
+            return Interrupted(f"{name} before {stage} step {step + 1}: nothing new to save; continue with --resume"
+                               f" ({self.run_dir})", signum)
+        path = ckpt.save_checkpoint(self.run_dir, stage, step, model=model, optimizer=optimizer, engine=self.engine,
+                                    generators={"train": generator}, keep=self.config.keep_checkpoints)
+        return Interrupted(f"{name} at {stage} step {step}: saved {path}; continue with --resume", signum)
 
     # -- configuration -------------------------------------------------------------------
     def stage_config(self, stage: str) -> StageConfig:
@@ -106,6 +159,10 @@ class Trainer:
             raise ConfigError(f"unknown stage '{unknown[0]}'; this model trains: {', '.join(order)}")
         summary: dict[str, Any] = {}
         stale = False  # an earlier stage changed: later checkpoints no longer match it
+        with self._stop_on_signals():
+            return self._fit_stages(dataset, order, todo, resume, summary, stale)
+
+    def _fit_stages(self, dataset, order, todo, resume, summary, stale) -> dict[str, Any]:
         try:
             for stage in order:
                 ref = None
@@ -186,7 +243,7 @@ class Trainer:
         step = start
         stopped = None
         try:
-            for batch in loader:
+            for batch in self._until_stopped(loader, start):
                 step += 1
                 lr = stage_lr(cfg, step)
                 for group in optimizer.param_groups:
@@ -252,6 +309,8 @@ class Trainer:
             progress.close()
             for p, flag in saved_flags.items():
                 p.requires_grad_(flag)
+        if step < cfg.steps and stopped is None:  # _until_stopped ended the loop: a signal, here or on a peer
+            raise self._interrupted(stage, step, start, model, optimizer, generator)
         wall = time.perf_counter() - t0
         trained = step - start
         return {

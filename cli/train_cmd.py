@@ -160,4 +160,6 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
             metrics = ", ".join(f"{k} {v['mean']:.4g}±{v['std']:.2g}" for k, v in held.items()
                                 if isinstance(v, dict) and v.get("mean") is not None)
             console.print(f"held-out reconstructions after {name} ({held.get('n_items')} items): {metrics}")
+    if "n_train" in summary:
+        console.print(f"data: {summary['n_train']} training items, {summary['n_val']} held out")
     console.print(f"run directory: {out}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -65,10 +66,18 @@ def _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume,
         if s not in order:
             raise ConfigError(f"unknown stage '{s}'; this model trains: {', '.join(order)}")
     continues = stages[0] != order[0]
+    model.to(engine.device)
+    if init_from is not None:
+        _load_initial(model, Path(init_from))  # a bad --from fails before any folder is made
+    created = not Path(out).expanduser().exists()
     run_dir, lock = _prepare_on_main(engine, out, resume=bool(resume) or continues, overwrite=overwrite)
     try:
         return _train_locked(model, run_cfg, train_cfg, engine, user_dataset, run_dir, stages, resume, continues,
                              init_from, on_step)
+    except BaseException:
+        if created and engine.is_main and not (run_dir / CONFIG_FILE).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # made by this call, and nothing of a run in it yet
+        raise
     finally:
         if lock is not None:
             lock.release()
@@ -85,10 +94,6 @@ def _train_locked(model, run_cfg, train_cfg, engine, user_dataset, run_dir, stag
             if ckpt.latest_checkpoint(run_dir, earlier) is None:
                 raise CheckpointError(f"stage '{stages[0]}' needs a trained '{earlier}' stage, and {run_dir} has none"
                                       f" (train it first, or pass --from RUN)")
-
-    model.to(engine.device)
-    if init_from is not None:
-        _load_initial(model, Path(init_from))
 
     if user_dataset is not None:
         train_ds, val_ds = user_dataset, None

@@ -108,10 +108,10 @@ def test_sigterm_stops_at_the_step_it_arrives_in(tmp_path, capsys, monkeypatch):
 
     real = trainer_mod.stage_lr
 
-    def lr_then_signal(cfg, step):  # SIGTERM arrives while step 2 is being computed
+    def lr_then_signal(cfg, step, *rest):  # SIGTERM arrives while step 2 is being computed
         if step == 2:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real(cfg, step)
+        return real(cfg, step, *rest)
 
     monkeypatch.setattr(trainer_mod, "stage_lr", lr_then_signal)
     run = tmp_path / "run"

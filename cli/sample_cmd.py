@@ -26,6 +26,7 @@ def sample(
     weights: str = typer.Option("final", "--weights", help="final, ema, or a checkpoint name such as checkpoint-prior-500."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Items decoded at once (memory)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the prior's denoiser for this run (worth it on a GPU for many samples)."),
 ) -> None:
     """Sample latents from the prior, decode them into INRs and render them."""
     from inrkit import load_run
@@ -36,7 +37,7 @@ def sample(
     if seed is None:
         seed = secrets.randbelow(2**31)
     shape = model.domain.resolve_resolution(resolution)
-    z = model.sample_latents(n, steps=ddim_steps, eta=eta, seed=seed)
+    z = model.sample_latents(n, steps=ddim_steps, eta=eta, seed=seed, compile=compile)
     grids = model.decode(z, resolution=shape, batch_size=batch_size)
     out = out or Path(run) / "samples"
     stem = f"samples-{'x'.join(map(str, shape))}-seed{seed}"

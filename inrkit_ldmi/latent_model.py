@@ -185,22 +185,25 @@ class LatentModel(nn.Module, abc.ABC):
         return self.decode(self.encode(x), resolution)
 
     @torch.no_grad()
-    def sample_latents(self, n: int, steps: int = 50, eta: float = 0.0, seed: int | None = None, use_ema: bool = True) -> torch.Tensor:
+    def sample_latents(self, n: int, steps: int = 50, eta: float = 0.0, seed: int | None = None, use_ema: bool = True,
+                       compile: bool = False) -> torch.Tensor:
         generator = torch.Generator()  # CPU noise: the same seed gives the same samples on any device
         if seed is None:
             generator.seed()
         else:
             generator.manual_seed(int(seed))
-        return self.prior.sample(n, generator, steps=steps, eta=eta, use_ema=use_ema)
+        extra = {"compile": True} if compile else {}  # a prior's sampler that compiles (diffusion) takes it
+        return self.prior.sample(n, generator, steps=steps, eta=eta, use_ema=use_ema, **extra)
 
     @torch.no_grad()
     def sample(self, n: int, resolution=None, steps: int = 50, eta: float = 0.0, seed: int | None = None,
-               use_ema: bool = True) -> torch.Tensor:
+               use_ema: bool = True, compile: bool = False) -> torch.Tensor:
         """n new items as model-space grids (n, c, *shape): prior → z → decoder."""
         was = self.training
         self.eval()
         try:
-            return self.decode(self.sample_latents(n, steps=steps, eta=eta, seed=seed, use_ema=use_ema), resolution)
+            return self.decode(self.sample_latents(n, steps=steps, eta=eta, seed=seed, use_ema=use_ema, compile=compile),
+                               resolution)
         finally:
             self.train(was)
 

@@ -268,7 +268,7 @@ class LatentModel(nn.Module, abc.ABC):
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, data=None, out: str | Path = "runs/ldmi", stages: tuple[str, ...] | None = None,
-            resume: bool = False, overwrite: bool = False, init_from: str | Path | None = None,
+            resume: bool | str = False, overwrite: bool = False, init_from: str | Path | None = None,
             engine=None, on_step=None, **train_overrides) -> dict[str, Any]:
         """Train into the run directory ``out``; see :func:`inrkit_ldmi.api.fit`."""
         from .api import fit

@@ -244,7 +244,7 @@ def test_bad_inputs_name_file_and_problem(tmp_path):
     with pytest.raises(DataError, match=r"levels\.nc.*extra dimension\(s\) level \(2\)"):
         open_dataset(d, tmp_path / "levels.nc")
     (tmp_path / "junk.nc").write_bytes(b"not a netcdf file at all")
-    with pytest.raises(DataError, match=r"junk\.nc: not a NetCDF file"):
+    with pytest.raises(DataError, match=r"junk\.nc: not a NetCDF or GRIB file"):
         open_dataset(d, tmp_path / "junk.nc")
 
     npz = tmp_path / "npz"

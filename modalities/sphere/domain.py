@@ -30,6 +30,8 @@ from .metrics import latitude_weights, sphere_metrics
 from .render import render_maps, to_dataset, write_netcdf, write_zarr_store
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
+GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
+XARRAY_SUFFIXES = NETCDF_SUFFIXES + GRIB_SUFFIXES
 
 
 class SphereDomainConfig(PartConfig):
@@ -177,8 +179,8 @@ class SphereDomain(Domain):
         files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
         if any(p.suffix.lower() == ".npz" for p in files):
             return "era5_npz"
-        if any(p.suffix.lower() in NETCDF_SUFFIXES for p in files):
+        if any(p.suffix.lower() in XARRAY_SUFFIXES for p in files):
             return "era5_xarray"
         raise DataError(
-            f"{path}: no ERA5 data found (expected a NetCDF file, a .zarr store, or a folder of .nc or .npz files)"
+            f"{path}: no ERA5 data found (expected a NetCDF or GRIB file, a .zarr store, or a folder of .nc, .grib or .npz files)"
         )

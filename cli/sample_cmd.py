@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from inrkit.domain import parse_resolution
 from inrkit.errors import ConfigError
 
 from .app import app
@@ -16,9 +17,9 @@ from .app import app
 def sample(
     run: Path = typer.Argument(..., help="A run directory (inrkit train ... --out RUN)."),
     n: int = typer.Option(16, "--n", min=1, help="How many items."),
-    resolution: Optional[int] = typer.Option(
-        None, "--resolution", min=1,
-        help="Grid size to render: pixels or voxels per side; sphere: latitude rows (longitudes follow). Default: the training grid."),
+    resolution: Optional[str] = typer.Option(
+        None, "--resolution",
+        help="Grid to render: R (pixels or voxels per side; sphere: latitude rows, longitudes keep the training grid's aspect) or HxW such as 121x240. Default: the training grid."),
     ddim_steps: int = typer.Option(50, "--ddim-steps", min=1, help="DDIM steps of the diffusion prior."),
     eta: float = typer.Option(0.0, "--eta", min=0.0, help="DDIM eta (0 = deterministic)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (printed when not given)."),
@@ -35,7 +36,7 @@ def sample(
         raise ConfigError(f"{run}: model '{model.registry_name}' cannot sample")
     if seed is None:
         seed = secrets.randbelow(2**31)
-    shape = model.domain.resolve_resolution(resolution)
+    shape = model.domain.resolve_resolution(parse_resolution(resolution))
     z = model.sample_latents(n, steps=ddim_steps, eta=eta, seed=seed)
     grids = model.decode(z, resolution=shape, batch_size=batch_size)
     out = out or Path(run) / "samples"

@@ -211,3 +211,33 @@ def test_packaged_sets_without_their_package_name_the_install(monkeypatch):
     with pytest.raises(DataError, match=r"^data\.name=digits reads .* 'sklearn' package.*pip install 'inrkit\[digits\]'$"):
         open_dataset(image, name="digits")
     assert common  # the helper all three go through
+
+
+# -- sphere resolutions and CF coordinates ----------------------------------------------------
+def test_sample_resolution_r_or_hxw_and_cf_coordinates(tmp_path, capsys):
+    import h5py
+    from inrkit.domain import parse_resolution
+    from inrkit_ldmi.model import LDMI
+
+    assert parse_resolution("46") == 46 and parse_resolution("121x240") == (121, 240) and parse_resolution(None) is None
+    for bad in ("0", "12x", "x4", "1.5", "121*240", "-3"):
+        with pytest.raises(inrkit.ConfigError, match="--resolution: expected R or sizes joined by 'x'"):
+            parse_resolution(bad)
+    run = LDMI.from_preset("sphere", "tiny", overrides=["data.n_items=4"]).save_pretrained(tmp_path / "run")
+    base = ["sample", str(run), "--n", "2", "--ddim-steps", "1", "--seed", "0", "--out", str(tmp_path / "s")]
+    assert run_cli([*base, "--resolution", "46"]) == 0  # R alone: the training grid's 46 x 90, not 46 x 92
+    assert run_cli([*base, "--resolution", "121x240"]) == 0  # WeatherBench2's 1.5° grid
+    assert run_cli([*base, "--resolution", "121x240x3"]) == 2
+    assert run_cli([*base, "--resolution", "big"]) == 2
+    assert "--resolution: expected R or sizes joined by 'x'" in capsys.readouterr().err
+    with xr.open_dataset(tmp_path / "s" / "samples-46x90-seed0.nc") as ds:
+        assert ds["2m_temperature"].shape == (2, 46, 90)
+    nc = tmp_path / "s" / "samples-121x240-seed0.nc"
+    with xr.open_dataset(nc) as ds:
+        assert ds["2m_temperature"].shape == (2, 121, 240)
+        assert ds["latitude"].values[0] == 90.0 and ds["longitude"].values[1] == 1.5
+        assert list(ds["sample"].values) == [0, 1]  # the sample dimension has a coordinate
+    with h5py.File(nc) as f:  # CF: coordinate variables carry no _FillValue
+        for name in ("latitude", "longitude", "sample"):
+            assert "_FillValue" not in f[name].attrs, name
+        assert "_FillValue" in f["2m_temperature"].attrs

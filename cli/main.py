@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 from .app import app
 
@@ -27,14 +28,26 @@ def _load_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from inrkit.errors import InrkitError
+    from inrkit.errors import InrkitError, InrkitWarning
 
     _load_commands()
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        # the library's own warnings are for the user: one line, no source location
+        if issubclass(category, InrkitWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     try:
         app(args=argv, standalone_mode=True)
     except InrkitError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

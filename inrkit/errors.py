@@ -18,3 +18,8 @@ class DataError(InrkitError):
 
 class CheckpointError(InrkitError):
     """A run directory or checkpoint is missing or corrupt."""
+
+
+class InrkitWarning(UserWarning):
+    """Something worth telling the user that is not an error (an output that could not be made);
+    the CLI shows it as one ``warning:`` line."""

@@ -148,10 +148,10 @@ class LatentModel(nn.Module, abc.ABC):
         if stage == "prior":
             self.prior.update_ema()
 
-    def preview(self, stage: str, step: int, run_dir: Path) -> None:
+    def preview(self, stage: str, step: int, run_dir: Path) -> list[Path]:
         where = Path(run_dir) / "previews" / f"{stage}-{step}"
         n = self._train_cfg().get("n_renders", 8)
-        self._render(where if stage == "prior" else None, where if stage == "vae" else None, n)
+        return self._render(where if stage == "prior" else None, where if stage == "vae" else None, n)
 
     def after_stage(self, stage: str, run_dir: Path | None) -> dict[str, Any]:
         out: dict[str, Any] = {}

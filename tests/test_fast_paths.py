@@ -254,6 +254,8 @@ for prec in ("fp32", "tf32x3"):
         errs = [float((y - y_ref).norm() / y_ref.norm()), float((y_nograd - y_ref).norm() / y_ref.norm())]
         errs += [float((a - b).norm() / b.norm()) for a, b in zip(g_got, g_ref)]
         worst = max(worst, *errs)
+auto = Siren(SirenConfig(kernel="auto", in_dim=2, out_dim=1, width=16, depth=2))
+assert auto.uses_fused_kernel(torch.device("cpu"), grad=False) and not auto.uses_fused_kernel(torch.device("cpu"), grad=True)
 print("WORST", worst)
 """
 

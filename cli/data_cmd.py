@@ -91,7 +91,7 @@ def prepare(
 def show(
     modality: str = typer.Option(..., "--modality", "-m", help="Domain name: image, sphere, occupancy..."),
     data: Path = typer.Option(None, "--data", help="Dataset path or prepared .zarr (default: the built-in dataset)."),
-    out: Path = typer.Option(None, "--out", help="PNG of the first items (default: <modality>_show.png)."),
+    out: Path = typer.Option(None, "--out", help="PNG of the first items (default: inrkit-show/<dataset>/show-<split>.png)."),
     n: int = typer.Option(8, "--n", help="Items drawn in the PNG."),
     split: str = typer.Option("all", "--split", help="train, val or all."),
     sets: list[str] = typer.Option(None, "--set", help=SET_HELP),
@@ -117,13 +117,20 @@ def show(
         phys = physical(items)
         what = domain.describe().get("physical", "physical units")
         console.print(f"physical  [{phys.min().item():.4g}, {phys.max().item():.4g}] ({what})")
-    out = out or Path(f"{modality}_show.png")
+    out = out or default_show_path(name, data, split)
     from modalities.common import is_inrkit_png
 
     if out.exists() and not (out.is_file() and is_inrkit_png(out)):
         raise InrkitError(f"refusing to replace {out}: it exists and is not a picture inrkit drew (choose another --out)")
     _write_png(domain, items[: min(n, count)], out, getattr(dataset, "meta", None))
     console.print(f"wrote     {out}")
+
+
+def default_show_path(dataset: str, data: Path | None, split: str) -> Path:
+    """``inrkit-show/<dataset>/show-<split>.png``: a folder named for the dataset (the data path's
+    stem, or the built-in set's name), never a loose file in the working directory."""
+    name = Path(data).expanduser().resolve().stem if data is not None else dataset
+    return Path("inrkit-show") / (name or dataset) / f"show-{split}.png"
 
 
 def _write_png(domain, grids, out: Path, meta: dict | None) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 
+from inrkit.domain import parse_resolution
 from inrkit.errors import ConfigError, DataError
 
 from .app import app
@@ -21,8 +22,8 @@ def inpaint(
     mask: str = typer.Option("left", "--mask", help="Observed region: left, right, top, bottom, north, south, centre,"
                              " box:y0,y1,x0,x1, half (3D), random:P."),
     n: int = typer.Option(2, "--n", min=1, help="Completions per item."),
-    resolution: Optional[int] = typer.Option(
-        None, "--resolution", min=1, help="Grid size to render the completions at (as inrkit sample). Default: the data's grid."),
+    resolution: Optional[str] = typer.Option(
+        None, "--resolution", help="Grid to render the completions at: R or HxW (as inrkit sample). Default: the data's grid."),
     ddim_steps: int = typer.Option(50, "--ddim-steps", min=1, help="DDIM steps of the diffusion prior."),
     guidance: float = typer.Option(1.0, "--guidance", min=0.0, help="Reconstruction-guidance step (0 = unconditional)."),
     clip: Optional[float] = typer.Option(None, "--clip", min=0.001, help="Clamp the predicted scaled latent to ±CLIP."),
@@ -57,7 +58,7 @@ def inpaint(
     z = inpaint_latents(model, observed, observed_cells, steps=ddim_steps, guidance=guidance, seed=seed, n=n,
                         batch_size=batch_size, clip=clip)
     at_data = model.decode(z, resolution=grid, batch_size=batch_size)
-    shape = model.domain.resolve_resolution(resolution) if resolution is not None else grid
+    shape = model.domain.resolve_resolution(parse_resolution(resolution)) if resolution is not None else grid
     completions = at_data if shape == grid else model.decode(z, resolution=shape, batch_size=batch_size)
 
     target = x.repeat_interleave(n, 0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 from .app import app
 
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     except UnicodeDecodeError as err:
         print(f"error: a file is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
         sys.exit(2)
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from inrkit.domain import parse_resolution
 from inrkit.errors import ConfigError
 
 from .app import app
@@ -16,9 +17,9 @@ from .app import app
 def sample(
     run: Path = typer.Argument(..., help="A run directory (inrkit train ... --out RUN)."),
     n: int = typer.Option(16, "--n", min=1, help="How many items."),
-    resolution: Optional[int] = typer.Option(
-        None, "--resolution", min=1,
-        help="Grid size to render: pixels or voxels per side; sphere: latitude rows (longitudes follow). Default: the training grid."),
+    resolution: Optional[str] = typer.Option(
+        None, "--resolution",
+        help="Grid to render: R (pixels or voxels per side; sphere: latitude rows, longitudes keep the training grid's aspect) or HxW such as 121x240. Default: the training grid."),
     ddim_steps: Optional[int] = typer.Option(None, "--ddim-steps", min=1,
                                              help="DDIM steps of the diffusion prior (default: the run's prior.steps)."),
     eta: Optional[float] = typer.Option(None, "--eta", min=0.0,
@@ -38,7 +39,7 @@ def sample(
         raise ConfigError(f"{run}: model '{model.registry_name}' cannot sample")
     if seed is None:
         seed = secrets.randbelow(2**31)
-    shape = model.domain.resolve_resolution(resolution)
+    shape = model.domain.resolve_resolution(parse_resolution(resolution))
     prior_cfg = getattr(model.prior, "config", None)
     ddim_steps = ddim_steps or getattr(prior_cfg, "steps", 50)
     eta = getattr(prior_cfg, "eta", 0.0) if eta is None else eta

@@ -7,10 +7,25 @@ knows how to turn them back into physical units.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
 import torch
+
+from .errors import ConfigError
+
+
+def parse_resolution(text: str | None) -> int | tuple[int, ...] | None:
+    """A user's ``--resolution``: ``R`` (each domain says what R alone means) or sizes per axis
+    joined by ``x`` (``121x240``: latitude rows × longitudes on the sphere, H×W for images)."""
+    if text is None:
+        return None
+    value = str(text).strip().lower()
+    if not re.fullmatch(r"[1-9][0-9]*(x[1-9][0-9]*)*", value):
+        raise ConfigError(f"--resolution: expected R or sizes joined by 'x' such as 121x240, got '{text}'")
+    sizes = tuple(int(v) for v in value.split("x"))
+    return sizes[0] if len(sizes) == 1 else sizes
 
 
 class Domain:

@@ -50,3 +50,8 @@ def os_error_message(err: OSError, path=None) -> str:
     else:
         what = (err.strerror or str(err) or type(err).__name__).lower()
     return f"{where}: {what}" if where else what
+
+
+class InrkitWarning(UserWarning):
+    """Something worth telling the user that is not an error (an output that could not be made);
+    the CLI shows it as one ``warning:`` line."""

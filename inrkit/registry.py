@@ -144,6 +144,12 @@ def registry(kind: str) -> Registry:
     return REGISTRIES[kind]
 
 
+def list_parts(kind: str, pattern: str = "*") -> list[str]:
+    """Sorted names registered under ``kind`` that match a shell-style wildcard, as timm's
+    ``list_models('res*')``: ``list_parts("hypernets", "h*")`` → ``['hd']``."""
+    return registry(kind).names(pattern)
+
+
 def build(kind: str, name: str, context: dict[str, Any] | None = None, **config: Any):
     """Validate ``config`` against the entry's model and construct the part."""
     return registry(kind).build(name, context=context, **config)

@@ -150,3 +150,23 @@ def load_run(path: str | Path, device: str | torch.device | None = None, weights
     model.run_dir = run_dir
     model.run_config = config
     return model
+
+
+def save_pretrained(model, path: str | Path) -> Path:
+    """Write ``model`` in the run layout, without the training history: ``config.yaml`` (its
+    spec, plus the data/train sections of the run it came from) and ``model.safetensors``.
+
+    ``load_run`` (and ``from_pretrained``) reads it back. The folder must be new, empty, or
+    already an inrkit run/pretrained folder (its two files are replaced); nothing else is touched.
+    """
+    from .io import save_state
+    from .registry import spec_of
+
+    path = Path(path).expanduser()
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not is_run_dir(path))):
+        raise ConfigError(f"refusing to write into {path}: it exists and is not an empty folder or an inrkit run")
+    path.mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in (getattr(model, "run_config", None) or {}).items() if k != "model"}
+    save_state(model, path / WEIGHTS_FILE)
+    save_run_config(path, {"model": spec_of(model), **config})
+    return path

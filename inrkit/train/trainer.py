@@ -13,9 +13,11 @@ and optionally
 - ``prepare_stage(stage, dataset) -> dataset | None``: called before a stage (freeze, cache
   latents...); the dataset it returns is what the stage iterates;
 - ``after_step(stage)``: after each optimiser step (EMA updates);
-- ``preview(stage, step, run_dir)``: every ``sample_every`` steps on the main process;
+- ``preview(stage, step, run_dir)``: every ``sample_every`` steps on the main process; the PNG
+  paths it returns (if any) go to TensorBoard;
 - ``after_stage(stage, run_dir) -> dict``: on the main process when a stage ends (renders,
-  held-out metrics); what it returns goes into the run summary.
+  held-out metrics); what it returns goes into the run summary (``heldout`` and ``renders`` to
+  TensorBoard too).
 """
 from __future__ import annotations
 
@@ -148,6 +150,10 @@ class Trainer:
                     summary[stage] = self.train_stage(stage, dataset, cfg, ref)
                     stale = True
                 summary[stage].update(self._after_stage(stage))
+                self._log_stage_end(stage, summary[stage])
+            heldout = [s.get("heldout") for s in summary.values() if s.get("heldout")]
+            self.logger.log_hparams(getattr(self.model, "run_config", None) or self.config.model_dump(mode="json"),
+                                    heldout[-1] if heldout else None)
         finally:
             self.logger.close()
         return summary
@@ -166,6 +172,12 @@ class Trainer:
             out = hook(stage, self.run_dir) or {}
         self.engine.barrier()
         return out
+
+    def _log_stage_end(self, stage: str, result: dict[str, Any]) -> None:
+        step = int(result.get("steps", 0))
+        self.logger.log_heldout(stage, step, result.get("heldout"))
+        if self.run_dir is not None:
+            self.logger.log_images(stage, step, [self.run_dir / p for p in result.get("renders", ())])
 
     # -- one stage ------------------------------------------------------------------------
     def train_stage(self, stage: str, dataset, cfg: StageConfig, resume_from: ckpt.CheckpointRef | None = None) -> dict[str, Any]:
@@ -281,7 +293,7 @@ class Trainer:
                     if preview is not None and self.run_dir is not None:
                         model.eval()
                         with torch.no_grad():
-                            preview(stage, step, self.run_dir)
+                            self.logger.log_images(stage, step, preview(stage, step, self.run_dir))
                         model.train()
                 if self.on_step is not None:
                     self.on_step(stage, step, last)

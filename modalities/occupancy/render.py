@@ -6,12 +6,15 @@ headless in CI and stays in bounded memory at 128³.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import trimesh
 from scipy import ndimage
+
+from inrkit.errors import InrkitWarning
 
 from ..common import tile, write_png
 from .voxelize import extract_mesh
@@ -24,17 +27,23 @@ _COLOUR = np.array([0.55, 0.68, 0.85])
 
 
 def write_meshes(vols: np.ndarray, out_dir: Path, stem: str, formats: tuple[str, ...]) -> list[Path]:
-    """One mesh file per item and format: ``{stem}_{i:03d}.{fmt}``; empty items write nothing."""
-    paths = []
+    """One mesh file per item and format: ``{stem}_{i:03d}.{fmt}``; an item with no surface (no
+    voxel occupied) writes none, and an :class:`InrkitWarning` names it."""
+    paths, empty = [], []
     for i, vol in enumerate(vols):
         mesh = extract_mesh(vol)
         if mesh is None:
+            empty.append(i)
             continue
         tm = trimesh.Trimesh(vertices=mesh[0], faces=mesh[1], process=False)
         for fmt in formats:
             path = Path(out_dir) / f"{stem}_{i:03d}.{fmt}"
             tm.export(path, file_type=fmt)
             paths.append(path)
+    if empty and formats:
+        names = ", ".join(f"{stem}_{i:03d}" for i in empty)
+        warnings.warn(f"{len(empty)} of {len(vols)} item(s) produced no surface (no voxel with occupancy > 0.5),"
+                      f" so no mesh was written for {names} in {out_dir}", InrkitWarning, stacklevel=2)
     return paths
 
 

@@ -7,7 +7,7 @@ variables or bad grids are reported, naming the file — and the regridded split
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import datetime
 import math
@@ -22,8 +22,8 @@ from inrkit.errors import DataError
 from inrkit.registry import datasets
 
 from ..common import SplitFields, TensorDataset, select_split
-from .domain import NETCDF_SUFFIXES, looks_like_zarr
-from .regrid import Regridder
+from .domain import XARRAY_SUFFIXES, looks_like_zarr
+from .regrid import make_regridder
 
 DEFAULT_VARIABLE = "2m_temperature"
 # names the same quantity goes by in CDS downloads, CMIP and GASP
@@ -32,6 +32,7 @@ LAT_NAMES = ("latitude", "lat")
 LON_NAMES = ("longitude", "lon")
 TIME_NAMES = ("time", "valid_time")
 CHUNK_STEPS = 256  # time steps read at once: bounds memory on long hourly files
+REGRID = pydantic.Field("bilinear", description="bilinear, or conservative (area-weighted; use it to coarsen)")
 
 _KELVIN = {"k", "kelvin", "kelvins", "degk", "degreesk", "degreek"}
 _CELSIUS = {"c", "degc", "celsius", "degreesc", "degreec", "degreecelsius", "degreescelsius", "degcelsius"}
@@ -71,6 +72,7 @@ def _meta(domain, cfg, source: str, **extra) -> dict:
         "t_min": c.t_min,
         "t_max": c.t_max,
         "scaling": "x = 2 * (T - t_min) / (t_max - t_min) - 1",
+        **({"regrid": cfg.regrid} if hasattr(cfg, "regrid") else {}),
         **extra,
     }
 
@@ -81,6 +83,7 @@ def _meta(domain, cfg, source: str, **extra) -> dict:
 class ERA5XarrayConfig(SplitFields):
     path: str
     variable: str = DEFAULT_VARIABLE
+    regrid: Literal["bilinear", "conservative"] = REGRID
     time: list[str | int | None] | None = pydantic.Field(
         None, description="[start, stop]: dates/labels select by label (inclusive), ints by position"
     )
@@ -103,15 +106,15 @@ def _sources(root: Path) -> list[Path]:
         return [root]
     files = sorted(
         p for p in root.rglob("*")
-        if p.suffix.lower() in NETCDF_SUFFIXES and p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
+        if p.suffix.lower() in XARRAY_SUFFIXES and p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
     )
     if not files:
-        raise DataError(f"{root}: no NetCDF files (.nc) or zarr store found in this folder")
+        raise DataError(f"{root}: no NetCDF (.nc) or GRIB (.grib) files or zarr store found in this folder")
     return files
 
 
 def open_xarray(path: Path):
-    """Any NetCDF (4/HDF5 through h5netcdf, classic through scipy) or zarr (v2/v3) store."""
+    """Any NetCDF (4/HDF5 through h5netcdf, classic through scipy), GRIB (cfgrib) or zarr (v2/v3) store."""
     import xarray as xr
 
     try:
@@ -125,10 +128,26 @@ def open_xarray(path: Path):
                 return xr.open_dataset(path, engine="scipy", chunks=None)
             if magic.startswith(b"\x89HDF"):
                 return xr.open_dataset(path, engine="h5netcdf", chunks=None)
+            if magic.startswith(b"GRIB"):
+                return _open_grib(path)
+    except DataError:
+        raise
     except Exception as err:
         msg = str(err).strip().splitlines()
         raise DataError(f"{path}: cannot be opened with xarray ({type(err).__name__}: {msg[0] if msg else ''})") from None
-    raise DataError(f"{path}: not a NetCDF file (unrecognised header) nor a zarr store")
+    raise DataError(f"{path}: not a NetCDF or GRIB file (unrecognised header) nor a zarr store")
+
+
+def _open_grib(path: Path):
+    """GRIB (ERA5 from the Copernicus store) through cfgrib, an optional extra."""
+    import xarray as xr
+
+    try:
+        import cfgrib  # noqa: F401
+    except ImportError:
+        raise DataError(f"{path}: a GRIB file; reading GRIB needs the 'grib' extra: pip install 'inrkit[grib]'") from None
+    # indexpath "": cfgrib would otherwise write a .idx file beside the user's data
+    return xr.open_dataset(path, engine="cfgrib", chunks=None, backend_kwargs={"indexpath": ""})
 
 
 def _pick_variable(ds, wanted: str, path: Path):
@@ -226,9 +245,9 @@ class _Source:
             raise DataError(f"{self.path}: cannot read variable '{self.variable}' ({type(err).__name__}: {err})") from None
 
 
-def _regridder(lat, lon, domain, where: str) -> Regridder:
+def _regridder(lat, lon, domain, where: str, method: str = "bilinear"):
     try:
-        return Regridder(lat, lon, domain.latitudes(), domain.longitudes())
+        return make_regridder(method, lat, lon, domain.latitudes(), domain.longitudes())
     except ValueError as err:
         raise DataError(f"{where}: bad latitude/longitude grid ({err})") from None
 
@@ -253,7 +272,7 @@ class ERA5Xarray(TensorDataset):
             for src in sources:
                 where = f"{src.path}: variable '{src.variable}'"
                 shift = unit_offset(src.units, domain.config.variable_units, where)
-                regrid = _regridder(src.lat, src.lon, domain, where)
+                regrid = _regridder(src.lat, src.lon, domain, where, config.regrid)
                 mine = keep[(keep >= offset) & (keep < offset + src.n)] - offset
                 nans = 0
                 for t0 in range(0, src.n, CHUNK_STEPS):
@@ -300,6 +319,7 @@ class ERA5NpzConfig(SplitFields):
     units: str = pydantic.Field(
         "K", min_length=1, description="units of the files' temperature arrays (.npz holds none): K or degC"
     )
+    regrid: Literal["bilinear", "conservative"] = REGRID
 
 
 _NPZ_KEYS = {"lat": LAT_NAMES, "lon": LON_NAMES, "field": ("temperature",) + ALIASES}
@@ -341,7 +361,7 @@ class ERA5Npz(TensorDataset):
         shift = unit_offset(config.units, domain.config.variable_units, f"{root} (data.units)")
         keep = select_split(len(files), config)
         items = np.empty((len(keep), 1, *domain.grid_shape), np.float32)
-        regridders: dict[bytes, Regridder] = {}
+        regridders: dict = {}
         for k, i in enumerate(keep):
             lat, lon, field = _read_npz(files[i])
             nans = int((~np.isfinite(field)).sum())
@@ -349,7 +369,7 @@ class ERA5Npz(TensorDataset):
                 raise DataError(f"{files[i]}: variable 'temperature' holds {nans} non-finite value(s) (NaN or inf)")
             key = lat.tobytes() + b"|" + lon.tobytes()
             if key not in regridders:
-                regridders[key] = _regridder(lat, lon, domain, str(files[i]))
+                regridders[key] = _regridder(lat, lon, domain, str(files[i]), config.regrid)
             items[k, 0] = domain.to_model(regridders[key](field) + shift)
         super().__init__(torch.from_numpy(items), _meta(
             domain, config, str(root), n_files=len(files), n_items=len(keep), file_units=config.units,

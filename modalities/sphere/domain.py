@@ -9,8 +9,9 @@ store them), longitudes 0 .. 360 - Δ eastwards. Two latitude layouts:
 
 Coordinates are (cos φ cos λ, cos φ sin λ, sin φ). Model space is
 2·(T - t_min)/(t_max - t_min) - 1 with GASP's constants (202.66 K, 320.93 K); values outside
-that range stay outside, they are not clipped. ``resolution`` R means R latitude rows and 2R
-longitudes (R = 92 → 92 × 184), so a finer sample keeps the grid's aspect.
+that range stay outside, they are not clipped. ``resolution`` R means R latitude rows and the
+training grid's aspect in longitude (R = 46 on the 46 × 90 GASP grid → 46 × 90; 92 → 92 × 180);
+``(H, W)`` is exact (``121x240``, WeatherBench2's 1.5° grid, on the command line).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pydantic
 import torch
 
 from inrkit.domain import Domain
-from inrkit.errors import DataError
+from inrkit.errors import ConfigError, DataError
 from inrkit.registry import PartConfig, domains
 
 from ..common import is_prepared_cache
@@ -30,6 +31,8 @@ from .metrics import latitude_weights, sphere_metrics
 from .render import render_maps, to_dataset, write_netcdf, write_zarr_store
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
+GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
+XARRAY_SUFFIXES = NETCDF_SUFFIXES + GRIB_SUFFIXES
 
 
 class SphereDomainConfig(PartConfig):
@@ -66,12 +69,15 @@ class SphereDomain(Domain):
 
     # -- the grid ---------------------------------------------------------------------------
     def resolve_resolution(self, resolution) -> tuple[int, int]:
+        """R alone keeps the training grid's aspect (46 → 46 × 90 on the GASP grid); (H, W) is exact."""
         if resolution is None:
             return tuple(self.grid_shape)
-        if isinstance(resolution, int):
-            return (resolution, 2 * resolution)
-        sizes = [int(r) for r in resolution]
-        return (sizes[0], 2 * sizes[0]) if len(sizes) == 1 else (sizes[0], sizes[1])
+        sizes = [int(resolution)] if isinstance(resolution, int) else [int(r) for r in resolution]
+        if len(sizes) == 1:
+            return (sizes[0], max(1, round(sizes[0] * self.config.n_lon / self.config.n_lat)))
+        if len(sizes) != 2 or min(sizes) < 1:
+            raise ConfigError(f"sphere resolution: expected latitude rows x longitudes such as 121x240, got {'x'.join(map(str, sizes))}")
+        return (sizes[0], sizes[1])
 
     def latitudes(self, n_lat: int | None = None) -> np.ndarray:
         """Row latitudes in degrees, north to south."""
@@ -177,8 +183,8 @@ class SphereDomain(Domain):
         files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
         if any(p.suffix.lower() == ".npz" for p in files):
             return "era5_npz"
-        if any(p.suffix.lower() in NETCDF_SUFFIXES for p in files):
+        if any(p.suffix.lower() in XARRAY_SUFFIXES for p in files):
             return "era5_xarray"
         raise DataError(
-            f"{path}: no ERA5 data found (expected a NetCDF file, a .zarr store, or a folder of .nc or .npz files)"
+            f"{path}: no ERA5 data found (expected a NetCDF or GRIB file, a .zarr store, or a folder of .nc, .grib or .npz files)"
         )

@@ -35,6 +35,8 @@ def to_dataset(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray, units: str,
     )
     ds = da.to_dataset(name=VARIABLE)
     ds["sample"].attrs["long_name"] = "generated or reconstructed sample index"
+    for name in ("sample", "latitude", "longitude"):
+        ds[name].encoding["_FillValue"] = None  # CF: coordinate variables carry no fill value
     ds.attrs = {"Conventions": "CF-1.8", "source": "inrkit"}
     if meta:
         ds.attrs["inrkit_meta"] = json.dumps(meta, default=str)

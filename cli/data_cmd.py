@@ -61,6 +61,7 @@ def prepare(
     sets: list[str] = typer.Option(None, "--set", help=SET_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     chunk_items: int = typer.Option(1, "--chunk-items", help="Items per zarr chunk."),
+    cache: Path = typer.Option(None, "--cache", help="Meshes: where voxelised meshes are cached (default: the user cache directory; never the data folder)."),
 ) -> None:
     """Write a dataset, at the domain's resolution, to a zarr store chunked by sample."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -71,6 +72,8 @@ def prepare(
         raise InrkitError(f"output exists: {out} (pass --overwrite to replace it)")
     if chunk_items < 1:
         raise ConfigError(f"--chunk-items must be >= 1, got {chunk_items}")
+    if cache is not None:
+        sets = [*(sets or []), f"data.cache_dir={cache}"]
     domain, dataset, data = _open(modality, data, sets, None)
     meta = {
         "domain": _spec(domain),

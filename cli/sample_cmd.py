@@ -30,9 +30,12 @@ def sample(
     """Sample latents from the prior, decode them into INRs and render them."""
     from inrkit import load_run
 
+    from inrkit_ldmi.api import check_prior_trained
+
     model = load_run(run, device=device, weights=weights)
     if not hasattr(model, "sample"):
         raise ConfigError(f"{run}: model '{model.registry_name}' cannot sample")
+    check_prior_trained(model, weights)
     if seed is None:
         seed = secrets.randbelow(2**31)
     shape = model.domain.resolve_resolution(resolution)

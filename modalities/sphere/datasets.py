@@ -75,6 +75,19 @@ def _meta(domain, cfg, source: str, **extra) -> dict:
     }
 
 
+def _conversion(domain, what: str, source_grid: tuple[int, int] | None, units: str | None) -> str:
+    """What the fields become, said once at the start of training: grid, units, scaling."""
+    c = domain.config
+    n_lat, n_lon = domain.grid_shape
+    grid = "" if source_grid is None else f" on a {source_grid[0]}x{source_grid[1]} latitude x longitude grid"
+    same = source_grid is not None and tuple(source_grid) == (n_lat, n_lon)
+    how = "are kept on" if same else "are regridded (bilinear, periodic in longitude) to"
+    unit_text = f", converted from {units} to {c.variable_units}" if units and _unit_kind(units) != _unit_kind(c.variable_units) else ""
+    return (f"{what}{grid} {how} the {n_lat}x{n_lon} training grid ({c.layout}){unit_text}, scaled to"
+            f" x = 2 * (T - {c.t_min:g}) / ({c.t_max:g} - {c.t_min:g}) - 1; change the grid with"
+            f" --set model.domain.n_lat=N --set model.domain.n_lon=M")
+
+
 # ---------------------------------------------------------------------------------------------
 # xarray: NetCDF, zarr, folders of NetCDF
 # ---------------------------------------------------------------------------------------------
@@ -144,6 +157,16 @@ def _pick_variable(ds, wanted: str, path: Path):
     raise DataError(f"{path}: variable '{wanted}' not found{hint}; variables present: {', '.join(names) or '(none)'}")
 
 
+def _yaml_scalar(value) -> str:
+    """A coordinate label as YAML a user can paste into --set (1000, 850.5, "2020-01-01"), never np.int64(...)."""
+    if isinstance(value, np.datetime64):  # .item() of datetime64[ns] is an int of nanoseconds
+        return f'"{np.datetime_as_string(value, unit="auto")}"'
+    v = value.item() if hasattr(value, "item") else value
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return '"' + str(v).replace('"', '\\"') + '"'
+    return repr(v) if isinstance(v, float) else str(v)
+
+
 def _find_dim(da, names: tuple[str, ...]) -> str | None:
     for d in da.dims:
         if str(d).lower() in names:
@@ -168,7 +191,7 @@ class _Source:
         extra = [d for d in da.dims if d not in (lat_d, lon_d, time_d)]
         big = [f"{d} ({da.sizes[d]})" for d in extra if da.sizes[d] != 1]
         if big:
-            example = f"{str(extra[0])}: {da[extra[0]].values[0]!r}" if extra[0] in da.coords else f"{extra[0]}: 0"
+            example = f"{extra[0]}: {_yaml_scalar(da[extra[0]].values[0])}" if extra[0] in da.coords else f"{extra[0]}: 0"
             raise DataError(f"{where} has extra dimension(s) {', '.join(big)}; choose one value of each with"
                             f" --set 'data.select={{{example}}}'")
         da = da.squeeze(extra, drop=True) if extra else da
@@ -281,6 +304,8 @@ class ERA5Xarray(TensorDataset):
             n_time_total=total,
             n_items=len(keep),
             time_range=[str(times[0]), str(times[-1])] if times else None,
+            conversion=_conversion(domain, f"{len(keep)} time steps of '{sources[0].variable}'",
+                                   (len(sources[0].lat), len(sources[0].lon)), sources[0].units),
         ))
 
 
@@ -353,6 +378,8 @@ class ERA5Npz(TensorDataset):
             items[k, 0] = domain.to_model(regridders[key](field) + shift)
         super().__init__(torch.from_numpy(items), _meta(
             domain, config, str(root), n_files=len(files), n_items=len(keep), file_units=config.units,
+            conversion=_conversion(domain, f"{len(keep)} .npz fields", tuple(next(iter(regridders.values())).src_shape)
+                                   if regridders else None, config.units),
         ))
 
 

@@ -122,17 +122,22 @@ def show(
         what = domain.describe().get("physical", "physical units")
         console.print(f"physical  [{phys.min().item():.4g}, {phys.max().item():.4g}] ({what})")
     out = out or Path(f"{modality}_show.png")
-    _write_png(domain, items[: min(n, count)], out, getattr(dataset, "meta", None))
+    shown = min(n, count)
+    names = getattr(dataset, "item_labels", None)
+    labels = [f"item {i}: {name}" for i, name in enumerate(names(range(shown)))] if names else [f"item {i}" for i in range(shown)]
+    _write_png(domain, items[:shown], out, getattr(dataset, "meta", None), labels)
     console.print(f"wrote     {out}")
 
 
-def _write_png(domain, grids, out: Path, meta: dict | None) -> None:
+def _write_png(domain, grids, out: Path, meta: dict | None, labels: list[str] | None = None) -> None:
     """The domain renders into a scratch folder; its PNG is kept, other outputs (meshes...) dropped."""
+    from inrkit.domain import render_items
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        pngs = [p for p in domain.render(grids, work, stem="show", meta=meta) if Path(p).suffix.lower() == ".png"]
+        pngs = [p for p in render_items(domain, grids, work, "show", meta=meta, labels=labels) if Path(p).suffix.lower() == ".png"]
         if not pngs:
             raise InrkitError(f"the '{domain.registry_name}' domain renders no PNG")
         Path(pngs[0]).replace(out)

@@ -182,12 +182,62 @@ class LatentModel(nn.Module, abc.ABC):
         """Samples from the prior, and held-out reconstructions next to their targets."""
         paths: list[Path] = []
         if sample_dir is not None:
-            grids = self.sample(n, steps=self._train_cfg().get("sample_steps", 50), seed=0)
-            paths += self.domain.render(grids, sample_dir, stem="samples")
+            paths += self.render_samples(sample_dir, n, steps=self._train_cfg().get("sample_steps", 50), seed=0)
         if recon_dir is not None and self._eval_data is not None and len(self._eval_data) > 0:
-            x = torch.stack([self._eval_data[i] for i in range(min(n, len(self._eval_data)))]).float()
-            paths += self.domain.render(self.reconstruct(x), recon_dir, stem="reconstructions")
-            paths += self.domain.render(x, recon_dir, stem="targets")
+            paths += self.render_reconstructions(self._eval_data, recon_dir, n)
+        return paths
+
+    @torch.no_grad()
+    def _decode_with_preview(self, z: torch.Tensor, resolution=None, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Grids at ``resolution`` (the data), and the same items at the domain's preview
+        resolution when that is finer (what the PNG shows: an INR renders at any size)."""
+        shape = tuple(self.domain.resolve_resolution(resolution))
+        view = tuple(self.domain.preview_resolution(shape))
+        grids = self.decode(z, resolution=None if resolution is None else list(shape), batch_size=batch_size)
+        return grids, (self.decode(z, resolution=list(view), batch_size=batch_size) if view != shape else None)
+
+    @torch.no_grad()
+    def render_samples(self, out_dir: Path, n: int, steps: int = 50, eta: float = 0.0, seed: int = 0,
+                       resolution=None, stem: str = "samples", meta: dict | None = None, batch_size: int = 16,
+                       **render_kwargs) -> list[Path]:
+        """``n`` prior samples written by the domain (data at ``resolution``, a labelled preview)."""
+        from inrkit.domain import render_items
+
+        was = self.training
+        self.eval()
+        try:
+            z = self.sample_latents(n, steps=steps, eta=eta, seed=seed)
+            grids, view = self._decode_with_preview(z, resolution, batch_size)
+        finally:
+            self.train(was)
+        labels = [f"sample {i} · seed {seed}" for i in range(n)]
+        return [Path(p) for p in render_items(self.domain, grids, Path(out_dir), stem, meta=meta, labels=labels,
+                                              preview=view, **render_kwargs)]
+
+    @torch.no_grad()
+    def render_reconstructions(self, dataset, out_dir: Path, n: int) -> list[Path]:
+        """The first ``n`` items of ``dataset`` reconstructed, beside their targets: both labelled with
+        the item (its date or file name where the dataset knows it), a difference panel where the
+        domain draws one, and the items' own coordinates (e.g. ``time``) in data files."""
+        from inrkit.domain import render_items
+
+        k = min(n, len(dataset))
+        x = torch.stack([dataset[i] for i in range(k)]).float()
+        names = getattr(dataset, "item_labels", None)
+        labels = [f"held-out {i}: {name}" for i, name in enumerate(names(range(k)))] if names else [
+            f"held-out {i}" for i in range(k)]
+        coords_of = getattr(dataset, "item_coords", None)
+        coords = coords_of(range(k)) if coords_of else None
+        was = self.training
+        self.eval()
+        try:
+            rec, view = self._decode_with_preview(self.encode(x))
+        finally:
+            self.train(was)
+        out_dir = Path(out_dir)
+        paths = render_items(self.domain, rec, out_dir, "reconstructions", labels=labels, preview=view, reference=x,
+                             item_coords=coords)
+        paths += render_items(self.domain, x, out_dir, "targets", labels=labels, item_coords=coords)
         return [Path(p) for p in paths]
 
     # -- inference -------------------------------------------------------------------------------

@@ -161,6 +161,9 @@ class ImageFolder(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def item_labels(self, indices) -> list[str]:
+        return [self.files[i].name for i in indices]
+
     def __getitem__(self, i: int) -> torch.Tensor:
         path = self.files[i]
         try:

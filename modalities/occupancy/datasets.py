@@ -159,6 +159,9 @@ class VoxelFolder(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def item_labels(self, indices) -> list[str]:
+        return [self.files[i].name for i in indices]
+
     def __getitem__(self, i: int) -> torch.Tensor:
         vol = resample(self._load(self.files[i]), self.domain.grid_shape[0])
         return torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32))[None]
@@ -239,6 +242,9 @@ class MeshFolder(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def item_labels(self, indices) -> list[str]:
+        return [self.files[i].name for i in indices]
 
     def __getitem__(self, i: int) -> torch.Tensor:
         path = self.files[i]

@@ -295,6 +295,7 @@ class ERA5Xarray(TensorDataset):
         finally:
             for src in sources:
                 src.ds.close()  # everything needed is in memory now
+        self.times = np.asarray(times) if len(times) == len(keep) else None
         super().__init__(torch.from_numpy(items), _meta(
             domain, config, str(root),
             files=[str(s.path) for s in sources][:20],
@@ -307,6 +308,18 @@ class ERA5Xarray(TensorDataset):
             conversion=_conversion(domain, f"{len(keep)} time steps of '{sources[0].variable}'",
                                    (len(sources[0].lat), len(sources[0].lon)), sources[0].units),
         ))
+
+
+    def item_labels(self, indices) -> list[str]:
+        """Each item's date (ISO), or its position where the data has no time coordinate."""
+        if self.times is None:
+            return [f"time step {i}" for i in indices]
+        return [str(np.datetime_as_string(self.times[i], unit="auto")) if np.issubdtype(self.times.dtype, np.datetime64)
+                else str(self.times[i]) for i in indices]
+
+    def item_coords(self, indices) -> dict | None:
+        """The items' own ``time`` values, for the sample axis of NetCDF outputs."""
+        return None if self.times is None else {"time": self.times[list(indices)]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,11 +389,16 @@ class ERA5Npz(TensorDataset):
             if key not in regridders:
                 regridders[key] = _regridder(lat, lon, domain, str(files[i]))
             items[k, 0] = domain.to_model(regridders[key](field) + shift)
+        self.files = [files[i] for i in keep]
         super().__init__(torch.from_numpy(items), _meta(
             domain, config, str(root), n_files=len(files), n_items=len(keep), file_units=config.units,
             conversion=_conversion(domain, f"{len(keep)} .npz fields", tuple(next(iter(regridders.values())).src_shape)
                                    if regridders else None, config.units),
         ))
+
+
+    def item_labels(self, indices) -> list[str]:
+        return [self.files[i].name for i in indices]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def render_maps(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray, path: Path
     # for their title above, longitude labels below and latitude labels to the left; bars on the right
     cols = ncol * per
     pw = max(3.4, MAP_PX / 100 / cols)
-    ph, left, gap, top, below, bars = pw / 2, 0.5, 0.55, 0.3, 0.3, 0.9 * per
+    ph, left, gap, top, below, bars = pw / 2, 0.5, 0.55, 0.3, 0.3, 1.15 * per
     width, height = left + cols * pw + (cols - 1) * gap + 0.2 + bars, nrow * (ph + top + below) + 0.1
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
@@ -122,7 +122,7 @@ def render_maps(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray, path: Path
     bar_h = min(0.8, (height - 0.4) / height)
     fig.colorbar(image, cax=fig.add_axes((x_bar, (1 - bar_h) / 2, 0.16 / width, bar_h))).set_label(f"{variable} [{units}]")
     if diff_image is not None:
-        fig.colorbar(diff_image, cax=fig.add_axes((x_bar + 0.9 / width, (1 - bar_h) / 2, 0.16 / width, bar_h))).set_label(
+        fig.colorbar(diff_image, cax=fig.add_axes((x_bar + 1.15 / width, (1 - bar_h) / 2, 0.16 / width, bar_h))).set_label(
             f"reconstruction - target [{units}]")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

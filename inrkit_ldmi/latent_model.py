@@ -231,14 +231,30 @@ class LatentModel(nn.Module, abc.ABC):
         was = self.training
         self.eval()
         try:
-            rec, view = self._decode_with_preview(self.encode(x))
+            z = self.encode(x)
+            rec, view = self._decode_with_preview(z)
+            out_dir = Path(out_dir)
+            paths = render_items(self.domain, rec, out_dir, "reconstructions", labels=labels, preview=view, reference=x,
+                                 item_coords=coords)
+            paths += render_items(self.domain, x, out_dir, "targets", labels=labels, item_coords=coords)
+            paths += self._render_on_source_grid(dataset, z, out_dir, coords)
         finally:
             self.train(was)
-        out_dir = Path(out_dir)
-        paths = render_items(self.domain, rec, out_dir, "reconstructions", labels=labels, preview=view, reference=x,
-                             item_coords=coords)
-        paths += render_items(self.domain, x, out_dir, "targets", labels=labels, item_coords=coords)
         return [Path(p) for p in paths]
+
+    def _render_on_source_grid(self, dataset, z: torch.Tensor, out_dir: Path, coords: dict | None) -> list[Path]:
+        """Where the data came on a grid of its own (a user's NetCDF) and the domain can write it: the
+        INRs rendered at those very coordinates, beside the targets as the files hold them."""
+        grid = getattr(dataset, "source_grid", lambda: None)()
+        if grid is None or not hasattr(self, "decode_at") or not hasattr(self.domain, "render_on_grid"):
+            return []
+        points, shape = self.domain.grid_coords(grid)
+        values = self.decode_at(z, points)
+        rec = values.transpose(1, 2).reshape(values.shape[0], values.shape[2], *shape)
+        paths = self.domain.render_on_grid(rec, grid, out_dir, "reconstructions-source-grid", item_coords=coords)
+        targets = dataset.source_targets(range(z.shape[0]))
+        paths += self.domain.render_on_grid(targets, grid, out_dir, "targets-source-grid", physical=True, item_coords=coords)
+        return list(paths)
 
     # -- inference -------------------------------------------------------------------------------
     @torch.no_grad()

@@ -134,6 +134,16 @@ def test_sphere_maps_and_reconstruction_netcdf_keep_time(tmp_path, capsys):
     assert list(held) == list(pd.to_datetime(val.times)) and set(held) <= set(times)
     with xr.open_dataset(recon / "targets.nc", engine="h5netcdf") as ds:
         assert list(pd.to_datetime(ds["time"].values)) == list(held)
+    # and on the user's own 23 x 48 grid: the INR rendered at the file's coordinates, the targets as stored
+    with xr.open_dataset(recon / "targets-source-grid.nc", engine="h5netcdf") as ds:
+        assert np.array_equal(ds["latitude"].values, lat) and np.array_equal(ds["longitude"].values, lon)
+        rows = [list(times).index(t) for t in held]
+        assert np.allclose(ds["2m_temperature"].values, data[rows], atol=1e-4)
+        assert list(pd.to_datetime(ds["time"].values)) == list(held)
+    with xr.open_dataset(recon / "reconstructions-source-grid.nc", engine="h5netcdf") as ds:
+        field = ds["2m_temperature"].values
+        assert field.shape == (len(held), 23, 48) and np.isfinite(field).all()
+        assert np.array_equal(ds["latitude"].values, lat) and ds["2m_temperature"].attrs["units"] == "K"
 
     # maps: at least 720 px wide, a difference panel beside each reconstruction
     assert size(run / "samples" / "after-vae" / "samples.png")[0] >= 720

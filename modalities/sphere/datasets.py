@@ -271,7 +271,7 @@ class ERA5Xarray(TensorDataset):
             raise DataError(f"{root}: no time steps" + (f" in time range {config.time}" if config.time else ""))
         keep = select_split(total, config)
         items = np.empty((len(keep), 1, *domain.grid_shape), np.float32)
-        offset, filled, times = 0, 0, []
+        offset, filled, times, origin = 0, 0, [], []
         try:
             for src in sources:
                 where = f"{src.path}: variable '{src.variable}'"
@@ -291,11 +291,16 @@ class ERA5Xarray(TensorDataset):
                     raise DataError(f"{where} holds {nans} NaN value(s) (missing data); fill or drop them first")
                 if src.times is not None:
                     times.extend(src.times[mine])
+                origin.extend((src.path, int(t), shift) for t in mine)
                 offset += src.n
         finally:
             for src in sources:
                 src.ds.close()  # everything needed is in memory now
         self.times = np.asarray(times) if len(times) == len(keep) else None
+        # the user's own grid, when every file shares one: reconstructions are also rendered there
+        same = all(np.array_equal(s.lat, sources[0].lat) and np.array_equal(s.lon, sources[0].lon) for s in sources)
+        self._source_grid = (sources[0].lat, sources[0].lon) if same else None
+        self._origin = origin
         super().__init__(torch.from_numpy(items), _meta(
             domain, config, str(root),
             files=[str(s.path) for s in sources][:20],
@@ -320,6 +325,22 @@ class ERA5Xarray(TensorDataset):
     def item_coords(self, indices) -> dict | None:
         """The items' own ``time`` values, for the sample axis of NetCDF outputs."""
         return None if self.times is None else {"time": self.times[list(indices)]}
+
+    def source_grid(self) -> dict | None:
+        """The files' own latitude/longitude grid (as stored), or None when the files differ."""
+        return None if self._source_grid is None else {"latitude": self._source_grid[0], "longitude": self._source_grid[1]}
+
+    def source_targets(self, indices) -> np.ndarray:
+        """Items as the files hold them, on :meth:`source_grid`, in the domain's units: (k, n_lat, n_lon)."""
+        out = []
+        for i in indices:
+            path, t, shift = self._origin[i]
+            src = _Source(path, self.config)
+            try:
+                out.append(src.read(t, t + 1)[0] + shift)
+            finally:
+                src.ds.close()
+        return np.stack(out)
 
 
 # ---------------------------------------------------------------------------------------------

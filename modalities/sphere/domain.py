@@ -154,6 +154,24 @@ class SphereDomain(Domain):
         nc = write_netcdf(ds, out_dir / f"{stem}.nc")
         return [png, nc]
 
+    def grid_coords(self, grid: dict) -> tuple[torch.Tensor, tuple[int, int]]:
+        """A dataset's own ``{latitude, longitude}`` (degrees, any order) → (N, 3) coordinates and its shape."""
+        phi = torch.from_numpy(np.deg2rad(np.asarray(grid["latitude"], np.float64)))
+        lam = torch.from_numpy(np.deg2rad(np.asarray(grid["longitude"], np.float64)))
+        phi, lam = torch.meshgrid(phi, lam, indexing="ij")
+        xyz = torch.stack([phi.cos() * lam.cos(), phi.cos() * lam.sin(), phi.sin()], dim=-1)
+        return xyz.reshape(-1, 3).float(), (len(grid["latitude"]), len(grid["longitude"]))
+
+    def render_on_grid(self, values: torch.Tensor | np.ndarray, grid: dict, out_dir: Path, stem: str,
+                       physical: bool = False, item_coords: dict | None = None, meta: dict | None = None) -> list[Path]:
+        """``{stem}.nc`` on a dataset's own grid: ``values`` (B, 1, n_lat, n_lon) in model space, or
+        (B, n_lat, n_lon) in physical units with ``physical``; coordinates exactly as the files store them."""
+        v = values if physical else self.physical(torch.as_tensor(values).detach().cpu().float())[:, 0]
+        fields = np.asarray(v.numpy() if isinstance(v, torch.Tensor) else v, dtype=np.float64)
+        ds = to_dataset(fields, np.asarray(grid["latitude"]), np.asarray(grid["longitude"]), self.config.variable_units,
+                        meta, item_coords)
+        return [write_netcdf(ds, Path(out_dir) / f"{stem}.nc")]
+
     def write_netcdf(self, grids: torch.Tensor, path: Path, meta: dict | None = None) -> Path:
         return write_netcdf(self._dataset(grids, meta)[0], Path(path))
 

@@ -228,6 +228,8 @@ class LatentModel(nn.Module, abc.ABC):
             f"held-out {i}" for i in range(k)]
         coords_of = getattr(dataset, "item_coords", None)
         coords = coords_of(range(k)) if coords_of else None
+        transforms_of = getattr(dataset, "item_transforms", None)  # back to the source's units (meshes)
+        transforms = transforms_of(range(k)) if transforms_of else None
         was = self.training
         self.eval()
         try:
@@ -235,8 +237,9 @@ class LatentModel(nn.Module, abc.ABC):
             rec, view = self._decode_with_preview(z)
             out_dir = Path(out_dir)
             paths = render_items(self.domain, rec, out_dir, "reconstructions", labels=labels, preview=view, reference=x,
-                                 item_coords=coords)
-            paths += render_items(self.domain, x, out_dir, "targets", labels=labels, item_coords=coords)
+                                 item_coords=coords, transforms=transforms)
+            paths += render_items(self.domain, x, out_dir, "targets", labels=labels, item_coords=coords,
+                                  transforms=transforms)
             paths += self._render_on_source_grid(dataset, z, out_dir, coords)
         finally:
             self.train(was)

@@ -154,9 +154,26 @@ def test_sphere_maps_and_reconstruction_netcdf_keep_time(tmp_path, capsys):
 
 
 def test_occupancy_formats_components_and_empty_shapes(tmp_path, capsys):
+    meshes_dir = tmp_path / "meshes"
+    meshes_dir.mkdir()
+    for k in range(8):  # boxes in millimetres, far from the origin
+        box = trimesh.creation.box(extents=(40.0 + 5 * k, 20.0, 30.0))
+        box.apply_translation((500.0, 120.0, -40.0))
+        box.export(meshes_dir / f"part_{k}.stl")
     run = tmp_path / "run"
-    code, out, err = cli(capsys, "train", "ldmi", "-m", "occupancy", "--out", run, *FAST, "--set", "data.n_items=8")
+    code, out, err = cli(capsys, "train", "ldmi", "-m", "occupancy", "--data", meshes_dir, "--out", run, *FAST)
     assert code == 0, err
+    assert "meshes are centred on their bounding box" in err and "voxelised to 16^3 occupancies" in err
+    # the held-out targets' meshes come back in the files' own units (mm), not the unit cube
+    import inrkit
+    from inrkit.data import open_dataset
+
+    val = open_dataset(inrkit.load_run(run, device="cpu").domain, meshes_dir, split="val")
+    source = trimesh.load(val.files[0], force="mesh")
+    target = trimesh.load(run / "reconstructions" / "after-vae" / "targets_000.ply", force="mesh")
+    voxel = source.extents.max() / 0.95 * 2 / 16
+    assert np.allclose(target.bounds, source.bounds, atol=1.5 * voxel)
+    assert val.files[0].name in " ".join(err.split())  # the item is named in the line about its meshes
     code, out, err = cli(capsys, "sample", run, "--n", 2, "--seed", 1, "--ddim-steps", 2, "--format", "ply+glb")
     assert code == 0, err
     written = sorted((run / "samples").glob("samples-16x16x16-seed1*"))

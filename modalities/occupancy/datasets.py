@@ -260,7 +260,17 @@ class MeshFolder(Dataset):
             self._store(cached, vol)
         return torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32))[None]
 
-    def _voxelize(self, path: Path) -> np.ndarray:
+    def item_transforms(self, indices) -> list[tuple[np.ndarray, float]]:
+        """Per item, (centre, scale) taking the normalised cube back to the mesh file's own units:
+        ``source = cube * scale + centre`` (the inverse of the normalisation, read from the file's bounds)."""
+        out = []
+        for i in indices:
+            lo, hi = self._load_mesh(self.files[i]).bounds
+            out.append(((lo + hi) / 2, float(np.max(hi - lo)) / (2 * (1 - self.config.margin))))
+        return out
+
+    @staticmethod
+    def _load_mesh(path: Path):
         import trimesh
 
         try:
@@ -269,6 +279,10 @@ class MeshFolder(Dataset):
             raise DataError(f"{path}: unreadable mesh ({_first_line(err)})") from None
         if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
             raise DataError(f"{path}: mesh has no faces")
+        return mesh
+
+    def _voxelize(self, path: Path) -> np.ndarray:
+        mesh = self._load_mesh(path)
         try:
             mesh = normalise_mesh(mesh, self.config.margin)
         except ValueError as err:

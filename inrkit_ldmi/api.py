@@ -194,8 +194,10 @@ def plain(x):
 def check_prior_trained(model, weights: str) -> None:
     """Refuse to sample from weights whose latent prior was never trained (a ``vae`` checkpoint,
     or a run trained with ``--stage vae`` only), naming the weights that do hold a trained prior."""
-    if "prior" not in model.stages:
-        return  # the standard-normal prior needs no training
+    from .hyper_transform import is_hyper_transform_run
+
+    if "prior" not in model.stages or is_hyper_transform_run(getattr(model, "run_config", None) or {}):
+        return  # the standard-normal prior needs no training; a hyper-transform run's comes trained from its source
     run_dir = Path(model.run_dir)
     name = Path(str(weights)).name
     summary_file = run_dir / SUMMARY_FILE

@@ -85,6 +85,8 @@ def test_sample_refuses_a_checkpoint_without_trained_prior(tmp_path, capsys):
     assert f"use --weights {prior}" in line
     code, _, err = cli(capsys, "sample", run, "--n", 1, "--ddim-steps", 2, "--seed", 0, "--weights", prior)
     assert code == 0, err
+    code, _, err = cli(capsys, "inpaint", run, "--weights", vae, "--ddim-steps", 2)
+    assert "before the prior was trained" in error_line(code, err)
 
     # a run trained with --stage vae only: its final weights hold an untrained prior; the fix says how to train it
     run2 = tmp_path / "vae-only"

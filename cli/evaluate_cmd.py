@@ -77,7 +77,7 @@ def _sample_metrics(model, samples, val, fid_features) -> dict[str, Any]:
 def _print(result: dict[str, Any], where: Path) -> None:
     console = Console()
     rec = result["reconstruction"]
-    from inrkit_ldmi.latent_model import FEW_ITEMS
+    from inrkit_ldmi.stats import FEW_ITEMS
 
     n = rec["n_items"]
     table = Table(title=f"held-out reconstructions ({n} item{'s' * (n != 1)})")

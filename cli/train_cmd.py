@@ -143,7 +143,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         table.add_row(name, str(s.get("steps")), str(s.get("trained_steps", "")), str(s.get("wall_time_s", "-")),
                       str(s.get("items_per_s", "-")), "-" if loss is None else f"{loss:.4g}")
     console.print(table)
-    from inrkit_ldmi.latent_model import split_note, stat_text
+    from inrkit_ldmi.stats import split_note, stat_text
 
     if "n_train" in summary:
         console.print(split_note(summary["n_train"], summary.get("n_val", 0)), highlight=False)

@@ -20,6 +20,7 @@ from inrkit.likelihoods import gaussian_kl
 from inrkit.registry import PartConfig, models
 
 from .config import build_part, resolve_run_config
+from .stats import summarise
 
 
 def count_params(module: nn.Module) -> int:
@@ -31,36 +32,6 @@ def random_points(n: int, points: int | None, generator: torch.Generator | None,
     if points is None or points >= n:
         return None
     return torch.randperm(n, generator=generator)[:points].to(device)
-
-
-def summarise(per_item: dict[str, list[torch.Tensor]]) -> dict[str, dict[str, float | None]]:
-    """Per-item metric values → mean and std over items; std is None (unavailable) below 2 items."""
-    out = {}
-    for k, vals in per_item.items():
-        v = torch.cat(vals)
-        out[k] = {"mean": float(v.mean()), "std": float(v.std()) if v.numel() > 1 else None}
-    return out
-
-
-def stat_text(stat: dict[str, Any] | None) -> str:
-    """``20.1±0.52``; ``20.1 (spread n/a)`` where the std is unavailable (fewer than 2 items)."""
-    if not stat or stat.get("mean") is None:
-        return "n/a"
-    return f"{stat['mean']:.4g}" + (" (spread n/a)" if stat.get("std") is None else f"±{stat['std']:.2g}")
-
-
-# below this many held-out items a mean ± std says little about a model
-FEW_ITEMS = 20
-
-
-def split_note(n_train: int, n_val: int) -> str:
-    """How many items each split holds, and what that means for the held-out statistics."""
-    note = f"data: {n_train} training item{'s' * (n_train != 1)}, {n_val} held-out item{'s' * (n_val != 1)}"
-    if n_val < 2:
-        return note + " (held-out spread unavailable below 2 items)"
-    if n_val < FEW_ITEMS:
-        return note + f" (held-out statistics over fewer than {FEW_ITEMS} items are rough)"
-    return note
 
 
 class LatentModel(nn.Module, abc.ABC):
@@ -123,7 +94,9 @@ class LatentModel(nn.Module, abc.ABC):
     # -- the trainer's protocol ----------------------------------------------------------------
     def stage_parameters(self, stage: str) -> Iterable[nn.Parameter]:
         if stage == "vae":
-            return [p for m in self.vae_modules() for p in m.parameters()]
+            # a likelihood may learn its own parameters (l1_logvar's log-scale), as the reference does
+            own = getattr(self.likelihood, "model_parameters", self.likelihood.parameters)
+            return [p for m in self.vae_modules() for p in m.parameters()] + list(own())
         if stage == "prior":
             return list(self.prior.parameters())
         raise ConfigError(f"{self.model_name.upper()} has no stage '{stage}' (stages: {', '.join(self.stages)})")
@@ -139,11 +112,31 @@ class LatentModel(nn.Module, abc.ABC):
         raise ConfigError(f"{self.model_name.upper()} has no stage '{stage}'")
 
     def _elbo(self, pred: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor):
-        """Eq. 6's loss from the decoded values: NLL + β·KL(q(z|x) ‖ N(0, I)), with its logs."""
-        nll = self.likelihood(pred, target)
+        """Eq. 6's loss from the decoded values: NLL + β·KL(q(z|x) ‖ N(0, I)), with its logs.
+
+        ``nll_reduction: sum`` scales the per-value mean NLL by the values of the whole grid (an
+        unbiased estimate of the sum when only a subset of points was decoded); with
+        ``kl_reduction: sum`` too, this is the reference code's objective (both summed per item).
+        """
+        adversarial, logs = 0.0, {}
+        if getattr(self.likelihood, "needs_grid", False):  # perceptual/adversarial terms read whole grids
+            if pred.shape[1] != self.coords.shape[0]:
+                raise ConfigError(f"likelihood '{self.likelihood.registry_name}' needs every grid point:"
+                                  " set train.vae.points to null")
+            shape = self.domain.grid_shape
+            nll, adversarial, logs = self.likelihood.grid_nll(self.domain.to_grid(pred, shape),
+                                                              self.domain.to_grid(target, shape), self._last_layer())
+        else:
+            nll = self.likelihood(pred, target)
+        if self.config.nll_reduction == "sum":
+            nll = nll * (self.coords.shape[0] * self.domain.channels)
         kl = gaussian_kl(mean, logvar, reduction=self.config.kl_reduction)
-        loss = (nll + self.config.beta * kl).mean()
-        return loss, {"nll": nll.mean(), "kl": kl.mean()}
+        loss = (nll + self.config.beta * kl).mean() + adversarial
+        return loss, {"nll": nll.mean(), "kl": kl.mean(), **logs}
+
+    def _last_layer(self) -> torch.Tensor | None:
+        """The decoder's last weight (the adversarial term's adaptive weight reads its gradients)."""
+        return None
 
     def prepare_stage(self, stage: str, dataset):
         if stage != "prior":
@@ -199,14 +192,14 @@ class LatentModel(nn.Module, abc.ABC):
     @torch.no_grad()
     def render_samples(self, out_dir: Path, n: int, steps: int = 50, eta: float = 0.0, seed: int = 0,
                        resolution=None, stem: str = "samples", meta: dict | None = None, batch_size: int = 16,
-                       **render_kwargs) -> list[Path]:
+                       compile: bool = False, **render_kwargs) -> list[Path]:
         """``n`` prior samples written by the domain (data at ``resolution``, a labelled preview)."""
         from inrkit.domain import render_items
 
         was = self.training
         self.eval()
         try:
-            z = self.sample_latents(n, steps=steps, eta=eta, seed=seed)
+            z = self.sample_latents(n, steps=steps, eta=eta, seed=seed, compile=compile)
             grids, view = self._decode_with_preview(z, resolution, batch_size)
         finally:
             self.train(was)
@@ -284,22 +277,27 @@ class LatentModel(nn.Module, abc.ABC):
         return self.decode(self.encode(x), resolution)
 
     @torch.no_grad()
-    def sample_latents(self, n: int, steps: int = 50, eta: float = 0.0, seed: int | None = None, use_ema: bool = True) -> torch.Tensor:
+    def sample_latents(self, n: int, steps: int | None = None, eta: float | None = None, seed: int | None = None,
+                       use_ema: bool = True, compile: bool = False) -> torch.Tensor:
+        """n latents from the prior; ``steps``/``eta`` None take the prior's configured sampler values;
+        ``compile`` compiles the prior's denoiser for this run where its sampler can."""
         generator = torch.Generator()  # CPU noise: the same seed gives the same samples on any device
         if seed is None:
             generator.seed()
         else:
             generator.manual_seed(int(seed))
-        return self.prior.sample(n, generator, steps=steps, eta=eta, use_ema=use_ema)
+        extra = {"compile": True} if compile else {}  # a prior's sampler that compiles (diffusion) takes it
+        return self.prior.sample(n, generator, steps=steps, eta=eta, use_ema=use_ema, **extra)
 
     @torch.no_grad()
-    def sample(self, n: int, resolution=None, steps: int = 50, eta: float = 0.0, seed: int | None = None,
-               use_ema: bool = True) -> torch.Tensor:
+    def sample(self, n: int, resolution=None, steps: int | None = None, eta: float | None = None, seed: int | None = None,
+               use_ema: bool = True, compile: bool = False) -> torch.Tensor:
         """n new items as model-space grids (n, c, *shape): prior → z → decoder."""
         was = self.training
         self.eval()
         try:
-            return self.decode(self.sample_latents(n, steps=steps, eta=eta, seed=seed, use_ema=use_ema), resolution)
+            return self.decode(self.sample_latents(n, steps=steps, eta=eta, seed=seed, use_ema=use_ema, compile=compile),
+                               resolution)
         finally:
             self.train(was)
 

@@ -18,7 +18,7 @@ from inrkit.io import load_tensors, write_json
 
 from .api import run_dataset
 from .config import build_part
-from .latent_model import stat_text, summarise
+from .stats import stat_text, summarise
 from .hyper_transform import SECTION, SOURCE_DECODER_FILE, is_hyper_transform_run
 from .sources import check_weights
 

@@ -22,7 +22,7 @@ from inrkit.errors import CheckpointError
 from inrkit.io import atomic_write_text
 from inrkit.runs import CONFIG_FILE, RUN_INFO_FILE, SUMMARY_FILE
 
-from .latent_model import split_note, stat_text
+from .stats import split_note, stat_text
 
 REPORT_FILE = "report.html"
 COMPARE_FILE = "compare.json"

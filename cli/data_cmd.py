@@ -61,6 +61,7 @@ def prepare(
     sets: list[str] = typer.Option(None, "--set", help=SET_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     chunk_items: int = typer.Option(1, "--chunk-items", help="Items per zarr chunk."),
+    cache: Path = typer.Option(None, "--cache", help="Meshes: where voxelised meshes are cached (default: the user cache directory; never the data folder)."),
 ) -> None:
     """Write a dataset, at the domain's resolution, to a zarr store chunked by sample."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -70,6 +71,8 @@ def prepare(
     check_replaceable(out, overwrite)
     if chunk_items < 1:
         raise ConfigError(f"--chunk-items must be >= 1, got {chunk_items}")
+    if cache is not None:
+        sets = [*(sets or []), f"data.cache_dir={cache}"]
     domain, dataset, data = _open(modality, data, sets, None)
     meta = {
         "domain": _spec(domain),
@@ -122,7 +125,10 @@ def show(
 
     if out.exists() and not (out.is_file() and is_inrkit_png(out)):
         raise InrkitError(f"refusing to replace {out}: it exists and is not a picture inrkit drew (choose another --out)")
-    _write_png(domain, items[: min(n, count)], out, getattr(dataset, "meta", None))
+    shown = min(n, count)
+    names = getattr(dataset, "item_labels", None)
+    labels = [f"item {i}: {name}" for i, name in enumerate(names(range(shown)))] if names else [f"item {i}" for i in range(shown)]
+    _write_png(domain, items[:shown], out, getattr(dataset, "meta", None), labels)
     console.print(f"wrote     {out}")
 
 
@@ -133,13 +139,15 @@ def default_show_path(dataset: str, data: Path | None, split: str) -> Path:
     return Path("inrkit-show") / (name or dataset) / f"show-{split}.png"
 
 
-def _write_png(domain, grids, out: Path, meta: dict | None) -> None:
+def _write_png(domain, grids, out: Path, meta: dict | None, labels: list[str] | None = None) -> None:
     """The domain renders into a scratch folder; its PNG is kept, other outputs (meshes...) dropped."""
+    from inrkit.domain import render_items
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        pngs = [p for p in domain.render(grids, work, stem="show", meta=meta) if Path(p).suffix.lower() == ".png"]
+        pngs = [p for p in render_items(domain, grids, work, "show", meta=meta, labels=labels) if Path(p).suffix.lower() == ".png"]
         if not pngs:
             raise InrkitError(f"the '{domain.registry_name}' domain renders no PNG")
         Path(pngs[0]).replace(out)

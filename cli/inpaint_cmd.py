@@ -38,12 +38,13 @@ def inpaint(
 
     from inrkit import load_run
     from inrkit.io import write_json
-    from inrkit_ldmi.api import data_path, plain, run_dataset
+    from inrkit_ldmi.api import check_prior_trained, data_path, plain, run_dataset
     from inrkit_ldmi.inpaint import inpaint_latents, make_mask
 
     model = load_run(run, device=device, weights=weights)
     if not hasattr(model, "prior") or not hasattr(model, "decode"):
         raise ConfigError(f"{run}: model '{getattr(model, 'registry_name', type(model).__name__)}' cannot inpaint")
+    check_prior_trained(model, weights)  # completions come from the guided prior
     val = run_dataset(model.domain, model.run_config.get("data"), "val", path=data)
     if index + count > len(val):
         raise DataError(f"--index {index} --count {count}: the held-out split has {len(val)} items")

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "cli.scale_cmd",
     "cli.compare_cmd",
     "cli.inpaint_cmd",
+    "cli.report_cmd",
 ]
 
 

@@ -29,25 +29,37 @@ def sample(
     weights: str = typer.Option("final", "--weights", help="final, ema, or a checkpoint name such as checkpoint-prior-500."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Items decoded at once (memory)."),
+    mesh_format: Optional[str] = typer.Option(
+        None, "--format", help="Shapes: mesh files to write: ply, obj, glb, several joined with '+', or none (default: the run's)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the prior's denoiser for this run (worth it on a GPU for many samples)."),
 ) -> None:
     """Sample latents from the prior, decode them into INRs and render them."""
     from inrkit import load_run
 
+    from inrkit_ldmi.api import check_prior_trained
+
     model = load_run(run, device=device, weights=weights)
     if not hasattr(model, "sample"):
         raise ConfigError(f"{run}: model '{model.registry_name}' cannot sample")
+    check_prior_trained(model, weights)
     if seed is None:
         seed = secrets.randbelow(2**31)
     shape = model.domain.resolve_resolution(parse_resolution(resolution))
+    extra = {}
+    if mesh_format is not None:
+        import inspect
+
+        if "mesh_format" not in inspect.signature(model.domain.render).parameters:
+            raise ConfigError(f"--format chooses mesh files; the '{model.domain.registry_name}' domain writes none")
+        extra["mesh_format"] = mesh_format
     prior_cfg = getattr(model.prior, "config", None)
     ddim_steps = ddim_steps or getattr(prior_cfg, "steps", 50)
     eta = getattr(prior_cfg, "eta", 0.0) if eta is None else eta
-    z = model.sample_latents(n, steps=ddim_steps, eta=eta, seed=seed, compile=compile)
-    grids = model.decode(z, resolution=shape, batch_size=batch_size)
     out = out or Path(run) / "samples"
     stem = f"samples-{'x'.join(map(str, shape))}-seed{seed}"
-    paths = model.domain.render(grids, out, stem=stem, meta={"seed": seed, "ddim_steps": ddim_steps, "eta": eta, "weights": weights})
+    paths = model.render_samples(out, n, steps=ddim_steps, eta=eta, seed=seed, resolution=None if resolution is None else shape,
+                                 stem=stem, meta={"seed": seed, "ddim_steps": ddim_steps, "eta": eta, "weights": weights},
+                                 batch_size=batch_size, compile=compile, **extra)
     print(f"{n} samples at {'x'.join(map(str, shape))} (seed {seed}, {ddim_steps} DDIM steps, eta {eta}):")
     for p in paths:
         print(f"  {p}")

@@ -154,12 +154,16 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         table.add_row(name, str(s.get("steps")), str(s.get("trained_steps", "")), str(s.get("wall_time_s", "-")),
                       str(s.get("items_per_s", "-")), "-" if loss is None else f"{loss:.4g}")
     console.print(table)
+    from inrkit_ldmi.stats import split_note, stat_text
+
+    if "n_train" in summary:
+        console.print(split_note(summary["n_train"], summary.get("n_val", 0)), highlight=False)
     for name, s in summary["stages"].items():
         held = s.get("heldout")
         if held:
-            metrics = ", ".join(f"{k} {v['mean']:.4g}±{v['std']:.2g}" for k, v in held.items()
+            metrics = ", ".join(f"{k} {stat_text(v)}" for k, v in held.items()
                                 if isinstance(v, dict) and v.get("mean") is not None)
-            console.print(f"held-out reconstructions after {name} ({held.get('n_items')} items): {metrics}")
+            console.print(f"held-out reconstructions after {name} ({held.get('n_items')} items): {metrics}", highlight=False)
     if "n_train" in summary:
         console.print(f"data: {summary['n_train']} training items, {summary['n_val']} held out")
     console.print(f"run directory: {out}")

@@ -75,6 +75,22 @@ class Domain:
         """Write model-space grids (B, c, *grid) in the modality's formats; return the paths."""
         raise NotImplementedError
 
+    def preview_resolution(self, resolution: Sequence[int] | int | None = None) -> tuple[int, ...]:
+        """The grid to decode an item at for a preview a person can judge (default: ``resolution``)."""
+        return self.resolve_resolution(resolution)
+
     def describe(self) -> dict:
         """Plain-data description stored in runs (shape, channels, scaling constants...)."""
         return {"coord_dim": self.coord_dim, "channels": self.channels, "grid_shape": list(self.grid_shape)}
+
+
+def render_items(domain: Domain, grids: torch.Tensor, out_dir: Path, stem: str, meta: dict | None = None,
+                 **extras) -> list[Path]:
+    """``domain.render`` with the optional keywords its ``render`` accepts (``labels``, ``preview``,
+    ``reference``, ``item_coords``...): a plugin domain that takes none still renders; ``None`` extras are dropped."""
+    import inspect
+
+    params = inspect.signature(domain.render).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in extras.items() if v is not None and (takes_any or k in params)}
+    return list(domain.render(grids, out_dir, stem=stem, meta=meta, **kwargs))

@@ -104,7 +104,10 @@ def _train_locked(model, run_cfg, train_cfg, engine, user_dataset, run_dir, stag
 
     if engine.is_main:
         save_run_config(run_dir, run_cfg)
-        write_json(run_dir / RUN_INFO_FILE, plain(_run_info(model, train_ds, val_ds, engine, init_from)))
+        info = _run_info(model, train_ds, val_ds, engine, init_from)
+        write_json(run_dir / RUN_INFO_FILE, plain(info))
+        if info["data"].get("conversion"):  # what the user's data becomes, said once
+            print(f"data: {info['data']['conversion']}", file=sys.stderr)
     engine.barrier()
 
     t0 = time.perf_counter()
@@ -175,14 +178,15 @@ def _load_initial(model, source: Path) -> None:
 
 
 def _run_info(model, train_ds, val_ds, engine, init_from) -> dict[str, Any]:
+    meta = getattr(train_ds, "meta", None) or {}
     return {
         "inrkit_version": inrkit.__version__,
         "torch_version": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "argv": list(sys.argv),
         "domain": model.domain.describe(),
-        "data": {"train": getattr(train_ds, "meta", {}), "n_train": len(train_ds),
-                 "n_val": len(val_ds) if val_ds is not None else 0},
+        "data": {"train": meta, "n_train": len(train_ds), "n_val": len(val_ds) if val_ds is not None else 0,
+                 "conversion": meta.get("conversion")},
         "parameters": model.parameter_report(),
         "device": str(engine.device),
         "world_size": engine.world_size,
@@ -219,3 +223,42 @@ def plain(x):
     if isinstance(x, (str, int, float, bool)) or x is None:
         return x
     return str(x)
+
+
+def check_prior_trained(model, weights: str) -> None:
+    """Refuse to sample from weights whose latent prior was never trained (a ``vae`` checkpoint,
+    or a run trained with ``--stage vae`` only), naming the weights that do hold a trained prior."""
+    from .hyper_transform import is_hyper_transform_run
+
+    if "prior" not in model.stages or is_hyper_transform_run(getattr(model, "run_config", None) or {}):
+        return  # the standard-normal prior needs no training; a hyper-transform run's comes trained from its source
+    run_dir = Path(model.run_dir)
+    name = Path(str(weights)).name
+    summary_file = run_dir / SUMMARY_FILE
+    trained_stages = None
+    if summary_file.is_file():
+        try:
+            import json
+
+            trained_stages = set(json.loads(summary_file.read_text()).get("stages", {}))
+        except (OSError, ValueError):
+            trained_stages = None
+    stage = ckpt.checkpoint_stage(name)
+    if stage is not None:
+        untrained = stage != "prior"
+        what = f"checkpoint '{name}' was saved during stage '{stage}', before the prior was trained"
+    elif weights in ("final", "ema"):
+        untrained = trained_stages is not None and "prior" not in trained_stages
+        what = f"{run_dir / WEIGHTS_FILE} comes from a run whose prior stage never ran"
+    else:
+        return  # a file given by path: nothing says which stage wrote it
+    if not untrained:
+        return
+    ref = ckpt.latest_checkpoint(run_dir, "prior")
+    if ref is not None:
+        fix = f"use --weights {ref.path.name} (or --weights final once the prior stage has finished)"
+    elif trained_stages is not None and "prior" in trained_stages:
+        fix = "use --weights final"
+    else:
+        fix = f"train it first: inrkit train ldmi --config {run_dir / CONFIG_FILE} --out {run_dir} --stage prior"
+    raise ConfigError(f"{what}: its samples would come from an untrained prior; {fix}")

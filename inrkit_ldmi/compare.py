@@ -347,11 +347,8 @@ def _finish_stopped_run(model, config: dict[str, Any], run_dir: Path, clock: Ste
                              "stopped_by": "budget_minutes"}
     if len(val):
         stage["heldout"] = model.evaluate(val)
-        n = min(int(config["train"].get("n_renders", 8)), len(val))
-        x = torch.stack([val[i] for i in range(n)]).float()
-        where = run_dir / "reconstructions" / "after-vae"
-        paths = model.domain.render(model.reconstruct(x), where, stem="reconstructions")
-        paths += model.domain.render(x, where, stem="targets")
+        paths = model.render_reconstructions(val, run_dir / "reconstructions" / "after-vae",
+                                             int(config["train"].get("n_renders", 8)))
         stage["renders"] = [str(Path(p).relative_to(run_dir)) for p in paths]
     save_state(model, run_dir / WEIGHTS_FILE)
     summary = {"stages": {"vae": stage}, "wall_time_s": round(wall, 3), "parameters": model.parameter_report(),

@@ -144,7 +144,7 @@ def resolve_run_config(raw: dict[str, Any]) -> dict[str, Any]:
     try:
         run = RunConfig(**raw)
     except pydantic.ValidationError as err:
-        raise ConfigError(format_validation_error(err, "config")) from None
+        raise ConfigError(format_validation_error(err, "config", RunConfig)) from None
     if run.schema_version != SCHEMA_VERSION:
         raise ConfigError(f"schema_version {run.schema_version} is not supported (this inrkit writes {SCHEMA_VERSION})")
     model = dict(run.model)
@@ -153,7 +153,7 @@ def resolve_run_config(raw: dict[str, Any]) -> dict[str, Any]:
     try:
         train = LDMITrainConfig(**run.train)
     except pydantic.ValidationError as err:
-        raise ConfigError(format_validation_error(err, "train")) from None
+        raise ConfigError(format_validation_error(err, "train", LDMITrainConfig)) from None
     domain = build_part("domains", model_spec["domain"])
     data = resolve_data(run.data, domain)
     return {

@@ -82,6 +82,42 @@ def tile(images: np.ndarray, ncol: int | None = None, pad: int = 2, fill: int = 
 
 
 PNG_SOFTWARE = "inrkit"  # the PNG "Software" text every inrkit picture carries
+PREVIEW_PX = 256  # the smallest side of one tile in a preview a person looks at
+
+
+def columns(b: int) -> int:
+    """Tiles per row: one row up to 4 items, else a width that leaves no empty cell where one exists."""
+    if b <= 4:
+        return b
+    for ncol in (4, 3, 5):
+        if b % ncol == 0:
+            return ncol
+    return int(np.ceil(np.sqrt(b)))
+
+
+def labelled_tile(images: np.ndarray, labels: Sequence[str] | None = None, ncol: int | None = None,
+                  pad: int = 4) -> np.ndarray:
+    """(B, H, W, C) uint8 → one mosaic, each tile under a strip with its label (sample, seed, item)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    b, h, w, c = images.shape
+    if not labels:
+        return tile(images, ncol=ncol or columns(b), pad=pad)
+    size = max(11, min(16, w // 16))
+    font = ImageFont.load_default(size=size)
+    strip = size + 8
+    framed = np.full((b, h + strip, w, c), 255, dtype=np.uint8)
+    framed[:, strip:] = images
+    out = []
+    for k in range(b):
+        im = Image.fromarray(framed[k, ..., 0] if c == 1 else framed[k])
+        text = str(labels[k]) if k < len(labels) else ""
+        while text and ImageDraw.Draw(im).textlength(text, font=font) > w - 4:
+            text = text[:-2] + "…" if len(text) > 2 else ""
+        ImageDraw.Draw(im).text((2, 3), text, fill=0, font=font)
+        arr = np.asarray(im)
+        out.append(arr[..., None] if arr.ndim == 2 else arr)
+    return tile(np.stack(out), ncol=ncol or columns(b), pad=pad)
 
 
 def write_png(array: np.ndarray, path: Path) -> Path:

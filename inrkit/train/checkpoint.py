@@ -39,6 +39,12 @@ def checkpoint_name(stage: str, step: int) -> str:
     return f"checkpoint-{stage}-{step}"
 
 
+def checkpoint_stage(name: str) -> str | None:
+    """The stage of a checkpoint name (``checkpoint-vae-500`` → ``vae``), None for other names."""
+    m = _NAME.match(name)
+    return m["stage"] if m else None
+
+
 def list_checkpoints(run_dir: Path, stage: str | None = None) -> list[CheckpointRef]:
     """Finished checkpoints of a run (temporary directories are ignored), oldest step first."""
     root = Path(run_dir) / CHECKPOINT_DIR

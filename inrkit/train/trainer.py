@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -143,6 +144,10 @@ class Trainer:
                 if ref is not None and ref.step >= cfg.steps:
                     ckpt.load_model_weights(self.model, ref.path / "model.safetensors")
                     summary[stage] = {"steps": ref.step, "resumed_from": ref.step, "trained_steps": 0}
+                    if ref.step > cfg.steps:
+                        summary[stage]["note"] = self._past_steps_note(stage, ref.step, cfg.steps)
+                        if self.engine.is_main:
+                            print(f"warning: {summary[stage]['note']}", file=sys.stderr)
                 else:
                     if self.run_dir is not None and self.engine.is_main:
                         self._drop_stale(order[order.index(stage) + 1 :], keep_current=ref is not None, stage=stage)
@@ -157,6 +162,12 @@ class Trainer:
         finally:
             self.logger.close()
         return summary
+
+    @staticmethod
+    def _past_steps_note(stage: str, done: int, asked: int) -> str:
+        return (f"stage '{stage}' is already at step {done}, past train.{stage}.steps={asked}: nothing was trained and"
+                f" the step-{done} checkpoint is used; to train on, set train.{stage}.steps above {done}"
+                f" (--set train.{stage}.steps={2 * done}); to retrain with {asked} steps, use --overwrite")
 
     def _drop_stale(self, later: tuple[str, ...], keep_current: bool, stage: str) -> None:
         if not keep_current:

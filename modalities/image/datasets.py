@@ -126,8 +126,7 @@ class ImageFolder(Dataset):
             if not found:
                 raise DataError(f"{root}: no images ({', '.join(sorted(exts))}) found in this folder")
             files = [found[i] for i in select_split(len(found), config)]
-        for f in files:
-            self._verify(f)
+        seen = [self._verify(f) for f in files]
         self.files = files
         h, w = domain.grid_shape
         self.meta = {
@@ -139,6 +138,7 @@ class ImageFolder(Dataset):
             "resolution": [h, w],
             "resize": "scaled to cover the grid (shorter side), centre-cropped",
             "scaling": SCALING,
+            "conversion": _conversion(len(files), seen, (h, w), domain.channels),
         }
 
     @staticmethod
@@ -150,17 +150,23 @@ class ImageFolder(Dataset):
         )
 
     @staticmethod
-    def _verify(path: Path) -> None:
+    def _verify(path: Path) -> tuple[str, tuple[int, int]]:
+        """Checks the file's header; returns its mode ('RGB', 'L'...) and (width, height)."""
         from PIL import Image
 
         try:
             with Image.open(path) as im:
+                mode, size = im.mode, im.size
                 im.verify()
+            return mode, size
         except Exception as err:  # PIL raises many types for bad files; all mean the same to a user
             raise DataError(f"{path}: unreadable or corrupt image ({_first_line(err)})") from None
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def item_labels(self, indices) -> list[str]:
+        return [self.files[i].name for i in indices]
 
     def __getitem__(self, i: int) -> torch.Tensor:
         path = self.files[i]
@@ -171,6 +177,21 @@ class ImageFolder(Dataset):
         except Exception as err:
             raise DataError(f"{path}: unreadable or corrupt image ({_first_line(err)})") from None
         return to_model_space(cover_crop(x[None], tuple(self.domain.grid_shape))[0])
+
+
+_COLOUR_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "P", "LAB", "HSV"}
+
+
+def _conversion(n: int, seen: list[tuple[str, tuple[int, int]]], hw: tuple[int, int], channels: int) -> str:
+    """What the images become, said once at the start of training: sizes, channels, scaling."""
+    colour = sum(m in _COLOUR_MODES for m, _ in seen)
+    kinds = ", ".join(x for x in (f"{colour} colour" if colour else "", f"{n - colour} greyscale" if n - colour else "") if x)
+    sizes = sorted({size for _, size in seen})
+    size_text = f"{sizes[0][0]}x{sizes[0][1]}" if len(sizes) == 1 else f"{sizes[0][0]}x{sizes[0][1]} to {sizes[-1][0]}x{sizes[-1][1]}"
+    target = "RGB (3 channels)" if channels == 3 else "greyscale (1 channel" + (", luma of the colour images)" if colour else ")")
+    return (f"{n} images ({kinds}; {size_text} px, width x height) become {hw[1]}x{hw[0]} px {target}: scaled to cover"
+            f" the grid, centre-cropped, intensities mapped to [-1, 1]; change with --set model.domain.resolution=N"
+            f" and --set model.domain.channels={3 if channels == 1 else 1}")
 
 
 class BuiltinImagesConfig(SplitFields):
@@ -192,6 +213,9 @@ def _builtin(images: np.ndarray, config: BuiltinImagesConfig, domain, source: st
         "resolution": list(domain.grid_shape),
         "channels": domain.channels,
         "scaling": SCALING,
+        "conversion": (f"{len(idx)} greyscale {images.shape[2]}x{images.shape[1]} px images ({source}) become"
+                       f" {domain.grid_shape[1]}x{domain.grid_shape[0]} px, {domain.channels} channel(s), intensities"
+                       " mapped to [-1, 1]"),
     }
     return TensorDataset(to_model_space(x), meta)
 

@@ -77,6 +77,19 @@ def _meta(domain, cfg, source: str, **extra) -> dict:
     }
 
 
+def _conversion(domain, what: str, source_grid: tuple[int, int] | None, units: str | None) -> str:
+    """What the fields become, said once at the start of training: grid, units, scaling."""
+    c = domain.config
+    n_lat, n_lon = domain.grid_shape
+    grid = "" if source_grid is None else f" on a {source_grid[0]}x{source_grid[1]} latitude x longitude grid"
+    same = source_grid is not None and tuple(source_grid) == (n_lat, n_lon)
+    how = "are kept on" if same else "are regridded (bilinear, periodic in longitude) to"
+    unit_text = f", converted from {units} to {c.variable_units}" if units and _unit_kind(units) != _unit_kind(c.variable_units) else ""
+    return (f"{what}{grid} {how} the {n_lat}x{n_lon} training grid ({c.layout}){unit_text}, scaled to"
+            f" x = 2 * (T - {c.t_min:g}) / ({c.t_max:g} - {c.t_min:g}) - 1; change the grid with"
+            f" --set model.domain.n_lat=N --set model.domain.n_lon=M")
+
+
 # ---------------------------------------------------------------------------------------------
 # xarray: NetCDF, zarr, folders of NetCDF
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +176,16 @@ def _pick_variable(ds, wanted: str, path: Path):
     raise DataError(f"{path}: variable '{wanted}' not found{hint}; variables present: {', '.join(names) or '(none)'}")
 
 
+def _yaml_scalar(value) -> str:
+    """A coordinate label as YAML a user can paste into --set (1000, 850.5, "2020-01-01"), never np.int64(...)."""
+    if isinstance(value, np.datetime64):  # .item() of datetime64[ns] is an int of nanoseconds
+        return f'"{np.datetime_as_string(value, unit="auto")}"'
+    v = value.item() if hasattr(value, "item") else value
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return '"' + str(v).replace('"', '\\"') + '"'
+    return repr(v) if isinstance(v, float) else str(v)
+
+
 def _find_dim(da, names: tuple[str, ...]) -> str | None:
     for d in da.dims:
         if str(d).lower() in names:
@@ -187,7 +210,7 @@ class _Source:
         extra = [d for d in da.dims if d not in (lat_d, lon_d, time_d)]
         big = [f"{d} ({da.sizes[d]})" for d in extra if da.sizes[d] != 1]
         if big:
-            example = f"{str(extra[0])}: {da[extra[0]].values[0]!r}" if extra[0] in da.coords else f"{extra[0]}: 0"
+            example = f"{extra[0]}: {_yaml_scalar(da[extra[0]].values[0])}" if extra[0] in da.coords else f"{extra[0]}: 0"
             raise DataError(f"{where} has extra dimension(s) {', '.join(big)}; choose one value of each with"
                             f" --set 'data.select={{{example}}}'")
         da = da.squeeze(extra, drop=True) if extra else da
@@ -267,7 +290,7 @@ class ERA5Xarray(TensorDataset):
             raise DataError(f"{root}: no time steps" + (f" in time range {config.time}" if config.time else ""))
         keep = select_split(total, config)
         items = np.empty((len(keep), 1, *domain.grid_shape), np.float32)
-        offset, filled, times = 0, 0, []
+        offset, filled, times, origin = 0, 0, [], []
         try:
             for src in sources:
                 where = f"{src.path}: variable '{src.variable}'"
@@ -287,10 +310,16 @@ class ERA5Xarray(TensorDataset):
                     raise DataError(f"{where} holds {nans} non-finite value(s) (NaN: missing data, or inf); fill or drop them first")
                 if src.times is not None:
                     times.extend(src.times[mine])
+                origin.extend((src.path, int(t), shift) for t in mine)
                 offset += src.n
         finally:
             for src in sources:
                 src.ds.close()  # everything needed is in memory now
+        self.times = np.asarray(times) if len(times) == len(keep) else None
+        # the user's own grid, when every file shares one: reconstructions are also rendered there
+        same = all(np.array_equal(s.lat, sources[0].lat) and np.array_equal(s.lon, sources[0].lon) for s in sources)
+        self._source_grid = (sources[0].lat, sources[0].lon) if same else None
+        self._origin = origin
         super().__init__(torch.from_numpy(items), _meta(
             domain, config, str(root),
             files=[str(s.path) for s in sources][:20],
@@ -300,7 +329,37 @@ class ERA5Xarray(TensorDataset):
             n_time_total=total,
             n_items=len(keep),
             time_range=[str(times[0]), str(times[-1])] if times else None,
+            conversion=_conversion(domain, f"{len(keep)} time steps of '{sources[0].variable}'",
+                                   (len(sources[0].lat), len(sources[0].lon)), sources[0].units),
         ))
+
+
+    def item_labels(self, indices) -> list[str]:
+        """Each item's date (ISO), or its position where the data has no time coordinate."""
+        if self.times is None:
+            return [f"time step {i}" for i in indices]
+        return [str(np.datetime_as_string(self.times[i], unit="auto")) if np.issubdtype(self.times.dtype, np.datetime64)
+                else str(self.times[i]) for i in indices]
+
+    def item_coords(self, indices) -> dict | None:
+        """The items' own ``time`` values, for the sample axis of NetCDF outputs."""
+        return None if self.times is None else {"time": self.times[list(indices)]}
+
+    def source_grid(self) -> dict | None:
+        """The files' own latitude/longitude grid (as stored), or None when the files differ."""
+        return None if self._source_grid is None else {"latitude": self._source_grid[0], "longitude": self._source_grid[1]}
+
+    def source_targets(self, indices) -> np.ndarray:
+        """Items as the files hold them, on :meth:`source_grid`, in the domain's units: (k, n_lat, n_lon)."""
+        out = []
+        for i in indices:
+            path, t, shift = self._origin[i]
+            src = _Source(path, self.config)
+            try:
+                out.append(src.read(t, t + 1)[0] + shift)
+            finally:
+                src.ds.close()
+        return np.stack(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,9 +430,16 @@ class ERA5Npz(TensorDataset):
             if key not in regridders:
                 regridders[key] = _regridder(lat, lon, domain, str(files[i]), config.regrid)
             items[k, 0] = domain.to_model(regridders[key](field) + shift)
+        self.files = [files[i] for i in keep]
         super().__init__(torch.from_numpy(items), _meta(
             domain, config, str(root), n_files=len(files), n_items=len(keep), file_units=config.units,
+            conversion=_conversion(domain, f"{len(keep)} .npz fields", tuple(next(iter(regridders.values())).src_shape)
+                                   if regridders else None, config.units),
         ))
+
+
+    def item_labels(self, indices) -> list[str]:
+        return [self.files[i].name for i in indices]
 
 
 # ---------------------------------------------------------------------------------------------

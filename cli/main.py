@@ -28,21 +28,27 @@ def _load_commands() -> None:
         importlib.import_module(name)
 
 
-def _one_line_warnings() -> None:
-    """Warnings print as ``warning: message``, one line, no source line (the CLI is for users)."""
+def _one_line_warnings():
+    """Warnings print as ``warning: message``, one line, no source line (the CLI is for users);
+    returns the previous handler, which ``main`` puts back (the CLI also runs in-process)."""
     import warnings
+
+    previous = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"warning: {message}", file=file or sys.stderr)
 
     warnings.showwarning = show
+    return previous
 
 
 def main(argv: list[str] | None = None) -> None:
     from inrkit.errors import InrkitError, Interrupted, os_error_message
 
+    import warnings
+
     _load_commands()
-    _one_line_warnings()
+    previous = _one_line_warnings()
     try:
         app(args=argv, standalone_mode=True)
     except Interrupted as err:

@@ -26,6 +26,12 @@ def _load_commands() -> None:
         importlib.import_module(name)
 
 
+def typer_app():
+    """The typer application with every command attached (what the docs' CLI reference reads)."""
+    _load_commands()
+    return app
+
+
 def main(argv: list[str] | None = None) -> None:
     from inrkit.errors import InrkitError
 

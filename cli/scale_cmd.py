@@ -27,7 +27,7 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.3f}M" if n >= 1e5 else f"{n:,}"
 
 
-@app.command("scale")
+@app.command("scale", epilog="Example: inrkit scale --hypernets hd,mlp --inr siren:depth=4,width=256 --latent 3,16,16")
 def scale(
     hypernets: str = typer.Option("hd,mlp", "--hypernets", help="Comma-separated hypernetwork names."),
     inr: str = typer.Option("siren", "--inr", help="INR spec, e.g. 'siren:depth=4,width=256'."),

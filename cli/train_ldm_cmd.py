@@ -13,7 +13,7 @@ from .app import train_app
 from .train_cmd import CONFIG, DATA, DEVICE, DEVICES, MODALITY, OVERWRITE, RESUME, STAGE, _relaunch, check_stage, fit_and_report
 
 
-@train_app.command("ldm")
+@train_app.command("ldm", epilog="Example: inrkit train ldm --modality image --preset tiny --out ldm-run")
 def train_ldm(
     modality: Optional[str] = MODALITY,
     data: Optional[Path] = DATA,

@@ -109,13 +109,15 @@ def cli_markdown(root=None, prog: str = "inrkit") -> str:
         full = " ".join((prog, *path))
         level = "#" * min(2 + max(len(path) - 1, 0), 4)
         out += [f"{level} {full} {{#{anchor(full)}}}", ""]
-        if cmd.help:
-            out += [_text(cmd.help), ""]
+        for paragraph in (cmd.help or "").strip().split("\n\n"):
+            if paragraph.strip():
+                out += [_text(paragraph), ""]
         out += ["```text", _usage(cmd, full), "```", ""]
         ctx = cmd.make_context(full, [], resilient_parsing=True)
         out += ["| argument / option | kind | help | default, range |", "|---|---|---|---|", *_param_rows(cmd, ctx), ""]
-        if getattr(cmd, "commands", None):
-            subs = ", ".join(f"[{_code(f'{full} {n}')}](#{anchor(full, n)})" for n in sorted(cmd.commands))
+        visible = sorted(n for n, sub in getattr(cmd, "commands", {}).items() if not sub.hidden)
+        if visible:
+            subs = ", ".join(f"[{_code(f'{full} {n}')}](#{anchor(full, n)})" for n in visible)
             out += [f"Subcommands: {subs}.", ""]
         if cmd.epilog:
             out += ["```console", *(f"$ {line.split(':', 1)[1].strip()}" if line.lower().startswith("example:") else line

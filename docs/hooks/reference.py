@@ -17,10 +17,14 @@ from typing import Any
 CLI_PAGE = "reference/cli.md"
 PARTS_PAGE = "reference/parts.md"
 _BRACKET = re.compile(r"\s*\[([^\[\]]*)\]\s*$")
-# The code documented is this checkout's, whatever else is installed.
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+
+
+def _this_checkout_first() -> None:
+    """Document this checkout's code, whatever else is installed (mkdocs restores sys.path
+    after loading a hook, so this runs when the pages are made)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
 
 
 def _text(s: str | None) -> str:
@@ -192,6 +196,7 @@ def parts_markdown() -> str:
 
 
 def pages() -> dict[str, str]:
+    _this_checkout_first()
     return {CLI_PAGE: cli_markdown(), PARTS_PAGE: parts_markdown()}
 
 

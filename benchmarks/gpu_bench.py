@@ -194,7 +194,7 @@ def count_step_flops(modality: str, sets: list[str], batch: int) -> float:
     return float(counter.get_total_flops())
 
 
-def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm: int) -> dict:
+def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm: int, profiler=None) -> dict:
     """Time steps ``warm+1..steps`` of stage 1 through ``Trainer.fit`` (no run directory)."""
     cfg = preset_config(modality, PRESET, sets + (["train.device=cpu"] if DEV.type == "cpu" else []))
     cfg["train"].update({k: v for k, v in train.items() if k != "vae"})
@@ -210,6 +210,10 @@ def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm:
         if step in (1, warm, steps):
             sync()
             marks[step] = time.perf_counter()
+            if profiler is not None and step == warm:
+                profiler.start()
+            if profiler is not None and step == steps:
+                profiler.stop()
 
     reset_peak()
     t0 = time.perf_counter()
@@ -222,26 +226,24 @@ def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm:
             "batch": batch}
 
 
-EAGER_FP32 = {"precision": "fp32", "optimizer": "default", "channels_last": "off", "data_on_device": "never", "compile": False}
-VARIANTS = [  # cumulative: each adds one optimisation to the one before
-    ("fp32 eager (the old path)", [], EAGER_FP32),
-    ("+ bf16 autocast", [], {**EAGER_FP32, "precision": "bf16"}),
-    ("+ fused AdamW", [], {**EAGER_FP32, "precision": "bf16", "optimizer": "fused"}),
-    ("+ data on device", [], {**EAGER_FP32, "precision": "bf16", "optimizer": "fused", "data_on_device": "auto"}),
-    ("+ channels-last", [], {**EAGER_FP32, "precision": "bf16", "optimizer": "fused", "data_on_device": "auto", "channels_last": "on"}),
+EAGER_FP32 = {"precision": "fp32", "optimizer": "default", "channels_last": False, "data_on_device": "never", "compile": False}
+FAST_EAGER = {"precision": "bf16", "optimizer": "fused", "data_on_device": "auto", "channels_last": False, "compile": False}
+TORCH_INR, FUSED_INR = ["model.inr.kernel=torch"], ["model.inr.kernel=triton", "model.inr.matmul_precision=bf16x3"]
+VARIANTS = [  # each adds one optimisation to the row before it, except the "instead" row
+    ("fp32 eager (the old path)", TORCH_INR, EAGER_FP32),
+    ("+ bf16 autocast", TORCH_INR, {**EAGER_FP32, "precision": "bf16"}),
+    ("+ fused AdamW", TORCH_INR, {**EAGER_FP32, "precision": "bf16", "optimizer": "fused"}),
+    ("+ data on device", TORCH_INR, FAST_EAGER),
+    ("(instead) + channels-last", TORCH_INR, {**FAST_EAGER, "channels_last": True}),
+    ("+ fused sine kernel (bf16x3)", FUSED_INR, FAST_EAGER),
+    ("+ torch.compile", FUSED_INR, {**FAST_EAGER, "compile": True}),
+    ("+ torch.compile reduce-overhead (CUDA graphs)", FUSED_INR, {**FAST_EAGER, "compile": "reduce-overhead"}),
 ]
-FAST_EAGER = {"precision": "bf16", "optimizer": "fused", "data_on_device": "auto", "channels_last": "on", "compile": False}
 
 
 def opt_section(out: Path) -> dict:
     res = {}
-    torch_inr = ["model.inr.kernel=torch"]
-    variants = [(n, s + torch_inr, t) for n, s, t in VARIANTS] + [
-        ("+ fused sine kernel (bf16x3)", ["model.inr.kernel=triton", "model.inr.matmul_precision=bf16x3"], FAST_EAGER),
-        ("+ fused sine kernel (tf32x3)", ["model.inr.kernel=triton", "model.inr.matmul_precision=tf32x3"], FAST_EAGER),
-        ("+ torch.compile", [], {**FAST_EAGER, "compile": True}),
-        ("+ torch.compile reduce-overhead (CUDA graphs)", [], {**FAST_EAGER, "compile": "reduce-overhead"}),
-    ]
+    variants = VARIANTS
     base = None
     for name, sets, train in variants:
         if left() < 60:
@@ -253,6 +255,7 @@ def opt_section(out: Path) -> dict:
             r = trainer_steps("image", sets, train, steps=steps, warm=warm)
         except Exception as err:
             r = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+        r["compiled"] = compiled
         if "step_ms" in r:
             base = base or r["step_ms"]
             r["speedup_vs_fp32_eager"] = base / r["step_ms"]
@@ -263,36 +266,36 @@ def opt_section(out: Path) -> dict:
     return res
 
 
-def profile_section(train: dict, sets: list[str], steps: int = 12) -> dict:
-    """Where a step's time goes: GPU busy share, kernel launches and host syncs per step, top kernels."""
+def profile_section(train: dict, sets: list[str], steps: int = 20, warm: int = 8) -> dict:
+    """Where a steady step's time goes: GPU busy share, kernel launches and copies per step, top kernels."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEV.type == "cuda" else [])
-    trainer_steps("image", sets, train, steps=4, warm=2)  # warm caches outside the profile
-    t0 = time.perf_counter()
-    with profile(activities=acts) as prof:
-        trainer_steps("image", sets, train, steps=steps, warm=2)
-    wall = time.perf_counter() - t0
+    prof = profile(activities=acts)
+    r = trainer_steps("image", sets, train, steps=steps, warm=warm, profiler=prof)
+    n = steps - warm
+    wall = r["step_ms"] * n / 1e3
     events = prof.key_averages()
     gpu_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA") if DEV.type == "cuda" else 0
     launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
                                                          "cuLaunchKernelEx", "cudaGraphLaunch"))
-    syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync"))
+    copies = sum(e.count for e in events if e.key in ("cudaMemcpyAsync", "cudaMemcpy"))
+    syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
     top = sorted((e for e in events if e.device_type.name == "CUDA"), key=lambda e: -e.self_device_time_total)[:12]
-    return {"steps": steps, "wall_s": wall, "gpu_busy_share": gpu_us / 1e6 / wall if wall else None,
-            "launches_per_step": launches / steps, "memcpy_or_sync_calls_per_step": syncs / steps,
-            "top_kernels": [{"name": e.key[:90], "ms": e.self_device_time_total / 1e3, "count": e.count} for e in top],
-            "note": "the profiled region includes model construction and the first (warm-up) steps"}
+    return {"steps": n, "step_ms": r["step_ms"], "gpu_busy_share": gpu_us / 1e6 / wall if wall else None,
+            "launches_per_step": launches / n, "copies_per_step": copies / n, "syncs_per_step": syncs / n,
+            "top_kernels": [{"name": e.key[:90], "ms_per_step": e.self_device_time_total / 1e3 / n, "count": e.count} for e in top],
+            "settings": {**train, "sets": sets}}
 
 
-def presets_section(out: Path, peak: float, best_train: dict) -> dict:
+def presets_section(out: Path, peak: float, best_train: dict, best_sets: list[str]) -> dict:
     res = {}
     for modality in ("image", "sphere", "occupancy"):
         for hypernet in ("hd", "mlp"):
-            sets = [] if hypernet == "hd" else ["model.hypernet.name=mlp"]
+            sets = best_sets + ([] if hypernet == "hd" else ["model.hypernet.name=mlp"])
             key = f"{modality}/{hypernet}"
             try:
-                flops32 = count_step_flops(modality, sets, 32)
+                flops32 = count_step_flops(modality, [x for x in sets if not x.startswith("model.inr.")], 32)
             except Exception as err:
                 res[key] = {"error": f"flops: {type(err).__name__}: {str(err)[:200]}"}
                 continue
@@ -321,7 +324,7 @@ def presets_section(out: Path, peak: float, best_train: dict) -> dict:
     return res
 
 
-def e2e_section(out: Path, best_sets: list[str], steps: int = 300) -> dict:
+def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 256) -> dict:
     res = {}
     for modality in ("image", "sphere", "occupancy"):
         if left() < 70:
@@ -331,13 +334,15 @@ def e2e_section(out: Path, best_sets: list[str], steps: int = 300) -> dict:
             run = Path(tmp) / "run"
             cmd = [sys.executable, "-m", "cli.main", "train", "ldmi", "--modality", modality, "--preset", PRESET,
                    "--out", str(run), "--stage", "vae",
-                   "--set", f"train.vae.steps={steps}", "--set", "train.progress=false", "--set", "train.tensorboard=false",
-                   "--set", "train.checkpoint_every=0", "--set", "train.sample_every=0", "--set", "train.log_every=50",
+                   "--set", f"train.vae.steps={steps}", "--set", f"train.vae.batch_size={batch}",
+                   "--set", "train.vae.lr_scaling=sqrt", "--set", "train.vae.lr_reference_batch=32",
+                   "--set", "train.progress=false", "--set", "train.tensorboard=false",
+                   "--set", "train.checkpoint_every=0", "--set", "train.sample_every=0", "--set", "train.log_every=25",
                    *[x for s in best_sets for x in ("--set", s)]]
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             wall = time.perf_counter() - t0
-            rec = {"command": " ".join(cmd[1:]), "wall_s": wall, "rc": proc.returncode}
+            rec = {"command": " ".join(cmd[1:]), "wall_s": wall, "rc": proc.returncode, "batch": batch}
             if proc.returncode == 0 and (run / "summary.json").exists():
                 summ = json.loads((run / "summary.json").read_text())
                 vae = summ.get("stages", summ).get("vae", {})
@@ -448,11 +453,12 @@ def markdown() -> str:
         lines.append("")
     p = r.get("profile")
     if p and "error" not in p:
-        lines += ["## Profile of the fastest variant (image-64, batch 32)", "",
-                  f"GPU busy {100 * (p['gpu_busy_share'] or 0):.0f}% of wall time; {p['launches_per_step']:.0f} launches and"
-                  f" {p['memcpy_or_sync_calls_per_step']:.1f} memcpy/sync calls per step ({p['note']}).", "",
-                  "| kernel | ms | calls |", "|---|---|---|"]
-        lines += [f"| {k['name']} | {k['ms']:.1f} | {k['count']} |" for k in p["top_kernels"]] + [""]
+        lines += [f"## Profile of the fastest eager variant (image-64, batch 32, {p['steps']} steady steps)", "",
+                  f"{p['step_ms']:.1f} ms/step; GPU busy {100 * (p['gpu_busy_share'] or 0):.0f}% of wall time;"
+                  f" {p['launches_per_step']:.0f} kernel launches, {p['copies_per_step']:.1f} memcpy calls and"
+                  f" {p['syncs_per_step']:.1f} synchronize calls per step.", "",
+                  "| kernel | ms per step | calls |", "|---|---|---|"]
+        lines += [f"| {k['name']} | {k['ms_per_step']:.2f} | {k['count']} |" for k in p["top_kernels"]] + [""]
     if r.get("sample"):
         lines += ["## Sampling and rendering", "", "| what | numbers |", "|---|---|"]
         lines += [f"| {k} | {json.dumps({a: round(b, 4) if isinstance(b, float) else b for a, b in v.items()})} |"
@@ -490,28 +496,26 @@ def main() -> None:
     if "kernel" in sections:
         RESULTS["kernel"] = kernel_section()
         save(out)
-    best = FAST_EAGER
+    best, best_sets = FAST_EAGER, FUSED_INR
     if "opt" in sections:
         opt = opt_section(out)
-        timed = {k: v for k, v in opt.items() if "step_ms" in v}
+        timed = {k: v for k, v in opt.items() if "step_ms" in v and not v.get("compiled")}
         if timed:
-            fastest = min(timed, key=lambda k: timed[k]["step_ms"])
-            best = {"+ torch.compile": {**FAST_EAGER, "compile": True},
-                    "+ torch.compile reduce-overhead (CUDA graphs)": {**FAST_EAGER, "compile": "reduce-overhead"}}.get(fastest, FAST_EAGER)
-            RESULTS["best_variant"] = fastest
+            RESULTS["fastest_eager_variant"] = min(timed, key=lambda k: timed[k]["step_ms"])
+            best_sets, best = next((s_, t) for n, s_, t in VARIANTS if n == RESULTS["fastest_eager_variant"])
     if "profile" in sections:
         try:
-            RESULTS["profile"] = profile_section(best, [])
+            RESULTS["profile"] = profile_section(best, best_sets)
         except Exception as err:
             RESULTS["profile"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
         print("profile", RESULTS["profile"], flush=True)
         save(out)
+    if "e2e" in sections:
+        e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in best.items()] + best_sets)
+    if "presets" in sections:
+        presets_section(out, peak, best, best_sets)
     if "sample" in sections:
         sample_section(out, RESULTS["ceil"])
-    if "presets" in sections:
-        presets_section(out, peak, FAST_EAGER)  # eager: one compilation per preset and batch would not fit the call
-    if "e2e" in sections:
-        e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in best.items()])
     RESULTS["elapsed_s"] = time.perf_counter() - T_START
     save(out)
     (out / "bench.md").write_text(markdown())

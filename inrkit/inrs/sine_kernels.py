@@ -5,6 +5,7 @@ Kernels live at module level: Triton resolves the functions a kernel calls throu
 import triton
 import triton.language as tl
 
+
 @triton.jit
 def _dot(a, b, acc, PREC: tl.constexpr):
     if PREC == "bf16x3":
@@ -22,6 +23,7 @@ def _dot(a, b, acc, PREC: tl.constexpr):
     else:
         acc = tl.dot(a, b, acc, input_precision=PREC)
     return acc
+
 
 @triton.jit
 def forward_kernel(X, W, A, N, K: tl.constexpr, M: tl.constexpr, sxb, sxn, sxk, swb, swk, swm, sab, san, sam, w0_in,
@@ -50,6 +52,7 @@ def forward_kernel(X, W, A, N, K: tl.constexpr, M: tl.constexpr, sxb, sxn, sxk, 
     tl.store(a_base + rn[:, None].to(tl.int64) * san + rm[None, :] * sam, acc,
              mask=(rn[:, None] < N) & (rm[None, :] < M))
 
+
 @triton.jit
 def grad_input_kernel(G, W, P, O, N, K: tl.constexpr, M: tl.constexpr, sgb, sgn, sgm, swb, swk, swm, spb, spn, spk, sob, son, sok, w0_in,
                       COS_OUT: tl.constexpr, PREC: tl.constexpr,
@@ -67,14 +70,17 @@ def grad_input_kernel(G, W, P, O, N, K: tl.constexpr, M: tl.constexpr, sgb, sgn,
         mm = m0 + rm
         g = tl.load(g_base + rn[:, None].to(tl.int64) * sgn + mm[None, :] * sgm,
                     mask=(rn[:, None] < N) & (mm[None, :] < M), other=0.0)
-        wt = tl.load(w_base + mm[:, None] * swm + rk[None, :] * swk,
-                     mask=(mm[:, None] < M) & (rk[None, :] < K), other=0.0)
+        # W's rows are contiguous in m: load the (k, m) tile as stored and transpose it on chip
+        w = tl.load(w_base + rk[:, None] * swk + mm[None, :] * swm,
+                    mask=(rk[:, None] < K) & (mm[None, :] < M), other=0.0)
+        wt = tl.trans(w)
         acc = _dot(g, wt, acc, PREC)
     mask = (rn[:, None] < N) & (rk[None, :] < K)
     if COS_OUT:
         p = tl.load(P + b.to(tl.int64) * spb + rn[:, None].to(tl.int64) * spn + rk[None, :] * spk, mask=mask, other=0.0)
         acc = acc * (w0_in * tl.cos(w0_in * p))
     tl.store(O + b.to(tl.int64) * sob + rn[:, None].to(tl.int64) * son + rk[None, :] * sok, acc, mask=mask)
+
 
 @triton.jit
 def grad_weight_kernel(X, G, D, N: tl.constexpr, K: tl.constexpr, M: tl.constexpr, sxb, sxn, sxk, sgb, sgn, sgm, sdb, sdk, sdm, w0_in,
@@ -91,10 +97,12 @@ def grad_weight_kernel(X, G, D, N: tl.constexpr, K: tl.constexpr, M: tl.constexp
     bias = tl.zeros((BM,), dtype=tl.float32)
     for n0 in range(0, N, BN):
         nn = n0 + rn
-        xt = tl.load(x_base + nn[None, :].to(tl.int64) * sxn + rk[:, None] * sxk,
-                     mask=(nn[None, :] < N) & (rk[:, None] < K), other=0.0)
+        # X's rows are contiguous in k: load the (n, k) tile as stored and transpose it on chip
+        x = tl.load(x_base + nn[:, None].to(tl.int64) * sxn + rk[None, :] * sxk,
+                    mask=(nn[:, None] < N) & (rk[None, :] < K), other=0.0)
         if SINE_IN:
-            xt = tl.sin(w0_in * xt)
+            x = tl.sin(w0_in * x)
+        xt = tl.trans(x)
         g = tl.load(g_base + nn[:, None].to(tl.int64) * sgn + rm[None, :] * sgm,
                     mask=(nn[:, None] < N) & (rm[None, :] < M), other=0.0)
         acc = _dot(xt, g, acc, PREC)

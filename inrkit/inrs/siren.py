@@ -26,7 +26,8 @@ class SirenConfig(PartConfig):
     w0_initial: float = Field(30.0, gt=0)
     final_activation: Literal["none", "sigmoid", "tanh"] = "none"
     kernel: Literal["auto", "torch", "triton"] = Field(
-        "auto", description="auto = the fused Triton sine layers on CUDA when Triton is installed, else PyTorch")
+        "auto", description="auto/triton = the fused Triton sine layers where CUDA and Triton are (faster to"
+                            " train and render: benchmarks/RESULTS.md), else PyTorch; torch = always PyTorch")
     matmul_precision: Literal["fp32", "tf32", "tf32x3", "bf16", "bf16x3"] = Field(
         "bf16x3", description="tensor-core scheme of the fused kernel (the PyTorch path is always fp32); "
                               "bf16x3/tf32x3 split each operand in two and stay near fp32 (benchmarks/RESULTS.md)")
@@ -68,8 +69,8 @@ class Siren(INR):
     def uses_fused_kernel(self, device: torch.device) -> bool:
         """Whether ``forward`` takes the fused Triton path for tensors on ``device``.
 
-        ``kernel: triton`` where it cannot run (no CUDA, no Triton) falls back to PyTorch, as
-        ``auto`` does: the result is the same function, only slower.
+        Where it cannot run (no CUDA, no Triton) ``auto`` and ``triton`` fall back to PyTorch:
+        the same function, only slower.
         """
         return self.config.kernel != "torch" and fused_sine.available(device)
 

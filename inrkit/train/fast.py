@@ -120,7 +120,8 @@ class StepLogs:
     def add(self, step: int, logs: dict[str, torch.Tensor]) -> None:
         for k, v in logs.items():
             v = v.detach().float()
-            self.sums[k] = self.sums[k] + v if k in self.sums else v
+            # a fresh tensor either way: a CUDA-graph output is overwritten by the next replay
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
         bad = ~torch.isfinite(logs["loss"].detach())
         self.first_bad = torch.where(bad & (self.first_bad < 0), torch.full_like(self.first_bad, step), self.first_bad)
         self.steps += 1

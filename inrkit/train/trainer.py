@@ -68,7 +68,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
         self.model.to(self.engine.device)
-        if self.use_channels_last:
+        if self.config.channels_last:
             to_channels_last(self.model)
 
     # -- configuration -------------------------------------------------------------------
@@ -83,10 +83,6 @@ class Trainer:
         p = self.config.precision
         return p == "bf16" or (p == "auto" and self.engine.device.type == "cuda")
 
-    @property
-    def use_channels_last(self) -> bool:
-        c = self.config.channels_last
-        return c == "on" or (c == "auto" and self.engine.device.type == "cuda" and self.use_bf16)
 
     def _autocast(self):
         if not self.use_bf16:
@@ -177,9 +173,10 @@ class Trainer:
             start = int(state["step"])
 
         step_module: nn.Module = engine.wrap(_StageStep(model, stage), find_unused_parameters=tc.find_unused_parameters)
+        mode = None if tc.compile in (True, False, "default") else tc.compile
         if tc.compile:
-            mode = None if tc.compile is True or tc.compile == "default" else tc.compile
             step_module = torch.compile(step_module, mode=mode)
+        graphed = mode == "reduce-overhead" and engine.device.type == "cuda"
         sampler = StepBatchSampler(len(data), cfg.batch_size, cfg.steps, start=start, seed=tc.seed + stage_index,
                                    rank=engine.rank, world_size=engine.world_size)
         on_device = DeviceData.maybe(data, tc.data_on_device, engine.device)
@@ -219,6 +216,8 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = to_device(batch, engine.device)
+                if graphed:
+                    torch.compiler.cudagraph_mark_step_begin()
                 with self._autocast():
                     loss, logs = step_module(batch, points=cfg.points, generator=generator)
                 optimizer.zero_grad(set_to_none=True)

@@ -212,7 +212,7 @@ def test_command_lines_in_the_pages_are_valid(cli_app):
         for lang, block in re.findall(r"```(\w*)[^\n]*\n(.*?)```", page.read_text(), re.S):
             if lang not in ("", "console", "text", "bash"):
                 continue
-            for line in block.splitlines():
+            for line in block.replace("\\\n", " ").splitlines():  # shell line continuations joined
                 line = line.strip().removeprefix("$ ")
                 if line.startswith("inrkit "):
                     _check_line(root, line, page.name)

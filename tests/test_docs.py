@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from inrkit.registry import REGISTRIES
+from inrkit.registry import REGISTRIES, load_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "tutorials"
@@ -67,6 +67,7 @@ def run_console_line(line: str, where: str) -> None:
 @pytest.fixture
 def restore_process_state():
     """A tutorial may install a plugin into its folder and register its parts: undo both after."""
+    load_plugins()  # the installed plugins' parts are in the snapshot: they load once per process
     path = list(sys.path)
     entries = {kind: dict(reg._entries) for kind, reg in REGISTRIES.items()}
     yield

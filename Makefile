@@ -31,5 +31,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/inrkit scale --hypernets hd,mlp --inr siren:depth=4,width=256 --latent 3,16,16 --resolution 64
 
+# The documentation site, built offline into site/ (warnings are errors). The CLI and parts
+# references are generated at build time from the typer app and the registries (docs/hooks/).
+DOCS_STAMP := $(VENV)/.installed-docs
+.PHONY: docs
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
 	rm -rf $(VENV) demo-run

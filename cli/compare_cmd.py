@@ -24,7 +24,7 @@ def parse_seeds(text: str) -> int | list[int]:
     return values[0] if len(values) == 1 and "," not in text else values
 
 
-@app.command("compare")
+@app.command("compare", epilog="Example: inrkit compare --hypernets hd,mlp --modality image --preset tiny --budget-steps 200 --seeds 2 --out cmp")
 def compare_cmd(
     hypernets: str = typer.Option("hd,mlp", "--hypernets", help="Comma-separated hypernetworks, e.g. hd,mlp,mixture."),
     modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image, sphere or occupancy (the domain)."),

@@ -53,7 +53,7 @@ def _shape(t) -> str:
     return "(" + ", ".join(str(s) for s in t) + ")"
 
 
-@data_app.command("prepare")
+@data_app.command("prepare", epilog="Example: inrkit data prepare --modality occupancy --data voxels --out voxels.zarr")
 def prepare(
     modality: str = typer.Option(..., "--modality", "-m", help="Domain name: image, sphere, occupancy..."),
     data: Path = typer.Option(None, "--data", help="Dataset path (default: the modality's built-in dataset)."),
@@ -90,7 +90,7 @@ def prepare(
     Console().print(f"wrote {path}: {len(dataset)} items of shape {_shape(item)} float32, {size / 1e6:.2f} MB")
 
 
-@data_app.command("show")
+@data_app.command("show", epilog="Example: inrkit data show --modality sphere --data era5.nc --out era5.png")
 def show(
     modality: str = typer.Option(..., "--modality", "-m", help="Domain name: image, sphere, occupancy..."),
     data: Path = typer.Option(None, "--data", help="Dataset path or prepared .zarr (default: the built-in dataset)."),

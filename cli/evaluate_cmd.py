@@ -12,7 +12,7 @@ from rich.table import Table
 from .app import app
 
 
-@app.command("evaluate")
+@app.command("evaluate", epilog="Example: inrkit evaluate run --n-samples 16 --seed 0")
 def evaluate(
     run: Path = typer.Argument(..., help="A run directory."),
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this data's val split instead of the run's."),

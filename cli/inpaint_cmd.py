@@ -13,7 +13,7 @@ from inrkit.errors import ConfigError, DataError
 from .app import app
 
 
-@app.command("inpaint")
+@app.command("inpaint", epilog="Example: inrkit inpaint run --mask left --count 4 --n 2 --seed 0")
 def inpaint(
     run: Path = typer.Argument(..., help="A run directory (inrkit train ... --out RUN)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Take items from this data's val split instead of the run's."),

@@ -23,6 +23,12 @@ COMMAND_MODULES = [
 ]
 
 
+def typer_app():
+    """The typer application with every command attached (what the docs' CLI reference reads)."""
+    _load_commands()
+    return app
+
+
 def _load_commands() -> None:
     for name in COMMAND_MODULES:
         importlib.import_module(name)

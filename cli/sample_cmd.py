@@ -13,7 +13,7 @@ from inrkit.errors import ConfigError
 from .app import app
 
 
-@app.command("sample")
+@app.command("sample", epilog="Example: inrkit sample run --n 8 --resolution 92 --seed 0")
 def sample(
     run: Path = typer.Argument(..., help="A run directory (inrkit train ... --out RUN)."),
     n: int = typer.Option(16, "--n", min=1, help="How many items."),

@@ -38,7 +38,7 @@ def _scale_rows(path: Path) -> bool:
     return isinstance(rows, list) and bool(rows) and all(isinstance(r, dict) and "hypernet_params" in r for r in rows)
 
 
-@app.command("scale")
+@app.command("scale", epilog="Example: inrkit scale --hypernets hd,mlp --inr siren:depth=4,width=256 --latent 3,16,16")
 def scale(
     hypernets: str = typer.Option("hd,mlp", "--hypernets", help="Comma-separated hypernetwork names."),
     inr: str = typer.Option("siren", "--inr", help="INR spec, e.g. 'siren:depth=4,width=256'."),

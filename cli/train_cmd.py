@@ -60,7 +60,7 @@ def default_out(config: dict[str, Any], preset: str | None) -> Path:
     return Path("runs") / f"{domain}-{preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-@train_app.command("ldmi")
+@train_app.command("ldmi", epilog="Example: inrkit train ldmi --modality sphere --preset tiny --out run")
 def train_ldmi(
     modality: Optional[str] = MODALITY,
     data: Optional[Path] = DATA,

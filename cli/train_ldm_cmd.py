@@ -14,7 +14,7 @@ from .train_cmd import (CONFIG, DATA, DEVICE, DEVICES, MODALITY, OVERWRITE, RESU
                         fit_and_report, resume_mode)
 
 
-@train_app.command("ldm")
+@train_app.command("ldm", epilog="Example: inrkit train ldm --modality image --preset tiny --out ldm-run")
 def train_ldm(
     modality: Optional[str] = MODALITY,
     data: Optional[Path] = DATA,

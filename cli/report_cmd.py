@@ -9,7 +9,7 @@ import typer
 from .app import app
 
 
-@app.command("report")
+@app.command("report", epilog="Example: inrkit report runs/sphere-paper --out sphere-report.html")
 def report(
     run: Path = typer.Argument(..., help="A run directory, or a comparison folder (inrkit compare --out)."),
     out: Optional[Path] = typer.Option(None, "--out", help="The HTML file to write (default RUN/report.html)."),

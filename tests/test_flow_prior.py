@@ -211,3 +211,13 @@ def test_cli_trains_and_samples_with_the_flow_prior(tmp_path):
     assert config["model"]["prior"]["name"] == "flow" and config["model"]["prior"]["flow"] == "planar"
     assert run_cli(["sample", str(run), "--n", "2", "--seed", "0"]) == 0
     assert any((run / "samples").glob("samples*seed0*"))
+
+
+def test_log_prob_stays_fp32_under_bf16_autocast():
+    p = perturb(flow((3, 4, 4), n_layers=3), scale=0.1)
+    z = torch.randn(4, 3, 4, 4)
+    want = p.log_prob(z)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        got = p.log_prob(z)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want)

@@ -72,10 +72,15 @@ class FlowPrior(ScaledPrior):
         return self.flow(x, inverse=inverse)
 
     def log_prob(self, z: torch.Tensor, use_ema: bool = False) -> torch.Tensor:
-        """log p(z) per item (B,), in nats, of latents in the encoder's own (unscaled) space."""
-        eps, logdet = self._run(self._flat(z), inverse=False, use_ema=use_ema)
-        base = -0.5 * (eps.square().sum(-1) + self.dim * LOG_2PI)
-        return base + logdet + self.dim * torch.log(self.scale_factor)
+        """log p(z) per item (B,), in nats, of latents in the encoder's own (unscaled) space.
+
+        Always in fp32, also under bf16 autocast: log-determinants summed over hundreds of
+        dimensions lose their digits in bf16's 8-bit mantissa."""
+        x = self._flat(z)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            eps, logdet = self._run(x, inverse=False, use_ema=use_ema)
+            base = -0.5 * (eps.float().square().sum(-1) + self.dim * LOG_2PI)
+            return base + logdet.float() + self.dim * torch.log(self.scale_factor)
 
     def loss(self, z: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood per latent element (nats), averaged over the batch."""
@@ -101,7 +106,8 @@ class FlowPrior(ScaledPrior):
         was = self.flow.training
         self.flow.eval()
         try:
-            x, _ = self._run(eps, inverse=True, use_ema=use_ema)
+            with torch.autocast(device_type=eps.device.type, enabled=False):
+                x, _ = self._run(eps, inverse=True, use_ema=use_ema)
         finally:
             self.flow.train(was)
         return (x / self.scale_factor).view(n, *self.latent_shape)

@@ -13,30 +13,36 @@
 # markdown, logs, configs, previews; never weights) go to $OUT/parts.tar.gz.
 #
 #   [HN_MIN=0.25] [S1_STEPS=400] [PRIOR_STEPS=200] [N_ITEMS=640] [CAP1_S=270] [CAP2_S=250] bash benchmarks/gpu_parts.sh OUT_DIR
+#
+# A CPU smoke test of the script itself: DEVICE=cpu PRESET=tiny PY=.venv/bin/python HN_MIN=0.02 S1_STEPS=2 PRIOR_STEPS=2
+#   N_ITEMS=20 WIDTHS=8,16 bash benchmarks/gpu_parts.sh /tmp/parts-smoke
 set -uo pipefail
+py=${PY:-python3}
+dev=${DEVICE:-cuda}
+preset=${PRESET:-paper}
 out=${1:?output dir}
 work=$(mktemp -d /tmp/inrkit-parts-XXXX)
 mkdir -p "$out"
 quiet=(--set train.tensorboard=false --set train.progress=false --set train.sample_steps=10 --set train.n_renders=8)
 t0=$(date +%s)
 
-timeout "${CAP1_S:-270}" python3 -m cli.main compare --hypernets hd,mlp,mixture,modulation --modality sphere \
-  --preset paper --budget-minutes "${HN_MIN:-0.25}" --seeds 1 --sweep inr.width=256,1024 --keep logs \
-  --device cuda --out "$work/hypernets-sphere" "${quiet[@]}" > "$work/hypernets-sphere.log" 2>&1
+timeout "${CAP1_S:-270}" $py -m cli.main compare --hypernets hd,mlp,mixture,modulation --modality sphere \
+  --preset "$preset" --budget-minutes "${HN_MIN:-0.25}" --seeds 1 --sweep "inr.width=${WIDTHS:-256,1024}" --keep logs \
+  --device "$dev" --out "$work/hypernets-sphere" "${quiet[@]}" > "$work/hypernets-sphere.log" 2>&1
 echo "hypernets: exit $? after $(( $(date +%s) - t0 )) s"
-[ -f "$work/hypernets-sphere/compare.json" ] || python3 benchmarks/compare_partial.py "$work/hypernets-sphere" \
+[ -f "$work/hypernets-sphere/compare.json" ] || $py benchmarks/compare_partial.py "$work/hypernets-sphere" \
   "$work/hypernets-sphere-partial" >> "$work/hypernets-sphere.log" 2>&1
 
 pids=()
 for m in sphere occupancy; do
-  timeout "${CAP2_S:-250}" python3 -m cli.main compare --priors gaussian,flow,diffusion --modality "$m" --preset paper \
-    --set "train.vae.steps=${S1_STEPS:-400}" --set "data.n_items=${N_ITEMS:-640}" --budget-steps "${PRIOR_STEPS:-200}" --seeds 2 --device cuda \
+  timeout "${CAP2_S:-250}" $py -m cli.main compare --priors gaussian,flow,diffusion --modality "$m" --preset "$preset" \
+    --set "train.vae.steps=${S1_STEPS:-400}" --set "data.n_items=${N_ITEMS:-640}" --budget-steps "${PRIOR_STEPS:-200}" --seeds 2 --device "$dev" \
     --out "$work/priors-$m" "${quiet[@]}" > "$work/priors-$m.log" 2>&1 &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; echo "priors: exit $? after $(( $(date +%s) - t0 )) s"; done
 
-nvidia-smi --query-gpu=name,memory.total --format=csv > "$work/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total --format=csv > "$work/gpu.txt" 2>&1
 for f in "$work"/*.log; do echo "== $f"; tail -25 "$f"; done
 cd "$work" && tar czf "$out/parts.tar.gz" gpu.txt *.log \
   $(find . -mindepth 1 -maxdepth 4 \( -name '*.json' -o -name '*.jsonl' -o -name '*.md' -o -name config.yaml \

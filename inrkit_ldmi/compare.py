@@ -67,7 +67,7 @@ PRIOR_SPECS: dict[str, dict[str, Any]] = {"gaussian": {"name": "gaussian"}, "flo
 AXES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
     "hypernet": ("hypernets", "--hypernets", DEFAULT_SPECS), "prior": ("priors", "--priors", PRIOR_SPECS)}
 RUN_SECTIONS = ("model", "data", "train")
-MODEL_FIELDS = ("domain", "encoder", "inr", "hypernet", "prior", "likelihood", "beta", "kl_reduction", "chunk")
+MODEL_FIELDS = ("domain", "encoder", "inr", "hypernet", "prior", "likelihood", "beta", "kl_reduction", "nll_reduction", "chunk")
 KEEP = ("all", "weights", "logs")
 PLAN_FILE, RESULT_FILE, MARKDOWN_FILE, SCALING_FILE = "compare_plan.json", "compare.json", "compare.md", "scaling.png"
 RUN_RECORD_FILE = "compare_run.json"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The new parts on one GPU, in one call of under 10 minutes (issue 16's GPU results):
 #   1. the four hypernetworks (hd, mlp, mixture, modulation) at equal wall-clock on the sphere
-#      paper preset, SIREN width 256 and 1024, one seed: `inrkit compare --budget-minutes`
+#      inrkit-v1 preset (PRESET=paper for the reference setups), SIREN width 256 and 1024, one seed: `inrkit compare --budget-minutes`
 #      (HN_MIN minutes each, alone on the GPU, so the clock is fair);
 #   2. then the three priors (gaussian, flow, diffusion) on sphere and on chairs (occupancy), each
 #      with one frozen stage 1 (S1_STEPS steps) and stage 2 of PRIOR_STEPS steps per prior and
@@ -19,7 +19,7 @@
 set -uo pipefail
 py=${PY:-python3}
 dev=${DEVICE:-cuda}
-preset=${PRESET:-paper}
+preset=${PRESET:-inrkit-v1}  # the measured sizes (paper: the faithful, heavier reference setups)
 out=${1:?output dir}
 work=$(mktemp -d /tmp/inrkit-parts-XXXX)
 mkdir -p "$out"

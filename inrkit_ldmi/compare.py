@@ -60,8 +60,14 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
     "mlp": {"name": "mlp", "hidden": [256, 512]},
     "mixture": {"name": "mixture"},
 }
+# The prior comparison (inrkit_ldmi.compare_priors) varies model.prior; its specs are the registry defaults.
+PRIOR_SPECS: dict[str, dict[str, Any]] = {"gaussian": {"name": "gaussian"}, "flow": {"name": "flow"},
+                                         "diffusion": {"name": "diffusion"}}
+# The axis of a comparison, the model section that differs between its runs → (registry, CLI option, default specs)
+AXES: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
+    "hypernet": ("hypernets", "--hypernets", DEFAULT_SPECS), "prior": ("priors", "--priors", PRIOR_SPECS)}
 RUN_SECTIONS = ("model", "data", "train")
-MODEL_FIELDS = ("domain", "encoder", "inr", "prior", "likelihood", "beta", "kl_reduction", "nll_reduction", "chunk")
+MODEL_FIELDS = ("domain", "encoder", "inr", "hypernet", "prior", "likelihood", "beta", "kl_reduction", "nll_reduction", "chunk")
 KEEP = ("all", "weights", "logs")
 PLAN_FILE, RESULT_FILE, MARKDOWN_FILE, SCALING_FILE = "compare_plan.json", "compare.json", "compare.md", "scaling.png"
 RUN_RECORD_FILE = "compare_run.json"
@@ -78,15 +84,22 @@ class _BudgetReached(Exception):
 
 
 # -- configs ---------------------------------------------------------------------------------
-def normalise_key(key: str) -> str:
-    """``inr.width`` → ``model.inr.width``; ``train.vae.lr`` and ``hypernet.mlp.hidden`` stay."""
+def _axis(axis: str) -> tuple[str, str, dict[str, dict[str, Any]]]:
+    if axis not in AXES:
+        raise ConfigError(f"unknown comparison axis '{axis}'; known: {', '.join(AXES)}")
+    return AXES[axis]
+
+
+def normalise_key(key: str, axis: str = "hypernet") -> str:
+    """``inr.width`` → ``model.inr.width``; ``train.vae.lr`` and ``hypernet.mlp.hidden`` (the axis's
+    per-part form: ``<axis>.<name>.<field>``) stay."""
     first = key.split(".", 1)[0]
-    if first in RUN_SECTIONS or first == "hypernet":
+    if first in RUN_SECTIONS or first == axis:
         return key
     if first in MODEL_FIELDS:
         return f"model.{key}"
-    raise ConfigError(f"'{key}': not a config field (start with model., data., train., hypernet.<name>. "
-                      f"or one of {', '.join(MODEL_FIELDS)})")
+    raise ConfigError(f"'{key}': not a config field (start with model., data., train., {axis}.<name>. "
+                      f"or one of {', '.join(f for f in MODEL_FIELDS if f != axis)})")
 
 
 def _nested(keys: Sequence[str], value: Any) -> dict[str, Any]:
@@ -96,24 +109,24 @@ def _nested(keys: Sequence[str], value: Any) -> dict[str, Any]:
     return update
 
 
-def split_overrides(items: Iterable[str] | None) -> tuple[list[str], dict[str, list[tuple[list[str], Any]]]]:
-    """``--set`` items → (run-config overrides, hypernet name → [(field path, value)])."""
+def split_overrides(items: Iterable[str] | None, axis: str = "hypernet") -> tuple[list[str], dict[str, list[tuple[list[str], Any]]]]:
+    """``--set`` items → (run-config overrides, part name on the axis → [(field path, value)])."""
     general: list[str] = []
     per_hypernet: dict[str, list[tuple[list[str], Any]]] = {}
     for item in items or []:
         keys, value = parse_override(item)
-        key = normalise_key(".".join(keys))
+        key = normalise_key(".".join(keys), axis)
         keys = key.split(".")
-        if keys[0] == "hypernet":
+        if keys[0] == axis:
             if len(keys) < 3:
-                raise ConfigError(f"--set {item}: per-hypernetwork overrides read hypernet.<name>.<field>=value")
+                raise ConfigError(f"--set {item}: per-{axis} overrides read {axis}.<name>.<field>=value")
             per_hypernet.setdefault(keys[1], []).append((keys[2:], value))
         else:
             general.append(f"{key}={item.split('=', 1)[1]}")
     return general, per_hypernet
 
 
-def parse_sweep(sweep: str | Sequence[str] | dict[str, Sequence[Any]] | None) -> list[tuple[str, list[Any]]]:
+def parse_sweep(sweep: str | Sequence[str] | dict[str, Sequence[Any]] | None, axis: str = "hypernet") -> list[tuple[str, list[Any]]]:
     """``"inr.width=64,128"`` (or several, or ``{"inr.width": [64, 128]}``) → [(key, values)].
 
     Values are YAML: ``hypernet.mlp.hidden=[64],[128,128]`` sweeps two lists.
@@ -134,7 +147,7 @@ def parse_sweep(sweep: str | Sequence[str] | dict[str, Sequence[Any]] | None) ->
     for key, values in items:
         if not values:
             raise ConfigError(f"--sweep {key}: no values")
-        out.append((normalise_key(key), values))
+        out.append((normalise_key(key, axis), values))
     if len({k for k, _ in out}) != len(out):
         raise ConfigError("--sweep: the same field is swept twice")
     return out
@@ -153,10 +166,11 @@ def _with_inr(config: dict[str, Any], inr: str | dict[str, Any] | None) -> dict[
     return {**config, "model": {**config["model"], "inr": spec}}
 
 
-def hypernet_spec(name: str, base: dict[str, Any], overrides: list[tuple[list[str], Any]]) -> dict[str, Any]:
-    """The base config's hypernet block if it is this hypernetwork, else its default spec; then
-    this hypernetwork's own ``hypernet.<name>.*`` overrides."""
-    spec = copy.deepcopy(base) if base.get("name") == name else copy.deepcopy(DEFAULT_SPECS.get(name, {"name": name}))
+def hypernet_spec(name: str, base: dict[str, Any], overrides: list[tuple[list[str], Any]], axis: str = "hypernet") -> dict[str, Any]:
+    """The base config's block on the axis (model.hypernet) if it is this part, else the part's
+    default spec; then this part's own ``<axis>.<name>.*`` overrides."""
+    defaults = _axis(axis)[2]
+    spec = copy.deepcopy(base) if base.get("name") == name else copy.deepcopy(defaults.get(name, {"name": name}))
     for keys, value in overrides:
         spec = deep_merge(spec, _nested(keys, value))
     spec["name"] = name
@@ -189,19 +203,21 @@ def plan_configs(
     set_overrides: Iterable[str] | None,
     device: str | None,
     config_file: str | Path | None = None,
+    axis: str = "hypernet",
 ) -> list[dict[str, Any]]:
-    """Every point of the comparison: ``{label, overrides, configs: {hypernet: resolved run config}}``.
+    """Every point of the comparison: ``{label, overrides, configs: {part name: resolved run config}}``.
 
+    ``hypernets``: the parts compared along ``axis`` (``model.<axis>``: hypernetworks by default).
     The seed is left at the base config's; :func:`compare` sets ``train.seed`` per run.
-    Raises ConfigError if two hypernetworks' configs differ anywhere but under ``model.hypernet``.
+    Raises ConfigError if two parts' configs differ anywhere but under ``model.<axis>``.
     """
     from .presets import preset_config
 
-    names = _check_hypernets(hypernets)
-    general, per_hypernet = split_overrides(set_overrides)
+    names = _check_hypernets(hypernets, axis)
+    general, per_hypernet = split_overrides(set_overrides, axis)
     unknown = sorted(set(per_hypernet) - set(names))
     if unknown:
-        raise ConfigError(f"--set hypernet.{unknown[0]}.*: '{unknown[0]}' is not among --hypernets {','.join(names)}")
+        raise ConfigError(f"--set {axis}.{unknown[0]}.*: '{unknown[0]}' is not among {_axis(axis)[1]} {','.join(names)}")
     if budget_steps is not None and budget_steps < 1:
         raise ConfigError(f"--budget-steps must be >= 1, got {budget_steps}")
     if budget_minutes is not None and not budget_minutes > 0:
@@ -217,7 +233,7 @@ def plan_configs(
         base = deep_merge(base, {"train": {"vae": {"steps": steps}}})
     base = resolve_run_config(base)
 
-    sweeps = parse_sweep(sweep)
+    sweeps = parse_sweep(sweep, axis)
     points = []
     for values in itertools.product(*[v for _, v in sweeps]) if sweeps else [()]:
         overrides = {key: value for (key, _), value in zip(sweeps, values)}
@@ -226,9 +242,9 @@ def plan_configs(
         point_hn = {n: list(per_hypernet.get(n, [])) for n in names}
         for key, value in overrides.items():
             keys = key.split(".")
-            if keys[0] == "hypernet":
+            if keys[0] == axis:
                 if keys[1] not in names or len(keys) < 3:
-                    raise ConfigError(f"--sweep {key}: expected hypernet.<one of {','.join(names)}>.<field>")
+                    raise ConfigError(f"--sweep {key}: expected {axis}.<one of {','.join(names)}>.<field>")
                 point_hn[keys[1]].append((keys[2:], value))
             else:
                 point = deep_merge(point, _nested(keys, value))
@@ -237,32 +253,34 @@ def plan_configs(
             configs = {}
             for n in names:
                 cfg = copy.deepcopy(point)
-                cfg["model"]["hypernet"] = hypernet_spec(n, point["model"]["hypernet"], point_hn[n])
+                cfg["model"][axis] = hypernet_spec(n, point["model"][axis], point_hn[n], axis)
                 configs[n] = resolve_run_config(cfg)
         except ConfigError as err:
             raise ConfigError(f"sweep point {label}: {err}" if label else str(err)) from None
-        check_fair(configs)
+        check_fair(configs, axis)
         points.append({"label": label, "overrides": overrides, "configs": configs})
     return points
 
 
-def check_fair(configs: dict[str, dict[str, Any]]) -> None:
-    """The comparison's promise: runs of one point differ only under ``model.hypernet``."""
+def check_fair(configs: dict[str, dict[str, Any]], axis: str = "hypernet") -> None:
+    """The comparison's promise: runs of one point differ only under ``model.<axis>``."""
     items = list(configs.items())
+    where = f"model.{axis}"
     for (a, ca), (b, cb) in itertools.combinations(items, 2):
-        bad = [p for p in config_differences(ca, cb) if not (p == "model.hypernet" or p.startswith("model.hypernet."))]
+        bad = [p for p in config_differences(ca, cb) if not (p == where or p.startswith(where + "."))]
         if bad:
-            raise ConfigError(f"the configs of {a} and {b} differ outside model.hypernet ({', '.join(bad)}); "
+            raise ConfigError(f"the configs of {a} and {b} differ outside {where} ({', '.join(bad)}); "
                               "the comparison would not be fair")
 
 
-def _check_hypernets(hypernets: Sequence[str] | str) -> list[str]:
+def _check_hypernets(hypernets: Sequence[str] | str, axis: str = "hypernet") -> list[str]:
+    kind, option, _ = _axis(axis)
     names = [n.strip() for n in (hypernets.split(",") if isinstance(hypernets, str) else hypernets) if n.strip()]
     if not names:
-        raise ConfigError("--hypernets: give at least one hypernetwork name")
+        raise ConfigError(f"{option}: give at least one name")
     if len(set(names)) != len(names):
-        raise ConfigError(f"--hypernets: a name appears twice in {','.join(names)}")
-    reg = inrkit.registry("hypernets")
+        raise ConfigError(f"{option}: a name appears twice in {','.join(names)}")
+    reg = inrkit.registry(kind)
     for n in names:
         reg.get(n)  # unknown names fail here with the known ones and the closest match
     return names
@@ -305,15 +323,15 @@ def _sync(device: torch.device) -> None:
 class StepClock:
     """The trainer's ``on_step`` callback: throughput after warm-up, peak memory, the minutes budget."""
 
-    def __init__(self, device: torch.device, steps: int, warmup: int, deadline: float | None):
-        self.device, self.steps, self.warmup, self.deadline = device, steps, warmup, deadline
+    def __init__(self, device: torch.device, steps: int, warmup: int, deadline: float | None, stage: str = "vae"):
+        self.device, self.steps, self.warmup, self.deadline, self.stage = device, steps, warmup, deadline, stage
         self.step = 0
         self.t_warm = self.t_end = None
         self.peak_mb: float | None = None
         self.stopped_by_budget = False
 
     def __call__(self, stage: str, step: int, logs: dict) -> None:
-        if stage != "vae":
+        if stage != self.stage:
             return
         self.step = step
         if step == self.warmup:

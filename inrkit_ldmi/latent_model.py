@@ -330,10 +330,7 @@ class LatentModel(nn.Module, abc.ABC):
 
     def use_ema_weights(self) -> None:
         """Copy the prior's EMA weights into its live weights (``load_run(..., weights='ema')``)."""
-        ema = getattr(self.prior, "ema", None)
-        if ema is None:
-            raise ConfigError("this prior keeps no EMA weights")
-        ema.copy_to(self.prior.denoiser)
+        self.prior.use_ema_weights()
 
     @torch.no_grad()
     def evaluate(self, dataset, batch_size: int = 16) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ConfigError, DataError
+
 
 class Prior(nn.Module):
     latent_shape: tuple[int, ...]
@@ -19,3 +21,29 @@ class Prior(nn.Module):
 
     def update_ema(self) -> None:
         """Called after each optimiser step of the prior; priors without EMA ignore it."""
+
+    def use_ema_weights(self) -> None:
+        """Copy the EMA weights into the live weights (``load_run(..., weights='ema')``)."""
+        raise ConfigError(f"priors/{getattr(self, 'registry_name', type(self).__name__)}: this prior keeps no EMA weights")
+
+
+class ScaledPrior(Prior):
+    """A prior that works on standardised latents: ``scale_factor`` = 1/std(z) is stored once by
+    ``set_scale`` (LDM's habit), from the first batch of training latents; ``loss`` and
+    ``sample`` scale and unscale, so the prior's input and output live in the encoder's space."""
+
+    def _register_scale(self) -> None:
+        self.register_buffer("scale_factor", torch.ones(()))
+        self.register_buffer("scale_is_set", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def set_scale(self, z: torch.Tensor, force: bool = False) -> float:
+        """scale_factor = 1/std(z) over every element (LDM); kept once set unless ``force``."""
+        if bool(self.scale_is_set) and not force:
+            return float(self.scale_factor)
+        std = z.detach().float().std()
+        if not torch.isfinite(std) or std <= 0:
+            raise DataError(f"priors/{self.registry_name}: cannot standardise latents with std {float(std)}")
+        self.scale_factor.fill_(1.0 / float(std))
+        self.scale_is_set.fill_(True)
+        return float(self.scale_factor)

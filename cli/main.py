@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "cli.scale_cmd",
     "cli.compare_cmd",
     "cli.inpaint_cmd",
+    "cli.complete_cmd",
 ]
 
 

@@ -12,6 +12,9 @@ from typing import Sequence
 
 import torch
 
+from .errors import ConfigError
+from .observations import Observations
+
 
 class Domain:
     """Base class: subclasses set ``coord_dim``, ``channels``, ``grid_shape`` and implement the rest."""
@@ -59,6 +62,22 @@ class Domain:
     def render(self, grids: torch.Tensor, out_dir: Path, stem: str = "samples", meta: dict | None = None) -> list[Path]:
         """Write model-space grids (B, c, *grid) in the modality's formats; return the paths."""
         raise NotImplementedError
+
+    # -- a user's own files (``inrkit complete``, ``inrkit reconstruct``) ---------------------
+    # Names of the keyword options the readers take (the CLI passes only those the user gave).
+    observation_options: tuple[str, ...] = ()
+
+    def read_observations(self, path: Path, **options) -> Observations:
+        """A user's file of partial observations → points in this domain's coordinates, model-space values."""
+        raise ConfigError(f"domain '{type(self).__name__}' has no reader of observation files")
+
+    def read_item(self, path: Path, **options) -> torch.Tensor:
+        """A user's file holding one whole item → a model-space grid (c, *grid_shape) to encode."""
+        raise ConfigError(f"domain '{type(self).__name__}' has no reader of item files")
+
+    def render_spread(self, std: torch.Tensor, out_dir: Path, stem: str = "spread", meta: dict | None = None) -> list[Path]:
+        """Write per-location standard deviations (B, c, *grid), model-space units; default: as values."""
+        return self.render(std, out_dir, stem=stem, meta=meta)
 
     def describe(self) -> dict:
         """Plain-data description stored in runs (shape, channels, scaling constants...)."""

@@ -23,7 +23,7 @@ from .domain import NETCDF_SUFFIXES, looks_like_zarr
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
 COLUMNS = {"lat": ("lat", "latitude"), "lon": ("lon", "longitude", "long", "lng"),
-           "value": ("value", *ALIASES, "t", "temp")}
+           "value": ("value", *ALIASES, "temp")}
 
 
 def xyz(lat_deg: np.ndarray, lon_deg: np.ndarray) -> torch.Tensor:

@@ -65,10 +65,9 @@ def prepare(
     """Write a dataset, at the domain's resolution, to a zarr store chunked by sample."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from modalities.cache import prepare_cache
+    from modalities.cache import check_replaceable, prepare_cache
 
-    if out.exists() and not overwrite:
-        raise InrkitError(f"output exists: {out} (pass --overwrite to replace it)")
+    check_replaceable(out, overwrite)
     if chunk_items < 1:
         raise ConfigError(f"--chunk-items must be >= 1, got {chunk_items}")
     domain, dataset, data = _open(modality, data, sets, None)
@@ -119,6 +118,10 @@ def show(
         what = domain.describe().get("physical", "physical units")
         console.print(f"physical  [{phys.min().item():.4g}, {phys.max().item():.4g}] ({what})")
     out = out or Path(f"{modality}_show.png")
+    from modalities.common import is_inrkit_png
+
+    if out.exists() and not (out.is_file() and is_inrkit_png(out)):
+        raise InrkitError(f"refusing to replace {out}: it exists and is not a picture inrkit drew (choose another --out)")
     _write_png(domain, items[: min(n, count)], out, getattr(dataset, "meta", None))
     console.print(f"wrote     {out}")
 

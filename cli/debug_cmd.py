@@ -21,11 +21,19 @@ def debug_config(
     device: Optional[str] = typer.Option(None, "--device"),
     params: bool = typer.Option(False, "--params", help="Also build the model and print its parameter counts."),
 ) -> None:
-    """Resolve preset ← --config ← --data ← --set exactly as training does, and print the YAML."""
+    """Resolve preset ← --config ← --data ← --set exactly as training does, and print the YAML,
+    then each setting the preset takes from the reference code, with its resolved value."""
     if preset is None and config is None:
         preset = "paper"
     cfg = resolve_config(modality, preset, config, sets, data, device)
     typer.echo(yaml.safe_dump(cfg, sort_keys=False), nl=False)
+    if preset is not None:
+        from inrkit_ldmi.presets.references import annotated_references
+
+        lines = annotated_references(cfg, cfg["model"]["domain"]["name"], preset)
+        if lines:
+            typer.echo(f"# settings of preset '{preset}' taken from the reference code (value  # reference setting):")
+            typer.echo("\n".join(f"# {line}" for line in lines))
     if params:
         from inrkit_ldmi.model import LDMI
 

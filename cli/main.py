@@ -27,14 +27,35 @@ def _load_commands() -> None:
         importlib.import_module(name)
 
 
+def _one_line_warnings() -> None:
+    """Warnings print as ``warning: message``, one line, no source line (the CLI is for users)."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
-    from inrkit.errors import InrkitError
+    from inrkit.errors import InrkitError, Interrupted, os_error_message
 
     _load_commands()
+    _one_line_warnings()
     try:
         app(args=argv, standalone_mode=True)
+    except Interrupted as err:
+        print(f"stopped: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     except InrkitError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except OSError as err:
+        # the machine, not inrkit: a full disk, a file without permission, a folder where a file was meant
+        print(f"error: {os_error_message(err)}", file=sys.stderr)
+        sys.exit(2)
+    except UnicodeDecodeError as err:
+        print(f"error: a file is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
         sys.exit(2)
 
 

@@ -7,6 +7,7 @@
       run.json             provenance: command, versions, dataset metadata, domain description
       model.safetensors    final weights (EMA copies included, they are part of the state dict)
       metrics.jsonl        one JSON record per logged step
+      .lock                held (fcntl.flock) by the process training in the run
       checkpoints/checkpoint-{stage}-{step}/
       samples/, reconstructions/, summary.json, eval.json
 
@@ -22,8 +23,9 @@ from typing import Any
 import torch
 
 from .config import SCHEMA_VERSION, dump_yaml, load_yaml
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, os_error_message
 from .registry import registry
+from .runlock import LOCK_FILE, RunLock
 
 CONFIG_FILE = "config.yaml"
 RUN_INFO_FILE = "run.json"
@@ -42,22 +44,37 @@ def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool =
     (replace it); ``overwrite`` deletes only directories that are inrkit runs.
     """
     path = Path(path).expanduser()
+    if is_main:
+        claim_run_dir(path, resume=resume, overwrite=overwrite).release()
+    return path
+
+
+def claim_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunLock:
+    """:func:`prepare_run_dir` for the process that will train there: the directory is checked,
+    then locked (a second trainer is refused, naming the holder's pid), then, with ``overwrite``,
+    emptied. The caller releases the lock when it is done."""
+    path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"run directory path is a file: {path}")
-    exists = path.is_dir() and any(path.iterdir())
+    exists = path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir())
     if exists and resume:
         if not is_run_dir(path):
             raise CheckpointError(f"cannot resume {path}: it is not an inrkit run (no {CONFIG_FILE})")
     elif exists and overwrite:
         if not is_run_dir(path):
             raise ConfigError(f"refusing to overwrite {path}: it is not an inrkit run (no {CONFIG_FILE})")
-        if is_main:
-            shutil.rmtree(path)
     elif exists:
         raise ConfigError(f"run directory already exists: {path} (pass --resume to continue it or --overwrite to replace it)")
-    if is_main:
+    try:
         path.mkdir(parents=True, exist_ok=True)
-    return path
+    except OSError as err:
+        raise ConfigError(f"cannot create the run directory {os_error_message(err, path)}") from None
+    lock = RunLock.acquire(path)
+    if exists and overwrite:
+        for entry in path.iterdir():  # everything but the lock (the lock stays held on the same file)
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    return lock
 
 
 def save_run_config(run_dir: str | Path, config: dict[str, Any]) -> Path:

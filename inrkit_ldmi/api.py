@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from inrkit.data import open_dataset
 from inrkit.errors import CheckpointError, ConfigError, InrkitError
 from inrkit.io import save_state, write_json
 from inrkit.registry import spec_of
-from inrkit.runs import CONFIG_FILE, RUN_INFO_FILE, SUMMARY_FILE, WEIGHTS_FILE, prepare_run_dir, read_run_config, save_run_config
+from inrkit.runs import CONFIG_FILE, RUN_INFO_FILE, SUMMARY_FILE, WEIGHTS_FILE, claim_run_dir, read_run_config, save_run_config
 from inrkit.train import Engine, Trainer
 from inrkit.train import checkpoint as ckpt
 
@@ -32,7 +33,9 @@ def fit(model, data=None, out: str | Path = "runs/ldmi", stages: tuple[str, ...]
     ``Dataset`` of model-space grids (then no held-out metrics). ``train_overrides`` merge into
     the train section, e.g. ``vae={"steps": 100}, log_every=1``. ``stages`` without the first
     stage continues an existing run from its earlier stages' newest checkpoints (or from
-    ``init_from``: a run directory or a weights file).
+    ``init_from``: a run directory or a weights file). ``resume="older"`` resumes past corrupt
+    newest checkpoints (they are renamed ``corrupt-checkpoint-...``) from the newest intact ones;
+    with ``resume=True`` a corrupt one is an error before anything of the run is rewritten.
     """
     run_cfg = dict(model.run_config or {"model": spec_of(model)})
     if train_overrides:
@@ -56,23 +59,41 @@ def fit(model, data=None, out: str | Path = "runs/ldmi", stages: tuple[str, ...]
 
 def _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume, overwrite, init_from, on_step):
     order = tuple(model.stages)
+    if resume not in (False, True, "older"):
+        raise ConfigError(f"resume must be False, True or 'older', got {resume!r}")
     stages = tuple(order if stages in (None, "all", ("all",)) else stages)
     for s in stages:
         if s not in order:
             raise ConfigError(f"unknown stage '{s}'; this model trains: {', '.join(order)}")
     continues = stages[0] != order[0]
-    run_dir = _prepare_on_main(engine, out, resume=resume or continues, overwrite=overwrite)
+    model.to(engine.device)
+    if init_from is not None:
+        _load_initial(model, Path(init_from))  # a bad --from fails before any folder is made
+    created = not Path(out).expanduser().exists()
+    run_dir, lock = _prepare_on_main(engine, out, resume=bool(resume) or continues, overwrite=overwrite)
+    try:
+        return _train_locked(model, run_cfg, train_cfg, engine, user_dataset, run_dir, stages, resume, continues,
+                             init_from, on_step)
+    except BaseException:
+        if created and engine.is_main and not (run_dir / CONFIG_FILE).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # made by this call, and nothing of a run in it yet
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(model, run_cfg, train_cfg, engine, user_dataset, run_dir, stages, resume, continues, init_from, on_step):
+    order = tuple(model.stages)
     if (resume or continues) and (run_dir / CONFIG_FILE).exists():
         _check_same_model(read_run_config(run_dir)["model"], run_cfg["model"], run_dir)
+        # every checkpoint the run continues from must load before anything of the run is rewritten
+        _on_main(engine, f"checking the checkpoints of {run_dir}", lambda: _check_checkpoints(run_dir, order, resume))
     if continues and init_from is None:
         for earlier in order[: order.index(stages[0])]:
             if ckpt.latest_checkpoint(run_dir, earlier) is None:
                 raise CheckpointError(f"stage '{stages[0]}' needs a trained '{earlier}' stage, and {run_dir} has none"
                                       f" (train it first, or pass --from RUN)")
-
-    model.to(engine.device)
-    if init_from is not None:
-        _load_initial(model, Path(init_from))
 
     if user_dataset is not None:
         train_ds, val_ds = user_dataset, None
@@ -88,7 +109,7 @@ def _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume,
 
     t0 = time.perf_counter()
     trainer = Trainer(model, train_cfg, run_dir, engine=engine, on_step=on_step)
-    summary = trainer.fit(train_ds, stages=stages, resume=resume)
+    summary = trainer.fit(train_ds, stages=stages, resume=bool(resume))
     result = {
         "stages": summary,
         "wall_time_s": round(time.perf_counter() - t0, 3),
@@ -105,17 +126,30 @@ def _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume,
     return result
 
 
-def _prepare_on_main(engine: Engine, out, **kwargs) -> Path:
-    """Rank 0 checks and creates the run directory; the others learn whether that worked."""
+def _on_main(engine: Engine, what: str, fn):
+    """``fn()`` on rank 0 alone; every rank raises if it failed there (no rank is left waiting)."""
     error: InrkitError | None = None
+    result = None
     if engine.is_main:
         try:
-            prepare_run_dir(out, is_main=True, **kwargs)
+            result = fn()
         except InrkitError as err:
             error = err
     if not engine.broadcast_flag(error is None):
-        raise error or InrkitError(f"rank 0 could not prepare the run directory {out}")
-    return Path(out).expanduser()
+        raise error or InrkitError(f"rank 0 failed {what}")
+    return result
+
+
+def _prepare_on_main(engine: Engine, out, **kwargs):
+    """Rank 0 checks, creates and locks the run directory; the others learn whether that worked."""
+    lock = _on_main(engine, f"preparing the run directory {out}", lambda: claim_run_dir(out, **kwargs))
+    return Path(out).expanduser(), lock
+
+
+def _check_checkpoints(run_dir: Path, order: tuple[str, ...], resume) -> None:
+    ckpt.recover_interrupted(run_dir)
+    for stage in order:
+        ckpt.set_aside_corrupt(run_dir, stage, use_older=resume == "older")
 
 
 def _check_same_model(saved: dict, new: dict, run_dir: Path) -> None:

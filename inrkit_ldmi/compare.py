@@ -61,7 +61,7 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
     "mixture": {"name": "mixture"},
 }
 RUN_SECTIONS = ("model", "data", "train")
-MODEL_FIELDS = ("domain", "encoder", "inr", "prior", "likelihood", "beta", "kl_reduction", "chunk")
+MODEL_FIELDS = ("domain", "encoder", "inr", "prior", "likelihood", "beta", "kl_reduction", "nll_reduction", "chunk")
 KEEP = ("all", "weights", "logs")
 PLAN_FILE, RESULT_FILE, MARKDOWN_FILE, SCALING_FILE = "compare_plan.json", "compare.json", "compare.md", "scaling.png"
 RUN_RECORD_FILE = "compare_run.json"

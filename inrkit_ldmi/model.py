@@ -38,6 +38,10 @@ class LDMI(LatentModel):
 
         return cls.from_config(preset_config(modality, preset, overrides))
 
+    def _last_layer(self):
+        last = getattr(self.hypernet, "last_layer", None)
+        return last() if last is not None else None
+
     @property
     def inr(self):
         return self.hypernet.inr

@@ -80,16 +80,32 @@ def tile(images: np.ndarray, ncol: int | None = None, pad: int = 2, fill: int = 
     return out
 
 
+PNG_SOFTWARE = "inrkit"  # the PNG "Software" text every inrkit picture carries
+
+
 def write_png(array: np.ndarray, path: Path) -> Path:
     """(H, W) / (H, W, 1) / (H, W, 3) uint8 → PNG, written atomically."""
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", PNG_SOFTWARE)
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", pnginfo=info)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
+
+
+def is_inrkit_png(path: Path) -> bool:
+    """Whether ``path`` is a PNG that inrkit wrote (so that replacing it destroys nothing of a user's)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get("Software") == PNG_SOFTWARE
+    except Exception:  # not an image at all
+        return False
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ConfigError
 from .base import GuideLoss
-from .ddim import ddim_timesteps
+from .ddim import ddim_timesteps, previous_timestep
 
 
 def _check(steps: int, guidance: float, clip: float | None) -> None:
@@ -33,11 +33,11 @@ def dps_ddim(prior, noise: torch.Tensor, loss: GuideLoss, steps: int, guidance: 
     _check(steps, guidance, clip)
     schedule = prior.schedule
     scale = prior.scale_factor.float()
-    ts = ddim_timesteps(schedule.num_timesteps, steps, spacing or prior.config.spacing)
+    spacing = spacing or prior.config.spacing
+    ts = ddim_timesteps(schedule.num_timesteps, steps, spacing)
     x = noise.to(scale.device, torch.float32)
     for k, t in enumerate(ts):
-        t_prev = ts[k + 1] if k + 1 < len(ts) else -1
-        a, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
+        a, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(previous_timestep(ts, k, spacing))
         with torch.enable_grad():
             x = x.detach().requires_grad_(guidance > 0)
             tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)

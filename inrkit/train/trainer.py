@@ -29,13 +29,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..errors import ConfigError, InrkitError
+from ..errors import ConfigError, InrkitError, Interrupted
 from . import checkpoint as ckpt
 from .config import StageConfig, TrainConfig
 from .engine import Engine, to_device
 from .fast import DeviceData, StepLogs, all_finite, make_optimizer
 from .logging import MetricsLogger, StageProgress
 from .sampler import StepBatchSampler
+from .stopping import StopOnSignals
 
 
 class _StageStep(nn.Module):
@@ -68,8 +69,21 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
         self.model.to(self.engine.device)
-        if self.use_channels_last:
+        if self.config.channels_last:
             to_channels_last(self.model)
+        self._stop = StopOnSignals(self.engine, config.log_every)
+
+    def _interrupted(self, stage: str, step: int, start: int, model, optimizer, generator, logs_acc) -> Interrupted:
+        name, signum = self._stop.name, self._stop.number
+        if self.run_dir is None:
+            return Interrupted(f"{name} at {stage} step {step} (no run directory: nothing saved)", signum)
+        if step == start:
+            return Interrupted(f"{name} before {stage} step {step + 1}: nothing new to save; continue with --resume"
+                               f" ({self.run_dir})", signum)
+        self._check_finite(stage, step, logs_acc)
+        path = ckpt.save_checkpoint(self.run_dir, stage, step, model=model, optimizer=optimizer, engine=self.engine,
+                                    generators={"train": generator}, keep=self.config.keep_checkpoints)
+        return Interrupted(f"{name} at {stage} step {step}: saved {path}; continue with --resume", signum)
 
     # -- configuration -------------------------------------------------------------------
     def stage_config(self, stage: str) -> StageConfig:
@@ -83,10 +97,6 @@ class Trainer:
         p = self.config.precision
         return p == "bf16" or (p == "auto" and self.engine.device.type == "cuda")
 
-    @property
-    def use_channels_last(self) -> bool:
-        c = self.config.channels_last
-        return c == "on"
 
     def _autocast(self):
         if not self.use_bf16:
@@ -114,6 +124,10 @@ class Trainer:
             raise ConfigError(f"unknown stage '{unknown[0]}'; this model trains: {', '.join(order)}")
         summary: dict[str, Any] = {}
         stale = False  # an earlier stage changed: later checkpoints no longer match it
+        with self._stop.installed():
+            return self._fit_stages(dataset, order, todo, resume, summary, stale)
+
+    def _fit_stages(self, dataset, order, todo, resume, summary, stale) -> dict[str, Any]:
         try:
             for stage in order:
                 ref = None
@@ -214,7 +228,7 @@ class Trainer:
             return {**means, "lr": lr, "items_per_s": n * items_per_step / elapsed if n and elapsed > 0 else None}
 
         try:
-            for batch in batches:
+            for batch in self._stop.until_stopped(batches, start):
                 step += 1
                 lr = stage_lr(cfg, step, items_per_step)
                 for group in optimizer.param_groups:
@@ -278,6 +292,8 @@ class Trainer:
             progress.close()
             for p, flag in saved_flags.items():
                 p.requires_grad_(flag)
+        if step < cfg.steps and stopped is None:  # a signal (here or on a DDP peer) ended the loop
+            raise self._interrupted(stage, step, start, model, optimizer, generator, logs_acc)
         wall = time.perf_counter() - t0
         trained = step - start
         return {

@@ -68,7 +68,11 @@ def _decode(path: Path, channels: int, hw: tuple[int, int]) -> torch.Tensor:
             x = torch.from_numpy(np.clip(arr, 0, 1))[None]
             return match_channels(x[None], channels)[0]
         if im.mode == "F":
-            x = torch.from_numpy(np.clip(np.asarray(im, dtype=np.float32), 0, 1))[None]
+            arr = np.asarray(im, dtype=np.float32)
+            bad = int((~np.isfinite(arr)).sum())
+            if bad:
+                raise DataError(f"{path}: the image holds {bad} non-finite pixel value(s) (NaN or inf)")
+            x = torch.from_numpy(np.clip(arr, 0, 1))[None]
             return match_channels(x[None], channels)[0]
         arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
     x = torch.from_numpy(arr)
@@ -162,6 +166,8 @@ class ImageFolder(Dataset):
         path = self.files[i]
         try:
             x = _decode(path, self.domain.channels, tuple(self.domain.grid_shape))
+        except DataError:
+            raise
         except Exception as err:
             raise DataError(f"{path}: unreadable or corrupt image ({_first_line(err)})") from None
         return to_model_space(cover_crop(x[None], tuple(self.domain.grid_shape))[0])

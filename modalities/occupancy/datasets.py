@@ -104,8 +104,11 @@ def as_occupancy(arr: np.ndarray, path: Path) -> np.ndarray:
         return arr != 0
     if not np.issubdtype(arr.dtype, np.floating):
         raise DataError(f"{path}: voxel tensor of dtype {arr.dtype}; expected bool, integer or float occupancies")
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise DataError(f"{path}: the voxel tensor holds {bad} non-finite value(s) (NaN or inf)")
     lo, hi = float(np.min(arr)), float(np.max(arr))
-    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 1:
+    if lo < 0 or hi > 1:
         raise DataError(f"{path}: voxel values span [{lo:g}, {hi:g}]; expected occupancies in [0, 1]")
     return arr > 0.5
 
@@ -250,11 +253,16 @@ class MeshFolder(Dataset):
         import trimesh
 
         try:
-            mesh = trimesh.load(path, force="mesh")
+            # unprocessed first: trimesh's processing silently drops non-finite vertices and their faces
+            raw = trimesh.load(path, force="mesh", process=False)
         except Exception as err:
             raise DataError(f"{path}: unreadable mesh ({_first_line(err)})") from None
-        if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        if not isinstance(raw, trimesh.Trimesh) or len(raw.faces) == 0:
             raise DataError(f"{path}: mesh has no faces")
+        bad = int((~np.isfinite(np.asarray(raw.vertices))).sum())
+        if bad:
+            raise DataError(f"{path}: the mesh's vertices hold {bad} non-finite coordinate(s) (NaN or inf)")
+        mesh = trimesh.Trimesh(vertices=raw.vertices, faces=raw.faces, process=True)
         try:
             mesh = normalise_mesh(mesh, self.config.margin)
         except ValueError as err:

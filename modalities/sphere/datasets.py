@@ -2,7 +2,7 @@
 the built-in ``synthetic`` fields.
 
 Each item is one time step (one file for .npz) as a float32 (1, n_lat, n_lon) model-space
-tensor on the domain's grid. Files are read in full at open time — that is when NaNs, missing
+tensor on the domain's grid. Files are read in full at open time — that is when NaN or inf values, missing
 variables or bad grids are reported, naming the file — and the regridded split is kept in memory.
 """
 from __future__ import annotations
@@ -258,14 +258,14 @@ class ERA5Xarray(TensorDataset):
                 nans = 0
                 for t0 in range(0, src.n, CHUNK_STEPS):
                     block = src.read(t0, min(src.n, t0 + CHUNK_STEPS))
-                    nans += int(np.isnan(block).sum())
+                    nans += int((~np.isfinite(block)).sum())
                     sel = mine[(mine >= t0) & (mine < t0 + len(block))] - t0
                     if nans or not len(sel):
                         continue
                     items[filled : filled + len(sel), 0] = domain.to_model(regrid(block[sel]) + shift)
                     filled += len(sel)
                 if nans:
-                    raise DataError(f"{where} holds {nans} NaN value(s) (missing data); fill or drop them first")
+                    raise DataError(f"{where} holds {nans} non-finite value(s) (NaN: missing data, or inf); fill or drop them first")
                 if src.times is not None:
                     times.extend(src.times[mine])
                 offset += src.n
@@ -344,9 +344,9 @@ class ERA5Npz(TensorDataset):
         regridders: dict[bytes, Regridder] = {}
         for k, i in enumerate(keep):
             lat, lon, field = _read_npz(files[i])
-            nans = int(np.isnan(field).sum())
+            nans = int((~np.isfinite(field)).sum())
             if nans:
-                raise DataError(f"{files[i]}: temperature holds {nans} NaN value(s)")
+                raise DataError(f"{files[i]}: variable 'temperature' holds {nans} non-finite value(s) (NaN or inf)")
             key = lat.tobytes() + b"|" + lon.tobytes()
             if key not in regridders:
                 regridders[key] = _regridder(lat, lon, domain, str(files[i]))

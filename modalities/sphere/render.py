@@ -14,7 +14,7 @@ import numpy as np
 
 from inrkit.io import atomic_write_bytes
 
-from ..common import atomic_output
+from ..common import PNG_SOFTWARE, atomic_output
 
 VARIABLE = "2m_temperature"
 
@@ -88,6 +88,6 @@ def render_maps(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray, path: Path
     cax = fig.add_axes((0.88, 0.1, 0.025, 0.8))
     fig.colorbar(image, cax=cax).set_label(f"2 m temperature [{units}]")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", metadata={"Software": PNG_SOFTWARE})
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "cli.compare_cmd",
     "cli.inpaint_cmd",
     "cli.report_cmd",
+    "cli.complete_cmd",
 ]
 
 

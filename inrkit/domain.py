@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 
 from .errors import ConfigError
+from .observations import Observations
 
 
 def parse_resolution(text: str | None) -> int | tuple[int, ...] | None:
@@ -78,6 +79,22 @@ class Domain:
     def preview_resolution(self, resolution: Sequence[int] | int | None = None) -> tuple[int, ...]:
         """The grid to decode an item at for a preview a person can judge (default: ``resolution``)."""
         return self.resolve_resolution(resolution)
+
+    # -- a user's own files (``inrkit complete``, ``inrkit reconstruct``) ---------------------
+    # Names of the keyword options the readers take (the CLI passes only those the user gave).
+    observation_options: tuple[str, ...] = ()
+
+    def read_observations(self, path: Path, **options) -> Observations:
+        """A user's file of partial observations → points in this domain's coordinates, model-space values."""
+        raise ConfigError(f"domain '{type(self).__name__}' has no reader of observation files")
+
+    def read_item(self, path: Path, **options) -> torch.Tensor:
+        """A user's file holding one whole item → a model-space grid (c, *grid_shape) to encode."""
+        raise ConfigError(f"domain '{type(self).__name__}' has no reader of item files")
+
+    def render_spread(self, std: torch.Tensor, out_dir: Path, stem: str = "spread", meta: dict | None = None) -> list[Path]:
+        """Write per-location standard deviations (B, c, *grid), model-space units; default: as values."""
+        return self.render(std, out_dir, stem=stem, meta=meta)
 
     def describe(self) -> dict:
         """Plain-data description stored in runs (shape, channels, scaling constants...)."""

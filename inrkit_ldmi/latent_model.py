@@ -328,6 +328,12 @@ class LatentModel(nn.Module, abc.ABC):
         return inpaint(self, observed, mask, resolution=resolution, steps=steps, guidance=guidance, seed=seed, n=n,
                        **kwargs)
 
+    def complete(self, observations, n: int = 4, resolution=None, **kwargs):
+        """Completions of the item ``observations`` (``Domain.read_observations``) sees; see :func:`inrkit_ldmi.complete.complete`."""
+        from .complete import complete
+
+        return complete(self, observations, n=n, resolution=resolution, **kwargs)
+
     def use_ema_weights(self) -> None:
         """Copy the prior's EMA weights into its live weights (``load_run(..., weights='ema')``)."""
         self.prior.use_ema_weights()

@@ -19,6 +19,7 @@ from ..nn import ChannelMult
 from .base import ScaledPrior
 from .ddim import Callback, ddim_sample, ddpm_sample, randn
 from .ema import EMA
+from .guided import dps_ddim
 from .mlp_denoiser import MLPDenoiser
 from .schedule import NoiseSchedule
 from .unet import UNet
@@ -52,6 +53,8 @@ class DiffusionConfig(PartConfig):
 @priors.register("diffusion", config=DiffusionConfig,
                           description="DDPM latent diffusion (eps-prediction, UNet, EMA), DDIM/DDPM sampling")
 class DiffusionPrior(ScaledPrior):
+    guidance_method = "dps-ddim"
+
     def __init__(self, config: DiffusionConfig, *, latent_shape):
         super().__init__()
         self.config = cfg = config
@@ -153,3 +156,13 @@ class DiffusionPrior(ScaledPrior):
             self.denoiser.train(was_training)
         return x / self.scale_factor
 
+
+    def guided_sample(self, noise: torch.Tensor, loss, *, steps: int, guidance: float, use_ema: bool = True,
+                      clip: float | None = None) -> torch.Tensor:
+        """DDIM (η = 0) from ``noise`` with DPS reconstruction guidance: see :func:`inrkit.priors.guided.dps_ddim`."""
+        was = self.denoiser.training
+        self.denoiser.eval()
+        try:
+            return dps_ddim(self, noise, loss, steps, guidance, use_ema=use_ema, clip=clip)
+        finally:
+            self.denoiser.train(was)

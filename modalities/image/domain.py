@@ -15,6 +15,7 @@ import torch
 
 from inrkit.domain import Domain
 from inrkit.errors import DataError
+from inrkit.observations import check_options
 from inrkit.registry import PartConfig, domains
 
 from ..common import centre_grid, is_prepared_cache
@@ -83,6 +84,26 @@ class ImageDomain(Domain):
         :meth:`preview_resolution`) or enlarged; ``{stem}-pixels.png``: the exact pixels when smaller."""
         return render_png_grid(grids.detach().cpu(), Path(out_dir) / f"{stem}.png", labels=labels,
                                preview=None if preview is None else preview.detach().cpu())
+
+    # -- a user's own files ---------------------------------------------------------------------
+    observation_options = ("mask",)
+
+    def read_observations(self, path: Path, **options):
+        """An image (PNG/JPEG, any size) and ``mask=MASK`` of its size, white = observed."""
+        from .observations import read_observations
+
+        return read_observations(self, path, **check_options(options, self.observation_options, "image observations"))
+
+    def read_item(self, path: Path, **options) -> torch.Tensor:
+        from .observations import read_item
+
+        check_options(options, (), "whole images")
+        return read_item(self, path)
+
+    def render_spread(self, std: torch.Tensor, out_dir: Path, stem: str = "spread", meta: dict | None = None) -> list[Path]:
+        from .observations import render_spread
+
+        return render_spread(std, out_dir, stem)
 
     def describe(self) -> dict:
         return {

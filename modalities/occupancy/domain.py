@@ -15,6 +15,7 @@ import torch
 
 from inrkit.domain import Domain
 from inrkit.errors import ConfigError, DataError
+from inrkit.observations import check_options
 from inrkit.registry import PartConfig, domains
 
 from ..common import centre_grid, is_prepared_cache
@@ -76,6 +77,26 @@ class OccupancyDomain(Domain):
             raise ConfigError(f"--format: {err}") from None
         return render_occupancy(grids, Path(out_dir), stem, formats, self.config.preview_size, labels=labels,
                                 preview_grids=preview, transforms=transforms)
+
+    # -- a user's own files ---------------------------------------------------------------------
+    observation_options = ("mask", "sentinel")
+
+    def read_observations(self, path: Path, **options):
+        """A partial voxel grid (unobserved: sentinel, NaN or ``mask``) or a point list x, y, z, occupied."""
+        from .observations import read_observations
+
+        return read_observations(self, path, **check_options(options, self.observation_options, "occupancy observations"))
+
+    def read_item(self, path: Path, **options) -> torch.Tensor:
+        from .observations import read_item
+
+        check_options(options, (), "whole voxel grids")
+        return read_item(self, path)
+
+    def render_spread(self, std: torch.Tensor, out_dir: Path, stem: str = "spread", meta: dict | None = None) -> list[Path]:
+        from .observations import render_spread
+
+        return render_spread(self, std, out_dir, stem)
 
     def describe(self) -> dict:
         return {

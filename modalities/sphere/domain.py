@@ -24,6 +24,7 @@ import torch
 
 from inrkit.domain import Domain
 from inrkit.errors import ConfigError, DataError
+from inrkit.observations import check_options
 from inrkit.registry import PartConfig, domains
 
 from ..common import is_prepared_cache
@@ -201,6 +202,25 @@ class SphereDomain(Domain):
                 "rmse_k": f"RMSE in {c.variable_units}", "*_weighted": "cell-area latitude weights", "mse": "model space",
             },
         }
+
+    # -- a user's own files ---------------------------------------------------------------------
+    observation_options = ("units", "variable")
+
+    def read_observations(self, path: Path, **options):
+        """Stations (CSV ``lat, lon, value``) or a NetCDF/zarr of scattered points or a gapped field."""
+        from .observations import read_observations
+
+        return read_observations(self, path, **check_options(options, self.observation_options, "sphere observations"))
+
+    def read_item(self, path: Path, **options) -> torch.Tensor:
+        from .observations import read_item
+
+        return read_item(self, path, **check_options(options, self.observation_options, "sphere fields"))
+
+    def render_spread(self, std: torch.Tensor, out_dir: Path, stem: str = "spread", meta: dict | None = None) -> list[Path]:
+        from .observations import render_spread
+
+        return render_spread(self, std, out_dir, stem, meta)
 
     # -- data -------------------------------------------------------------------------------
     def dataset_for(self, path: Path) -> str:

@@ -5,6 +5,7 @@ inrkit names them), so every test that trains on them also checks the plugin pat
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,28 @@ def toy_run_config(**train) -> dict:
 @pytest.fixture
 def toy_config():
     return toy_run_config
+
+
+@contextlib.contextmanager
+def count_parts():
+    """Counts every registry ``validate`` and ``build`` by (kind, name) while the block runs:
+    ``with count_parts() as (validated, built): ...``."""
+    import collections
+
+    from inrkit.registry import Registry
+
+    validated, built = collections.Counter(), collections.Counter()
+    validate, build = Registry.validate, Registry.build
+
+    def counting_validate(self, spec, name=None):
+        validated[self.kind, spec.get("name", name) if isinstance(spec, dict) else name] += 1
+        return validate(self, spec, name)
+
+    def counting_build(self, name, context=None, **config):
+        built[self.kind, name] += 1
+        return build(self, name, context=context, **config)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Registry, "validate", counting_validate)
+        mp.setattr(Registry, "build", counting_build)
+        yield validated, built

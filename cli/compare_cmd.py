@@ -45,7 +45,7 @@ def compare_cmd(
 ) -> None:
     """Compare hypernetworks (HD vs MLP baselines): parameters, held-out metrics, speed and memory."""
     from inrkit_ldmi.compare import compare
-    from inrkit_ldmi.compare_report import rich_tables
+    from inrkit_ldmi.compare.report import rich_tables
 
     console = Console(width=180)
     if out is None:

@@ -95,9 +95,7 @@ def main() -> None:
     from inrkit.data import open_dataset
     from inrkit_ldmi.api import plain
     from inrkit_ldmi.hyper_transform import keep_source_decoder, prepare_hyper_transform
-    from inrkit_ldmi.ldm import LDM, ldm_run_config
-    from inrkit_ldmi.model import LDMI
-    from inrkit_ldmi.presets import preset_config
+    from inrkit.recipe import Recipe
     from inrkit_ldmi.report import hyper_transform_report
     from inrkit.train import resolve_device
 
@@ -106,8 +104,8 @@ def main() -> None:
     stage1 = [*common, f"train.vae.steps={args.steps}"]
 
     # 1. the pre-trained model
-    ldm = LDM.from_config(ldm_run_config(args.modality, args.preset, data=args.data, overrides=[
-        *common, f"train.vae.steps={args.source_steps}", f"train.prior.steps={args.prior_steps}"]))
+    ldm = Recipe.resolve("ldm", args.preset, data=args.data, modality=args.modality, overrides=[
+        *common, f"train.vae.steps={args.source_steps}", f"train.prior.steps={args.prior_steps}"]).build_model()
     src_summary = ldm.fit(out=runs / "ldm", overwrite=True)
     data_cfg = dict(ldm.run_config["data"])
     path = data_cfg.pop("path", None)
@@ -115,7 +113,7 @@ def main() -> None:
 
     # 2. the race: full training (encoder + HD) against hyper-transforming (HD on the frozen encoder)
     results = {}
-    full = LDMI.from_config(preset_config(args.modality, args.preset, stage1, data=args.data))
+    full = Recipe.resolve("ldmi", args.preset, data=args.data, overrides=stage1, modality=args.modality).build_model()
     ht, source = prepare_hyper_transform(runs / "ldm", modality=args.modality, preset=args.preset, data=args.data,
                                          overrides=stage1)
     for name, model in (("full", full), ("hyper_transform", ht)):

@@ -8,7 +8,7 @@ import typer
 import yaml
 
 from .app import debug_app
-from .train_cmd import resolve_config
+from .train_cmd import resolve_recipe
 
 
 @debug_app.command("config")
@@ -24,10 +24,8 @@ def debug_config(
     """Resolve preset ← --config ← --data ← --set exactly as training does, and print the YAML."""
     if preset is None and config is None:
         preset = "paper"
-    cfg = resolve_config(modality, preset, config, sets, data, device)
-    typer.echo(yaml.safe_dump(cfg, sort_keys=False), nl=False)
+    recipe = resolve_recipe("ldmi", modality, preset, config, sets, data, device)
+    typer.echo(yaml.safe_dump(recipe.config, sort_keys=False), nl=False)
     if params:
-        from inrkit_ldmi.model import LDMI
-
-        report = LDMI.from_config(cfg).parameter_report()
+        report = recipe.build_model().parameter_report()
         typer.echo(yaml.safe_dump({"parameters": report}, sort_keys=False), nl=False)

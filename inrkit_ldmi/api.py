@@ -11,16 +11,15 @@ import torch
 from torch.utils.data import Dataset
 
 import inrkit
-from inrkit.config import deep_merge
 from inrkit.data import open_dataset
 from inrkit.errors import CheckpointError, ConfigError, InrkitError
 from inrkit.io import save_state, write_json
+from inrkit.recipe import Recipe
 from inrkit.registry import spec_of
 from inrkit.runs import CONFIG_FILE, RUN_INFO_FILE, SUMMARY_FILE, WEIGHTS_FILE, prepare_run_dir, read_run_config, save_run_config
 from inrkit.train import Engine, Trainer
 from inrkit.train import checkpoint as ckpt
 
-from .config import LDMITrainConfig, resolve_run_config
 
 
 def fit(model, data=None, out: str | Path = "runs/ldmi", stages: tuple[str, ...] | None = None,
@@ -34,27 +33,24 @@ def fit(model, data=None, out: str | Path = "runs/ldmi", stages: tuple[str, ...]
     stage continues an existing run from its earlier stages' newest checkpoints (or from
     ``init_from``: a run directory or a weights file).
     """
-    run_cfg = dict(model.run_config or {"model": spec_of(model)})
-    if train_overrides:
-        run_cfg["train"] = deep_merge(run_cfg.get("train", {}), train_overrides)
+    recipe = model.recipe or Recipe.from_config(model.run_config or {"model": spec_of(model)}, model=spec_of(model)["name"])
     user_dataset = data if isinstance(data, Dataset) else None
-    if data is not None and user_dataset is None:
-        run_cfg["data"] = {**run_cfg.get("data", {}), "path": str(data)}
-    run_cfg = resolve_run_config(run_cfg)
-    if spec_of(model) != run_cfg["model"]:
+    if train_overrides or (data is not None and user_dataset is None):
+        recipe = recipe.with_changes(train=train_overrides, data=None if user_dataset is not None else data)
+    if spec_of(model) != recipe.config["model"]:
         raise ConfigError("model: the run config's model section does not describe this model")
-    model.run_config = run_cfg
-    train_cfg = LDMITrainConfig(**run_cfg["train"])
+    model.run_config, model.recipe = recipe.config, recipe
     owns_engine = engine is None
-    engine = engine or Engine(train_cfg.device)
+    engine = engine or Engine(recipe.train_config.device)
     try:
-        return _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume, overwrite, init_from, on_step)
+        return _train(model, recipe, engine, user_dataset, out, stages, resume, overwrite, init_from, on_step)
     finally:
         if owns_engine:
             engine.close()
 
 
-def _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume, overwrite, init_from, on_step):
+def _train(model, recipe, engine, user_dataset, out, stages, resume, overwrite, init_from, on_step):
+    run_cfg, train_cfg = recipe.config, recipe.train_config
     order = tuple(model.stages)
     stages = tuple(order if stages in (None, "all", ("all",)) else stages)
     for s in stages:
@@ -77,8 +73,7 @@ def _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume,
     if user_dataset is not None:
         train_ds, val_ds = user_dataset, None
     else:
-        train_ds = run_dataset(model.domain, run_cfg["data"], "train")
-        val_ds = run_dataset(model.domain, run_cfg["data"], "val")
+        train_ds, val_ds = recipe.dataset("train"), recipe.dataset("val")
     model._eval_data = val_ds
 
     if engine.is_main:

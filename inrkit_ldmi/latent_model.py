@@ -19,7 +19,7 @@ from inrkit.errors import ConfigError
 from inrkit.likelihoods import gaussian_kl
 from inrkit.registry import PartConfig, models
 
-from .config import build_part, resolve_run_config
+from inrkit.recipe import Recipe
 
 
 def count_params(module: nn.Module) -> int:
@@ -40,16 +40,16 @@ class LatentModel(nn.Module, abc.ABC):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.domain = build_part("domains", config.domain)
-        self.encoder = build_part("encoders", config.encoder, in_channels=self.domain.channels,
-                                  grid_shape=tuple(self.domain.grid_shape))
+        self.domain = config.built_domain()
+        self.encoder = config.build("encoder", in_channels=self.domain.channels, grid_shape=tuple(self.domain.grid_shape))
         self.latent_shape = tuple(int(s) for s in self.encoder.latent_shape)
         self._build_decoder(config)
-        self.prior = build_part("priors", config.prior, latent_shape=self.latent_shape)
-        self.likelihood = build_part("likelihoods", config.likelihood)
+        self.prior = config.build("prior", latent_shape=self.latent_shape)
+        self.likelihood = config.build("likelihood")
         # The training grid; not saved (the domain config rebuilds it).
         self.register_buffer("coords", self.domain.grid().float(), persistent=False)
         self.run_config: dict[str, Any] | None = None
+        self.recipe: Recipe | None = None  # set by Recipe.build_model
         self._eval_data = None
 
     @abc.abstractmethod
@@ -63,22 +63,25 @@ class LatentModel(nn.Module, abc.ABC):
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def from_config(cls, config):
-        """From the model's config object, a model section, or a whole run config (kept for ``fit``)."""
+        """From the model's config object, a model section, a whole run config or a :class:`Recipe`
+        (a run config is kept as the model's recipe, for ``fit``)."""
         if isinstance(config, cls.config_class):
             return cls(config)
-        run = resolve_run_config(config) if "model" in config else None
-        spec = dict(run["model"] if run else config)
+        if isinstance(config, Recipe) or "model" in config:
+            recipe = config if isinstance(config, Recipe) else Recipe.from_config(config, model=cls.model_name)
+            if recipe.model_name != cls.model_name:
+                raise ConfigError(f"model.name: '{recipe.model_name}' is not an {cls.model_name.upper()} model")
+            return recipe.build_model(cls)
+        spec = dict(config)
         name = spec.pop("name", cls.model_name)
         if name != cls.model_name:
             raise ConfigError(f"model.name: '{name}' is not an {cls.model_name.upper()} model")
-        seed = (run or {}).get("train", {}).get("seed")
-        # train.seed decides the initial weights too, whatever the caller's RNG state (which is left as it was)
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(int(seed))
-            model = cls(models.validate(spec, name=cls.model_name))
-        model.run_config = run
-        return model
+        return cls(models.validate(spec, name=cls.model_name))
+
+    @classmethod
+    def from_preset(cls, modality: str, preset: str = "paper", overrides: list[str] | None = None):
+        """The model of a shipped preset (with ``--set`` style overrides), e.g. ``LDMI.from_preset("image", "tiny")``."""
+        return cls.from_config(Recipe.resolve(cls.model_name, preset, overrides=overrides, modality=modality))
 
     @property
     def device(self) -> torch.device:

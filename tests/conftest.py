@@ -134,24 +134,40 @@ def toy_config():
 
 @contextlib.contextmanager
 def count_parts():
-    """Counts every registry ``validate`` and ``build`` by (kind, name) while the block runs:
-    ``with count_parts() as (validated, built): ...``."""
+    """Counts every registry validation of a spec and every construction of a part, by (kind,
+    name), while the block runs: ``with count_parts() as (validated, built): ...``."""
     import collections
 
     from inrkit.registry import Registry
 
     validated, built = collections.Counter(), collections.Counter()
-    validate, build = Registry.validate, Registry.build
+    validate, create = Registry.validate, Registry.create
 
     def counting_validate(self, spec, name=None):
-        validated[self.kind, spec.get("name", name) if isinstance(spec, dict) else name] += 1
+        if not isinstance(spec, PartConfig):  # an already validated config passes through unchecked
+            validated[self.kind, (spec or {}).get("name", name)] += 1
         return validate(self, spec, name)
 
-    def counting_build(self, name, context=None, **config):
+    def counting_create(self, name, config, context=None):
         built[self.kind, name] += 1
-        return build(self, name, context=context, **config)
+        return create(self, name, config, context)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Registry, "validate", counting_validate)
-        mp.setattr(Registry, "build", counting_build)
+        mp.setattr(Registry, "create", counting_create)
         yield validated, built
+
+
+def resolved(config: dict) -> dict:
+    """A plain run config resolved by its recipe (what config.yaml stores)."""
+    from inrkit.recipe import Recipe
+
+    return Recipe.from_config(config).config
+
+
+def recipe_config(model: str, modality: str | None = None, preset: str | None = None, overrides=None,
+                  config_file=None, data=None) -> dict:
+    """``Recipe.resolve(...)``'s plain config for ``model`` (ldmi or ldm)."""
+    from inrkit.recipe import Recipe
+
+    return Recipe.resolve(model, preset, config_file, data, overrides, modality=modality).config

@@ -17,7 +17,7 @@ from inrkit import load_run
 from inrkit.io import load_tensors
 from inrkit.runs import read_run_config
 
-from conftest import run_cli
+from conftest import resolved, run_cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
 
@@ -39,11 +39,9 @@ def test_old_run_loads_with_its_weights_and_reproduces_its_reconstructions(name)
 
 
 def test_old_run_config_resolves_to_itself():
-    from inrkit_ldmi.config import resolve_run_config
-
     for name in ("toy-ldmi", "toy-ldm"):
         config = read_run_config(FIXTURES / name)
-        assert resolve_run_config(config) == config
+        assert resolved(config) == config
 
 
 def test_old_run_loads_its_ema_and_checkpoint_weights():

@@ -46,12 +46,11 @@ from inrkit.errors import ConfigError
 from inrkit.io import write_json
 from inrkit.train import resolve_device
 
-from ..config import resolve_run_config
 from .aggregate import aggregate
 from .execute import build_model, decode_timing, is_oom, prune, train_one
 from .folder import DECODE_FILE, PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, prepare_out, reusable
 from .plan import (AXES, HYPERNETS, UNBOUNDED_STEPS, Axis, check_fair, get_axis, hypernet_spec, parse_sweep,
-                   plan_configs, seed_list, slug)
+                   plan_configs, resolved, seed_list, slug)
 from .report import write_reports
 
 KEEP = ("all", "weights", "logs")
@@ -122,7 +121,7 @@ def compare(
                 done += 1
                 config = copy.deepcopy(point["configs"][name])
                 config["train"]["seed"] = seed
-                config = resolve_run_config(config)
+                config = resolved(config)
                 run_dir = base_dir / f"{slug(name)}-seed{seed}"
                 where = f"[{done}/{total}] {name} seed {seed}" + (f" at {point['label']}" if point["label"] else "")
                 if runs and runs[-1]["status"] in ("oom", "disk"):

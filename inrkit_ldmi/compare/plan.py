@@ -17,7 +17,7 @@ import inrkit
 from inrkit.config import deep_merge, parse_override, parse_part_spec, parse_value
 from inrkit.errors import ConfigError
 
-from ..config import resolve_run_config
+from inrkit.recipe import Recipe
 
 RUN_SECTIONS = ("model", "data", "train")
 MODEL_FIELDS = ("domain", "encoder", "inr", "hypernet", "prior", "likelihood", "beta", "kl_reduction", "chunk")
@@ -192,8 +192,6 @@ def plan_configs(
     base config's; :func:`inrkit_ldmi.compare.compare` sets ``train.seed`` per run. Raises
     ConfigError if two parts' configs differ anywhere but under the axis's section.
     """
-    from ..presets import preset_config
-
     axis = get_axis(axis)
     names = check_names(hypernets, axis)
     general, per_part = split_overrides(set_overrides, axis)
@@ -208,14 +206,14 @@ def plan_configs(
         general.append(f"train.device={device}")
     if preset is None and config_file is None:
         preset = "paper"
-    base = preset_config(modality, preset, general, config_file=config_file, data=data)
+    base = Recipe.resolve("ldmi", preset, config_file, data, general, modality=modality).config
     base = with_inr(base, inr)
     steps = budget_steps if budget_steps is not None else (UNBOUNDED_STEPS if budget_minutes is not None else None)
     if steps is not None:
         base = deep_merge(base, {"train": {"vae": {"steps": steps}}})
     if budget_minutes is not None:
         base = deep_merge(base, {"train": {"vae": {"max_minutes": budget_minutes}}})
-    base = resolve_run_config(base)
+    base = resolved(base)
 
     sweeps = parse_sweep(sweep, axis)
     points = []
@@ -233,17 +231,21 @@ def plan_configs(
             else:
                 point = deep_merge(point, nested(keys, value))
         try:
-            point = resolve_run_config(point)
+            point = resolved(point)
             configs = {}
             for n in names:
                 cfg = copy.deepcopy(point)
                 cfg["model"][axis.section] = part_spec(n, point["model"][axis.section], point_parts[n], axis)
-                configs[n] = resolve_run_config(cfg)
+                configs[n] = resolved(cfg)
         except ConfigError as err:
             raise ConfigError(f"sweep point {label}: {err}" if label else str(err)) from None
         check_fair(configs, axis)
         points.append({"label": label, "overrides": overrides, "configs": configs})
     return points
+
+
+def resolved(config: dict[str, Any]) -> dict[str, Any]:
+    return Recipe.from_config(config).config
 
 
 def check_fair(configs: dict[str, dict[str, Any]], axis: str | Axis = HYPERNETS) -> None:

@@ -26,24 +26,24 @@ def evaluate(
     batch_size: int = typer.Option(16, "--batch-size", min=1),
 ) -> None:
     """Writes RUN/eval.json and prints a table (mean ± std over held-out items)."""
-    from inrkit import load_run
     from inrkit.errors import ConfigError
-    from inrkit.io import write_json
-    from inrkit_ldmi.api import data_path, plain, run_dataset
+    from inrkit.io import plain, write_json
+    from inrkit.runs import Run
 
     if fid_features is not None and not n_samples:
         raise ConfigError("--fid-features needs --n-samples N (FID compares N samples with the held-out images)")
-    model = load_run(run, device=device, weights=weights)
+    opened = Run.open(run)
+    model = opened.load_model(device=device, weights=weights)
     features = None
     if fid_features is not None and n_samples and model.domain.registry_name == "image":
         from modalities.image.fid import load_feature_network
 
         features = load_feature_network(fid_features)  # a bad file fails here, before sampling
-    val = run_dataset(model.domain, model.run_config.get("data"), "val", path=data)
+    val = opened.dataset("val", path=data)
     result: dict[str, Any] = {
         "run": str(run),
         "weights": weights,
-        "data": {"path": data_path(model, data), "split": "val", "n_items": len(val)},
+        "data": {"path": opened.data_path(data), "split": "val", "n_items": len(val)},
         "reconstruction": model.evaluate(val, batch_size=batch_size),
     }
     if n_samples:
@@ -52,10 +52,10 @@ def evaluate(
                              **_sample_metrics(model, samples, val, features)}
     from inrkit_ldmi.hyper_transform import is_hyper_transform_run
 
-    if is_hyper_transform_run(model.run_config):
+    if is_hyper_transform_run(opened.config):
         from inrkit_ldmi.report import hyper_transform_report, print_report
 
-        result["hyper_transform"] = hyper_transform_report(model, dataset=val, steps=ddim_steps, seed=seed,
+        result["hyper_transform"] = hyper_transform_report(opened, model, dataset=val, steps=ddim_steps, seed=seed,
                                                            batch_size=batch_size)
     write_json(Path(run) / "eval.json", plain(result))
     _print(result, Path(run) / "eval.json")

@@ -35,15 +35,15 @@ def inpaint(
     """Mask held-out items, complete them with the guided latent prior, render observed/completions/targets."""
     import torch
 
-    from inrkit import load_run
-    from inrkit.io import write_json
-    from inrkit_ldmi.api import data_path, plain, run_dataset
+    from inrkit.io import plain, write_json
+    from inrkit.runs import Run
     from inrkit_ldmi.inpaint import inpaint_latents, make_mask
 
-    model = load_run(run, device=device, weights=weights)
+    opened = Run.open(run)
+    model = opened.load_model(device=device, weights=weights)
     if not hasattr(model, "prior") or not hasattr(model, "decode"):
         raise ConfigError(f"{run}: model '{getattr(model, 'registry_name', type(model).__name__)}' cannot inpaint")
-    val = run_dataset(model.domain, model.run_config.get("data"), "val", path=data)
+    val = opened.dataset("val", path=data)
     if index + count > len(val):
         raise DataError(f"--index {index} --count {count}: the held-out split has {len(val)} items")
     x = torch.stack([val[i] for i in range(index, index + count)]).float()
@@ -65,7 +65,7 @@ def inpaint(
     err = (at_data - target).pow(2)
     result: dict[str, Any] = {
         "run": str(run), "weights": weights,
-        "data": {"path": data_path(model, data), "split": "val", "index": index, "count": count},
+        "data": {"path": opened.data_path(data), "split": "val", "index": index, "count": count},
         "mask": mask, "observed_fraction": float(observed_cells.float().mean()),
         "n": n, "ddim_steps": ddim_steps, "guidance": guidance, "clip": clip, "seed": seed,
         "resolution": list(shape),

@@ -199,7 +199,6 @@ class Recipe:
                 model = registry("models").create(self.model_name, self.model_config)
             else:
                 model = cls(self.model_config)
-        model.run_config = self.config
         model.recipe = self
         return model
 

@@ -255,7 +255,7 @@ def train_hyper_transform(*, source: str | Path | None, modality: str | None = N
     overrides = list(overrides or []) + ([f"train.device={device}"] if device is not None else [])
     model, src = prepare_hyper_transform(source, prior_from=prior_from, modality=modality, preset=preset,
                                          config_file=config_file, data=data, overrides=overrides)
-    domain = model.run_config["model"]["domain"]["name"]
+    domain = model.recipe.config["model"]["domain"]["name"]
     out = Path(out) if out is not None else Path("runs") / f"{domain}-hyper-transform-{time.strftime('%Y%m%d-%H%M%S')}"
     if devices > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch(devices, source=source, modality=modality, data=data, preset=preset, config_file=config_file,
@@ -264,7 +264,7 @@ def train_hyper_transform(*, source: str | Path | None, modality: str | None = N
                         on_step=on_step)
     if int(os.environ.get("RANK", "0")) == 0:
         keep_source_decoder(out, src)
-    return {**summary, "run_dir": str(out), SECTION: model.run_config[SECTION]}
+    return {**summary, "run_dir": str(out), SECTION: model.recipe.config[SECTION]}
 
 
 def is_hyper_transform_run(config: dict[str, Any]) -> bool:

@@ -48,9 +48,8 @@ class LatentModel(nn.Module, abc.ABC):
         self.likelihood = config.build("likelihood")
         # The training grid; not saved (the domain config rebuilds it).
         self.register_buffer("coords", self.domain.grid().float(), persistent=False)
-        self.run_config: dict[str, Any] | None = None
-        self.recipe: Recipe | None = None  # set by Recipe.build_model
-        self._eval_data = None
+        # the configuration it was built from (set by Recipe.build_model; ``fit`` trains with it)
+        self.recipe: Recipe | None = None
 
     @abc.abstractmethod
     def _build_decoder(self, config) -> None:
@@ -132,33 +131,30 @@ class LatentModel(nn.Module, abc.ABC):
         if stage == "prior":
             self.prior.update_ema()
 
-    def preview(self, stage: str, step: int, run_dir: Path) -> None:
-        where = Path(run_dir) / "previews" / f"{stage}-{step}"
-        n = self._train_cfg().get("n_renders", 8)
-        self._render(where if stage == "prior" else None, where if stage == "vae" else None, n)
+    def preview(self, stage: str, step: int, context) -> None:
+        where = Path(context.run_dir) / "previews" / f"{stage}-{step}"
+        self._render(context, where if stage == "prior" else None, where if stage == "vae" else None)
 
-    def after_stage(self, stage: str, run_dir: Path | None) -> dict[str, Any]:
+    def after_stage(self, stage: str, context) -> dict[str, Any]:
+        """Held-out metrics after stage ``vae`` and renders after each stage (``context``: the trainer's StageContext)."""
         out: dict[str, Any] = {}
-        if self._eval_data is not None and stage == "vae":  # the prior stage leaves reconstructions as they are
-            out["heldout"] = self.evaluate(self._eval_data)
-        if run_dir is not None:
-            run_dir = Path(run_dir)
-            paths = self._render(run_dir / "samples" / f"after-{stage}", run_dir / "reconstructions" / f"after-{stage}",
-                                 self._train_cfg().get("n_renders", 8))
+        if context.heldout is not None and stage == "vae":  # the prior stage leaves reconstructions as they are
+            out["heldout"] = self.evaluate(context.heldout)
+        if context.run_dir is not None:
+            run_dir = Path(context.run_dir)
+            paths = self._render(context, run_dir / "samples" / f"after-{stage}", run_dir / "reconstructions" / f"after-{stage}")
             out["renders"] = [str(p.relative_to(run_dir)) for p in paths]
         return out
 
-    def _train_cfg(self) -> dict[str, Any]:
-        return (self.run_config or {}).get("train", {})
-
-    def _render(self, sample_dir: Path | None, recon_dir: Path | None, n: int) -> list[Path]:
+    def _render(self, context, sample_dir: Path | None, recon_dir: Path | None) -> list[Path]:
         """Samples from the prior, and held-out reconstructions next to their targets."""
         paths: list[Path] = []
+        n, heldout = getattr(context.config, "n_renders", 8), context.heldout
         if sample_dir is not None:
-            grids = self.sample(n, steps=self._train_cfg().get("sample_steps", 50), seed=0)
+            grids = self.sample(n, steps=getattr(context.config, "sample_steps", 50), seed=0)
             paths += self.domain.render(grids, sample_dir, stem="samples")
-        if recon_dir is not None and self._eval_data is not None and len(self._eval_data) > 0:
-            x = torch.stack([self._eval_data[i] for i in range(min(n, len(self._eval_data)))]).float()
+        if recon_dir is not None and heldout is not None and len(heldout) > 0:
+            x = torch.stack([heldout[i] for i in range(min(n, len(heldout)))]).float()
             paths += self.domain.render(self.reconstruct(x), recon_dir, stem="reconstructions")
             paths += self.domain.render(x, recon_dir, stem="targets")
         return [Path(p) for p in paths]

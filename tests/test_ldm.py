@@ -69,7 +69,7 @@ def test_train_ldm_cli_run_reloads(tmp_path):
         args += ["--set", item]
     assert run_cli(args) == 0
     model = inrkit.load_run(out)
-    assert isinstance(model, LDM) and model.run_config["model"]["name"] == "ldm"
+    assert isinstance(model, LDM) and inrkit.runs.Run.open(out).config["model"]["name"] == "ldm"
     a = model.sample(2, steps=2, seed=3)
     assert torch.equal(a, model.sample(2, steps=2, seed=3)) and a.shape == (2, 1, 16, 16)
     assert (out / "samples" / "after-prior").is_dir() and (out / "summary.json").is_file()

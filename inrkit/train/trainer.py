@@ -13,15 +13,19 @@ and optionally
 - ``prepare_stage(stage, dataset) -> dataset | None``: called before a stage (freeze, cache
   latents...); the dataset it returns is what the stage iterates;
 - ``after_step(stage)``: after each optimiser step (EMA updates);
-- ``preview(stage, step, run_dir)``: every ``sample_every`` steps on the main process;
-- ``after_stage(stage, run_dir) -> dict``: on the main process when a stage ends (renders,
+- ``preview(stage, step, context)``: every ``sample_every`` steps on the main process;
+- ``after_stage(stage, context) -> dict``: on the main process when a stage ends (renders,
   held-out metrics); what it returns goes into the run summary.
+
+The hooks' ``context`` (:class:`StageContext`) holds what the run gives them: the output folder,
+the held-out data and the train config. A model keeps none of it.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +39,15 @@ from .config import StageConfig, TrainConfig
 from .engine import Engine, to_device
 from .logging import MetricsLogger, StageProgress
 from .sampler import StepBatchSampler
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What the end-of-stage and preview hooks get from the run."""
+
+    run_dir: Path | None  # the output folder (None: a run that writes nothing)
+    heldout: Any  # the held-out dataset, or None
+    config: TrainConfig  # the whole train config (render counts, sampling steps...)
 
 
 class _StageStep(nn.Module):
@@ -57,12 +70,14 @@ class Trainer:
         run_dir: str | Path | None = None,
         engine: Engine | None = None,
         on_step: Callable[[str, int, dict], None] | None = None,
+        heldout=None,
     ):
         self.model = model
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.engine = engine or Engine(config.device)
         self.on_step = on_step
+        self.context = StageContext(self.run_dir, heldout, config)
         if self.run_dir is not None and self.engine.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
@@ -141,7 +156,7 @@ class Trainer:
         hook = getattr(self.model, "after_stage", None)
         if hook is not None and self.engine.is_main:
             self.model.eval()
-            out = hook(stage, self.run_dir) or {}
+            out = hook(stage, self.context) or {}
         self.engine.barrier()
         return out
 
@@ -241,7 +256,7 @@ class Trainer:
                     if preview is not None and self.run_dir is not None:
                         model.eval()
                         with torch.no_grad():
-                            preview(stage, step, self.run_dir)
+                            preview(stage, step, self.context)
                         model.train()
                 if self.on_step is not None:
                     self.on_step(stage, step, last)

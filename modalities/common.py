@@ -52,6 +52,10 @@ class TensorDataset(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.items[i]
 
+    def as_tensors(self) -> torch.Tensor:
+        """All items as one tensor: lets the trainer hold the set on the GPU (``train.data_on_device``)."""
+        return self.items
+
 
 def select_split(n: int, cfg: SplitFields) -> np.ndarray:
     return split_indices(n, cfg.split, cfg.val_fraction, cfg.seed)

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from ..registry import PartConfig
 from ..registry import inrs as inr_registry
+from . import fused_sine
 from .base import INR, batched_linear
 
 FINAL_ACTIVATIONS = {"none": lambda x: x, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
@@ -24,6 +25,12 @@ class SirenConfig(PartConfig):
     w0: float = Field(30.0, gt=0)
     w0_initial: float = Field(30.0, gt=0)
     final_activation: Literal["none", "sigmoid", "tanh"] = "none"
+    kernel: Literal["auto", "torch", "triton"] = Field(
+        "auto", description="fused Triton sine layers (CUDA + Triton): triton = always, auto = for rendering and"
+                            " sampling only (no gradients), torch = never; measured in benchmarks/RESULTS.md")
+    matmul_precision: Literal["fp32", "tf32", "tf32x3", "bf16", "bf16x3"] = Field(
+        "bf16x3", description="tensor-core scheme of the fused kernel (the PyTorch path is always fp32); "
+                              "bf16x3/tf32x3 split each operand in two and stay near fp32 (benchmarks/RESULTS.md)")
 
 
 @inr_registry.register("siren", config=SirenConfig, description="SIREN: sine MLP, ω0 = 30, SIREN initialisation")
@@ -59,9 +66,26 @@ class Siren(INR):
             params[name] = torch.cat([w, b], dim=0)
         return params
 
+    def uses_fused_kernel(self, device: torch.device, grad: bool = False) -> bool:
+        """Whether ``forward`` takes the fused Triton path for tensors on ``device`` (``grad``: a
+        backward pass will follow).
+
+        ``kernel: triton`` where it cannot run (no CUDA, no Triton) falls back to PyTorch, as
+        ``auto`` does: the result is the same function, only slower.
+        """
+        kernel = self.config.kernel
+        if kernel == "torch" or (kernel == "auto" and grad):
+            return False
+        return fused_sine.available(device)
+
     def forward(self, params: dict[str, torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
-        x = coords
         names = list(self.param_shapes)
+        grad = torch.is_grad_enabled() and (coords.requires_grad or any(p.requires_grad for p in params.values()))
+        if self.uses_fused_kernel(coords.device, grad):
+            x = fused_sine.siren_stack(coords, [params[n] for n in names], self.config.w0_initial, self.config.w0,
+                                       self.config.matmul_precision)
+            return FINAL_ACTIVATIONS[self.config.final_activation](x)
+        x = coords
         for i, name in enumerate(names[:-1]):
             w0 = self.config.w0_initial if i == 0 else self.config.w0
             x = torch.sin(w0 * batched_linear(x, params[name]))

@@ -35,11 +35,13 @@ class EMA(nn.Module):
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        decay = self.current_decay()
+        # The decay is computed on the device, so an update never waits for the host.
+        n = (self.num_updates + 1).double()
+        decay = torch.clamp((1 + n) / (10 + n), max=self.decay) if self.warmup else torch.full_like(n, self.decay)
         self.num_updates += 1
-        for name, key in self._names.items():
-            shadow = getattr(self, key)
-            shadow.lerp_(model.get_parameter(name).detach().to(shadow.dtype), 1.0 - decay)
+        shadows = [getattr(self, key) for key in self._names.values()]
+        params = [model.get_parameter(name).detach().to(s.dtype) for name, s in zip(self._names, shadows)]
+        torch._foreach_lerp_(shadows, params, (1.0 - decay).to(shadows[0].dtype) if shadows else 0.0)
 
     def params(self) -> dict[str, torch.Tensor]:
         """Parameter name → shadow tensor, ready for ``torch.func.functional_call``."""

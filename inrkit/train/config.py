@@ -30,13 +30,27 @@ class StageConfig(PartConfig):
         "constant", description="after warm-up: constant, or cosine decay to lr_min over `steps`"
     )
     lr_min: float = Field(0.0, ge=0)
+    lr_scaling: Literal["none", "sqrt", "linear"] = Field(
+        "none", description="scale lr and lr_min with the global batch: sqrt (Adam's square-root rule) or linear")
+    lr_reference_batch: int | None = Field(
+        None, ge=1, description="the global batch that lr is given for (default: batch_size)")
 
 
 class TrainConfig(PartConfig):
     seed: int = 0
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
-    compile: bool = Field(False, description="torch.compile the training step")
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        False, description="torch.compile the training step (true = default mode; reduce-overhead adds CUDA graphs);"
+                           " the first step's time, compilation included, is in the stage summary as first_step_s")
+    optimizer: Literal["auto", "fused", "foreach", "plain", "default"] = Field(
+        "auto", description="AdamW implementation: auto = fused on CUDA, PyTorch's default elsewhere")
+    data_on_device: Literal["auto", "always", "never"] = Field(
+        "auto", description="hold the training set on the device and index it there (auto: on CUDA, for"
+                            " tensor-backed sets within a quarter of free memory; always: also gather file-backed sets)")
+    channels_last: Literal["on", "off"] = Field(
+        "off", description="channels-last convolutions (slower for these GroupNorm encoders on an H200 in eager"
+                           " mode: benchmarks/RESULTS.md)")
     num_workers: int = Field(0, ge=0)
     find_unused_parameters: bool = Field(False, description="DDP option for models with optional branches")
     log_every: int = Field(10, ge=1)

@@ -37,6 +37,7 @@ from ..errors import ConfigError, InrkitError
 from . import checkpoint as ckpt
 from .config import StageConfig, TrainConfig
 from .engine import Engine, to_device
+from .fast import DeviceData, StepLogs, all_finite, make_optimizer
 from .logging import MetricsLogger, StageProgress
 from .sampler import StepBatchSampler
 
@@ -82,6 +83,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
         self.model.to(self.engine.device)
+        if self.use_channels_last:
+            to_channels_last(self.model)
 
     # -- configuration -------------------------------------------------------------------
     def stage_config(self, stage: str) -> StageConfig:
@@ -94,6 +97,11 @@ class Trainer:
     def use_bf16(self) -> bool:
         p = self.config.precision
         return p == "bf16" or (p == "auto" and self.engine.device.type == "cuda")
+
+    @property
+    def use_channels_last(self) -> bool:
+        c = self.config.channels_last
+        return c == "on"
 
     def _autocast(self):
         if not self.use_bf16:
@@ -177,36 +185,58 @@ class Trainer:
 
         saved_flags = {p: p.requires_grad for p in model.parameters()}
         params = self._select_parameters(stage)
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(params, cfg, tc.optimizer, engine.device)
         start = 0
         if resume_from is not None:
             state = ckpt.load_checkpoint(resume_from.path, model=model, optimizer=optimizer, engine=engine, generators={"train": generator})
             start = int(state["step"])
 
         step_module: nn.Module = engine.wrap(_StageStep(model, stage), find_unused_parameters=tc.find_unused_parameters)
+        mode = None if tc.compile in (True, False, "default") else tc.compile
         if tc.compile:
-            step_module = torch.compile(step_module)
+            step_module = torch.compile(step_module, mode=mode)
+        graphed = mode == "reduce-overhead" and engine.device.type == "cuda"
         sampler = StepBatchSampler(len(data), cfg.batch_size, cfg.steps, start=start, seed=tc.seed + stage_index,
                                    rank=engine.rank, world_size=engine.world_size)
-        # The loader gets its own generator so that worker seeding never draws from the global RNG.
-        loader = DataLoader(data, batch_sampler=sampler, num_workers=tc.num_workers,
-                            pin_memory=engine.device.type == "cuda", generator=torch.Generator().manual_seed(tc.seed))
+        on_device = DeviceData.maybe(data, tc.data_on_device, engine.device)
+        if on_device is not None:
+            batches = on_device.batches(sampler)
+        else:
+            # The loader gets its own generator so that worker seeding never draws from the global RNG.
+            batches = DataLoader(data, batch_sampler=sampler, num_workers=tc.num_workers,
+                                 pin_memory=engine.device.type == "cuda", generator=torch.Generator().manual_seed(tc.seed))
 
         progress = StageProgress(stage, cfg.steps, start, enabled=tc.progress and engine.is_main)
         model.train()
-        sums: dict[str, torch.Tensor] = {}
-        window_steps, window_t0 = 0, time.perf_counter()
-        t0 = time.perf_counter()
+        logs_acc = StepLogs(engine.device)
+        after = getattr(model, "after_step", None)
+        items_per_step = cfg.batch_size * engine.world_size
+        window_t0 = t0 = time.perf_counter()
+        first_step_s = None
         last: dict[str, float] = {}
         step = start
         stopped = None
+
+        window_n = [0]  # steps timed in this window (the first step's compile time is kept out)
+
+        def read_window(lr: float) -> dict[str, float]:
+            elapsed = time.perf_counter() - window_t0
+            n, window_n[0] = window_n[0], 0
+            local, bad = logs_acc.read()
+            if bad is not None:
+                raise NonFiniteLoss(stage, bad)
+            means = engine.all_reduce_mean(local)
+            return {**means, "lr": lr, "items_per_s": n * items_per_step / elapsed if n and elapsed > 0 else None}
+
         try:
-            for batch in loader:
+            for batch in batches:
                 step += 1
-                lr = stage_lr(cfg, step)
+                lr = stage_lr(cfg, step, items_per_step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = to_device(batch, engine.device)
+                if graphed:
+                    torch.compiler.cudagraph_mark_step_begin()
                 with self._autocast():
                     loss, logs = step_module(batch, points=cfg.points, generator=generator)
                 optimizer.zero_grad(set_to_none=True)
@@ -215,25 +245,23 @@ class Trainer:
                 if cfg.grad_clip:
                     logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).detach()
                 optimizer.step()
-                after = getattr(model, "after_step", None)
                 if after is not None:
                     after(stage)
-                for k, v in logs.items():
-                    v = v.float()
-                    sums[k] = sums[k] + v if k in sums else v
-                window_steps += 1
+                logs_acc.add(step, logs)
+                if first_step_s is None:
+                    # the first step pays for compilation (torch.compile) and allocator warm-up
+                    if engine.device.type == "cuda":
+                        torch.cuda.synchronize(engine.device)
+                    first_step_s = time.perf_counter() - t0
+                    window_t0, window_n[0] = time.perf_counter(), 0
+                else:
+                    window_n[0] += 1
 
                 if step % tc.log_every == 0 or step == cfg.steps:
-                    elapsed = time.perf_counter() - window_t0
-                    means = engine.all_reduce_mean({k: (v / window_steps).item() for k, v in sums.items()})
-                    if not math.isfinite(means["loss"]):
-                        raise InrkitError(f"stage '{stage}': the loss became {means['loss']} at step {step}"
-                                          f" (try a lower train.{stage}.lr or precision fp32)")
-                    items_per_s = window_steps * cfg.batch_size * engine.world_size / max(elapsed, 1e-9)
-                    last = {**means, "lr": lr, "items_per_s": items_per_s}
+                    last = read_window(lr)
                     self.logger.log({"stage": stage, "step": step, **last, "time": time.time()})
-                    progress.update(step, means["loss"], items_per_s)
-                    sums, window_steps, window_t0 = {}, 0, time.perf_counter()
+                    progress.update(step, last["loss"], last["items_per_s"])
+                    window_t0 = time.perf_counter()
                 else:
                     progress.update(step)
 
@@ -242,13 +270,11 @@ class Trainer:
                     # every rank must stop at the same step: rank 0's clock decides
                     late = float(time.perf_counter() - t0 > 60.0 * cfg.max_minutes)
                     out_of_time = engine.all_reduce_mean({"late": late if engine.is_main else 0.0})["late"] > 0
-                    if out_of_time and step % tc.log_every != 0 and step != cfg.steps and window_steps:
-                        elapsed = time.perf_counter() - window_t0
-                        means = engine.all_reduce_mean({k: (v / window_steps).item() for k, v in sums.items()})
-                        items_per_s = window_steps * cfg.batch_size * engine.world_size / max(elapsed, 1e-9)
-                        last = {**means, "lr": lr, "items_per_s": items_per_s}
+                    if out_of_time and logs_acc.steps:
+                        last = read_window(lr)
                         self.logger.log({"stage": stage, "step": step, **last, "time": time.time()})
                 if self.run_dir is not None and (step == cfg.steps or out_of_time or (tc.checkpoint_every and step % tc.checkpoint_every == 0)):
+                    self._check_finite(stage, step, logs_acc)
                     ckpt.save_checkpoint(self.run_dir, stage, step, model=model, optimizer=optimizer, engine=engine,
                                          generators={"train": generator}, keep=tc.keep_checkpoints)
                 if tc.sample_every and step % tc.sample_every == 0 and step != cfg.steps and engine.is_main:
@@ -276,8 +302,16 @@ class Trainer:
             "stopped_early": stopped,
             "wall_time_s": round(wall, 3),
             "items_per_s": round(trained * cfg.batch_size * engine.world_size / max(wall, 1e-9), 3),
+            "first_step_s": round(first_step_s, 3) if first_step_s is not None else None,
             "final": {k: v for k, v in last.items() if k not in ("lr", "items_per_s")},
         }
+
+    def _check_finite(self, stage: str, step: int, logs_acc: StepLogs) -> None:
+        """Refuse to checkpoint non-finite weights: the newest checkpoint on disk stays the last good one."""
+        bad = logs_acc.first_bad_step()
+        if bad is None and all_finite(self.model.state_dict().values()):
+            return
+        raise NonFiniteLoss(stage, bad if bad is not None else step, weights=True)
 
     def _select_parameters(self, stage: str) -> list[nn.Parameter]:
         wanted = list(self.model.stage_parameters(stage))
@@ -291,11 +325,42 @@ class Trainer:
 
 
 
-def stage_lr(cfg: StageConfig, step: int) -> float:
-    """Linear warm-up, then constant or cosine decay to ``lr_min`` at ``cfg.steps``."""
+def to_channels_last(model: nn.Module) -> None:
+    """Channels-last weights for every 2D/3D convolution (their outputs follow): the layout
+    that bf16 tensor-core convolutions run fastest in. Checkpoints are unaffected (saved contiguous)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+        elif isinstance(m, nn.Conv3d):
+            m.to(memory_format=torch.channels_last_3d)
+
+
+def stage_lr(cfg: StageConfig, step: int, global_batch: int | None = None) -> float:
+    """Linear warm-up, then constant or cosine decay to ``lr_min`` at ``cfg.steps``.
+
+    ``lr`` and ``lr_min`` are the rates at ``lr_reference_batch`` items per step; a larger global
+    batch scales them by ``lr_scaling`` (``sqrt``: the square-root rule for Adam, Malladi et
+    al. 2022; ``linear``: Goyal et al. 2017; ``none``: unchanged).
+    """
+    scale = 1.0
+    if cfg.lr_scaling != "none" and global_batch:
+        ratio = global_batch / (cfg.lr_reference_batch or cfg.batch_size)
+        scale = math.sqrt(ratio) if cfg.lr_scaling == "sqrt" else ratio
+    lr, lr_min = cfg.lr * scale, cfg.lr_min * scale
     if cfg.warmup and step <= cfg.warmup:
-        return cfg.lr * step / cfg.warmup
+        return lr * step / cfg.warmup
     if cfg.lr_schedule == "cosine" and cfg.steps > cfg.warmup:
         progress = min(1.0, (step - cfg.warmup) / (cfg.steps - cfg.warmup))
-        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
-    return cfg.lr
+        return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * progress))
+    return lr
+
+
+class NonFiniteLoss(InrkitError):
+    """Training produced NaN/inf: the run stops before any checkpoint could hold it."""
+
+    def __init__(self, stage: str, step: int, weights: bool = False):
+        what = "the weights became non-finite by" if weights else "the loss became non-finite at"
+        super().__init__(f"stage '{stage}': {what} step {step}; no checkpoint holds it, the newest one is the last"
+                         f" good state (continue with --resume and e.g. --set train.{stage}.lr=<lower> or"
+                         f" --set train.precision=fp32)")
+        self.stage, self.step = stage, step

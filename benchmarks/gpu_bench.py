@@ -1,0 +1,526 @@
+"""The GPU-speed benchmark: training steps, sampling and rendering against the card's own ceilings.
+
+One command, one GPU call of at most ~10 minutes:
+
+    python benchmarks/gpu_bench.py --out $OUT/bench [--budget-s 540] [--sections ceil,kernel,opt,presets,e2e,sample]
+
+Writes ``bench.json`` (updated after every measurement, so a cut-off run keeps what it measured)
+and ``bench.md`` under --out, with card, date, torch/triton versions and the command.
+
+Sections:
+- ``ceil``: the card's dense bf16 matmul rate (8192³) and batched-matmul rates at the INR's shape
+  (fp32, tf32, bf16): the denominators of every MFU and rendering share below.
+- ``kernel``: the fused SIREN sine layers (inrkit/inrs/fused_sine.py) per matmul precision: error
+  of outputs and gradients against an fp64 reference, and forward/backward time against the
+  PyTorch fp32 path.
+- ``opt``: image-64 paper preset, stage 1, batch 32: each optimisation switched on in turn, time
+  per step through the real trainer (``Trainer.fit`` on the built-in faces), speed-up over fp32
+  eager of the same code, peak memory.
+- ``presets``: the three paper presets with ``hd`` and ``mlp``, fastest eager settings, at the
+  preset batch and at larger batches (items/s, MFU from FLOPs counted by FlopCounterMode).
+- ``e2e``: ``inrkit train ldmi --preset paper`` end to end (subprocess; data loading included):
+  the stage's items/s against the bare step.
+- ``sample``: DDIM latents/s at 50 and 200 steps (eager and with the denoiser compiled), and
+  rendering coordinates × INRs per second at 256² and 1024².
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import inrkit
+from inrkit.data import open_dataset
+from inrkit.inrs import fused_sine
+from inrkit.train import Trainer
+from inrkit_ldmi.model import LDMI
+from inrkit_ldmi.config import LDMITrainConfig
+from inrkit_ldmi.presets import preset_config
+
+DEV = torch.device("cuda")
+PRESET = "paper"
+SMOKE = False  # --smoke: CPU, tiny presets and sizes; checks the script itself, measures nothing
+RESULTS: dict = {}
+T_START = time.perf_counter()
+BUDGET = 540.0
+
+
+def left() -> float:
+    return BUDGET - (time.perf_counter() - T_START)
+
+
+def save(out: Path) -> None:
+    (out / "bench.json").write_text(json.dumps(RESULTS, indent=1, default=str))
+
+
+def sync() -> None:
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak() -> None:
+    if DEV.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if DEV.type == "cuda" else float("nan")
+
+
+def bench_ms(fn, warmup: int = 3, reps: int = 10) -> float:
+    """Median milliseconds of ``fn`` (CUDA events around each call)."""
+    if SMOKE:
+        warmup, reps = 1, 2
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        if DEV.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            torch.cuda.synchronize()
+            times.append(a.elapsed_time(b))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+# -- ceilings -------------------------------------------------------------------------------------
+
+def ceilings() -> dict:
+    out = {}
+    m = 256 if SMOKE else 8192
+    a = torch.randn(m, m, device=DEV, dtype=torch.bfloat16)
+    b = torch.randn(m, m, device=DEV, dtype=torch.bfloat16)
+    ms = bench_ms(lambda: a @ b)
+    out["bf16_matmul_tflops"] = 2 * m**3 / ms / 1e9
+    del a, b
+    # the INR's shape: 8 INRs, 1024² coordinates, a 256×256 layer
+    n = 1024 if SMOKE else 1024 * 1024
+    x = torch.randn(8, n, 256, device=DEV)
+    w = torch.randn(8, 256, 256, device=DEV)
+    flops = 2 * 8 * n * 256 * 256
+    for name, dtype, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True), ("bf16", torch.bfloat16, False)):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        xx, ww = x.to(dtype), w.to(dtype)
+        out[f"bmm_{name}_tflops"] = flops / bench_ms(lambda: torch.bmm(xx, ww)) / 1e9
+        del xx, ww
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return out
+
+
+# -- the fused kernel ---------------------------------------------------------------------------
+
+def kernel_section() -> dict:
+    from inrkit.inrs.siren import Siren, SirenConfig
+
+    out = {}
+    torch.manual_seed(0)
+    b, n, width = (2, 64, 32) if SMOKE else (16, 4096, 256)
+    ref_inr = Siren(SirenConfig(in_dim=2, out_dim=3, width=width, depth=4, kernel="torch"))
+    init = ref_inr.init_params()
+    params = {k: (v[None].repeat(b, 1, 1) * (1 + 0.2 * torch.randn(b, *v.shape))).to(DEV) for k, v in init.items()}
+    coords = (torch.rand(n, 2, device=DEV) * 2 - 1)
+    g = torch.randn(b, n, 3, device=DEV)
+
+    def run(inr, dtype):
+        ps = {k: v.to(dtype).requires_grad_() for k, v in params.items()}
+        y = inr(ps, coords.to(dtype))
+        grads = torch.autograd.grad((y * g.to(dtype)).sum(), list(ps.values()))
+        return y.double(), [x.double() for x in grads]
+
+    y64, g64 = run(ref_inr.double(), torch.float64)
+    for prec in ("torch-fp32", *fused_sine.PRECISIONS):
+        if prec == "torch-fp32":
+            inr = Siren(SirenConfig(in_dim=2, out_dim=3, width=width, depth=4, kernel="torch"))
+        else:
+            inr = Siren(SirenConfig(in_dim=2, out_dim=3, width=width, depth=4, kernel="triton", matmul_precision=prec))
+        try:
+            y, grads = run(inr, torch.float32)
+            rec = {"out_rel_err": float((y - y64).norm() / y64.norm()),
+                   "grad_rel_err_max": max(float((a - r).norm() / r.norm()) for a, r in zip(grads, g64))}
+            ps = {k: v.clone().requires_grad_() for k, v in params.items()}
+            with torch.no_grad():
+                rec["fwd_ms"] = bench_ms(lambda: inr(ps, coords))
+
+            def fwd_bwd():
+                y = inr(ps, coords)
+                torch.autograd.grad((y * g).sum(), list(ps.values()))
+            rec["fwd_bwd_ms"] = bench_ms(fwd_bwd)
+            flops = 2 * b * n * sum(a * c for a, c in inr.param_shapes.values())
+            rec["fwd_tflops"] = flops / rec["fwd_ms"] / 1e9
+            reset_peak()
+            fwd_bwd()
+            rec["fwd_bwd_peak_gib"] = peak_gib()
+        except Exception as err:  # a precision this Triton cannot compile is reported, not fatal
+            rec = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+        out[prec] = rec
+        print("kernel", prec, rec, flush=True)
+    return out
+
+
+# -- training steps through the real trainer ----------------------------------------------------
+
+def count_step_flops(modality: str, sets: list[str], batch: int) -> float:
+    """Model FLOPs of one stage-1 step (forward + backward), counted on the PyTorch paths."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = preset_config(modality, PRESET, sets + ["model.inr.kernel=torch"])
+    model = LDMI.from_config(cfg).to(DEV)
+    ds = open_dataset(model.domain, None, "train")
+    x = torch.stack([ds[i % len(ds)] for i in range(batch)]).to(DEV)
+    points = cfg["train"]["vae"].get("points")
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss, _ = model.stage_loss("vae", x, points=points, generator=torch.Generator().manual_seed(0))
+        loss.backward()
+    return float(counter.get_total_flops())
+
+
+def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm: int, profiler=None) -> dict:
+    """Time steps ``warm+1..steps`` of stage 1 through ``Trainer.fit`` (no run directory)."""
+    cfg = preset_config(modality, PRESET, sets + (["train.device=cpu"] if DEV.type == "cpu" else []))
+    cfg["train"].update({k: v for k, v in train.items() if k != "vae"})
+    cfg["train"]["vae"].update({"steps": steps, "warmup": 0, **train.get("vae", {})})
+    cfg["train"].update({"progress": False, "tensorboard": False, "log_every": steps, "checkpoint_every": 0,
+                         "sample_every": 0, "num_workers": 0})
+    torch.manual_seed(0)
+    model = LDMI.from_config(cfg)
+    ds = open_dataset(model.domain, None, "train")
+    marks = {}
+
+    def on_step(stage, step, last):
+        if step in (1, warm, steps):
+            sync()
+            marks[step] = time.perf_counter()
+            if profiler is not None and step == warm:
+                profiler.start()
+            if profiler is not None and step == steps:
+                profiler.stop()
+
+    reset_peak()
+    t0 = time.perf_counter()
+    trainer = Trainer(model, LDMITrainConfig(**cfg["train"]), None, on_step=on_step)
+    summary = trainer.train_stage("vae", ds, trainer.stage_config("vae"))
+    ms = (marks[steps] - marks[warm]) / (steps - warm) * 1e3
+    batch = cfg["train"]["vae"]["batch_size"]
+    return {"step_ms": ms, "items_per_s": batch / ms * 1e3, "first_step_s": marks[1] - t0,
+            "peak_gib": peak_gib(), "final_loss": summary["final"].get("loss"),
+            "batch": batch}
+
+
+EAGER_FP32 = {"precision": "fp32", "optimizer": "default", "channels_last": "off", "data_on_device": "never", "compile": False}
+FAST_EAGER = {"precision": "bf16", "optimizer": "fused", "data_on_device": "auto", "channels_last": "off", "compile": False}
+TORCH_INR, FUSED_INR = ["model.inr.kernel=torch"], ["model.inr.kernel=triton", "model.inr.matmul_precision=bf16x3"]
+VARIANTS = [  # each adds one optimisation to the row before it, except the "instead" row
+    ("fp32 eager (the old path)", TORCH_INR, EAGER_FP32),
+    ("+ bf16 autocast", TORCH_INR, {**EAGER_FP32, "precision": "bf16"}),
+    ("+ fused AdamW", TORCH_INR, {**EAGER_FP32, "precision": "bf16", "optimizer": "fused"}),
+    ("+ data on device", TORCH_INR, FAST_EAGER),
+    ("(instead) + channels-last", TORCH_INR, {**FAST_EAGER, "channels_last": "on"}),
+    ("+ fused sine kernel (bf16x3)", FUSED_INR, FAST_EAGER),
+    ("+ torch.compile", FUSED_INR, {**FAST_EAGER, "compile": True}),
+    ("+ torch.compile reduce-overhead (CUDA graphs)", FUSED_INR, {**FAST_EAGER, "compile": "reduce-overhead"}),
+]
+
+
+def opt_section(out: Path) -> dict:
+    res = {}
+    variants = VARIANTS
+    base = None
+    for name, sets, train in variants:
+        if left() < 60:
+            res[name] = {"skipped": "time budget"}
+            continue
+        try:
+            compiled = bool(train.get("compile"))
+            steps, warm = (4, 2) if SMOKE else ((40, 15) if compiled else (30, 8))
+            r = trainer_steps("image", sets, train, steps=steps, warm=warm)
+        except Exception as err:
+            r = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+        r["compiled"] = compiled
+        if "step_ms" in r:
+            base = base or r["step_ms"]
+            r["speedup_vs_fp32_eager"] = base / r["step_ms"]
+        res[name] = r
+        print("opt", name, r, flush=True)
+        RESULTS["opt"] = res
+        save(out)
+    return res
+
+
+def profile_section(train: dict, sets: list[str], steps: int = 20, warm: int = 8) -> dict:
+    """Where a steady step's time goes: GPU busy share, kernel launches and copies per step, top kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEV.type == "cuda" else [])
+    prof = profile(activities=acts)
+    r = trainer_steps("image", sets, train, steps=steps, warm=warm, profiler=prof)
+    n = steps - warm
+    wall = r["step_ms"] * n / 1e3
+    events = prof.key_averages()
+    gpu_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA") if DEV.type == "cuda" else 0
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
+                                                         "cuLaunchKernelEx", "cudaGraphLaunch"))
+    copies = sum(e.count for e in events if e.key in ("cudaMemcpyAsync", "cudaMemcpy"))
+    syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
+    top = sorted((e for e in events if e.device_type.name == "CUDA"), key=lambda e: -e.self_device_time_total)[:12]
+    return {"steps": n, "step_ms": r["step_ms"], "gpu_busy_share": gpu_us / 1e6 / wall if wall else None,
+            "launches_per_step": launches / n, "copies_per_step": copies / n, "syncs_per_step": syncs / n,
+            "top_kernels": [{"name": e.key[:90], "ms_per_step": e.self_device_time_total / 1e3 / n, "count": e.count} for e in top],
+            "settings": {**train, "sets": sets}}
+
+
+def presets_section(out: Path, peak: float, best_train: dict, best_sets: list[str]) -> dict:
+    res = {}
+    for modality in ("image", "sphere", "occupancy"):
+        for hypernet in ("hd", "mlp"):
+            sets = best_sets + ([] if hypernet == "hd" else ["model.hypernet.name=mlp"])
+            key = f"{modality}/{hypernet}"
+            try:
+                flops32 = count_step_flops(modality, [x for x in sets if not x.startswith("model.inr.")], 32)
+            except Exception as err:
+                res[key] = {"error": f"flops: {type(err).__name__}: {str(err)[:200]}"}
+                continue
+            rows = []
+            for batch in ((4, 8) if SMOKE else (32, 128, 512)):
+                if left() < 45:
+                    rows.append({"batch": batch, "skipped": "time budget"})
+                    break
+                train = {**best_train, "vae": {"batch_size": batch}}
+                try:
+                    r = trainer_steps(modality, sets, train, steps=4 if SMOKE else 25, warm=2 if SMOKE else 10)
+                    r["tflop_per_step"] = flops32 * batch / 32 / 1e12
+                    r["mfu"] = r["tflop_per_step"] * 1e12 / (r["step_ms"] / 1e3) / (peak * 1e12)
+                except torch.OutOfMemoryError:
+                    r = {"batch": batch, "oom": True}
+                except Exception as err:
+                    r = {"batch": batch, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+                rows.append(r)
+                print("preset", key, r, flush=True)
+                torch.cuda.empty_cache()
+                if r.get("oom"):
+                    break
+            res[key] = {"flops_per_item": flops32 / 32, "rows": rows}
+            RESULTS["presets"] = res
+            save(out)
+    return res
+
+
+def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 256) -> dict:
+    res = {}
+    for modality in ("image", "sphere", "occupancy"):
+        if left() < 70:
+            res[modality] = {"skipped": "time budget"}
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp) / "run"
+            cmd = [sys.executable, "-m", "cli.main", "train", "ldmi", "--modality", modality, "--preset", PRESET,
+                   "--out", str(run), "--stage", "vae",
+                   "--set", f"train.vae.steps={steps}", "--set", f"train.vae.batch_size={batch}",
+                   "--set", "train.vae.lr_scaling=sqrt", "--set", "train.vae.lr_reference_batch=32",
+                   "--set", "train.progress=false", "--set", "train.tensorboard=false",
+                   "--set", "train.checkpoint_every=0", "--set", "train.sample_every=0", "--set", "train.log_every=25",
+                   *[x for s in best_sets for x in ("--set", s)]]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            rec = {"command": " ".join(cmd[1:]), "wall_s": wall, "rc": proc.returncode, "batch": batch}
+            if proc.returncode == 0 and (run / "summary.json").exists():
+                summ = json.loads((run / "summary.json").read_text())
+                vae = summ.get("stages", summ).get("vae", {})
+                rec.update({"items_per_s": vae.get("items_per_s"), "first_step_s": vae.get("first_step_s"),
+                            "train_wall_s": vae.get("wall_time_s")})
+                metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
+                rates = [m["items_per_s"] for m in metrics if m.get("items_per_s")]
+                rec["steady_items_per_s"] = rates[-1] if rates else None
+            else:
+                rec["stderr_tail"] = proc.stderr[-800:]
+            res[modality] = rec
+            print("e2e", modality, rec, flush=True)
+            RESULTS["e2e"] = res
+            save(out)
+    return res
+
+
+def sample_section(out: Path, bmm: dict) -> dict:
+    res = {}
+    cfg = preset_config("sphere", PRESET, [])
+    model = LDMI.from_config(cfg).to(DEV).eval()
+    for compiled in (False, True):
+        if compiled:
+            model.prior.denoiser = torch.compile(model.prior.denoiser)
+        for steps in (50, 200):
+            if left() < 30:
+                break
+            n = 4 if SMOKE else 256
+            steps_run = 2 if SMOKE else steps
+            fn = lambda: model.sample_latents(n, steps=steps_run, seed=0)
+            fn()  # warm-up (and compilation)
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            dt = time.perf_counter() - t0
+            res[f"ddim{steps}{'_compiled' if compiled else ''}"] = {"n": n, "seconds": dt, "latents_per_s": n / dt}
+            print("sample", steps, compiled, dt, flush=True)
+    # rendering: 8 image INRs (SIREN 2→256×4→3) at 256² and 1024²
+    img = LDMI.from_config(preset_config("image", PRESET, [])).to(DEV).eval()
+    z = torch.randn(8, *img.latent_shape, device=DEV)
+    with torch.no_grad():
+        params = {k: v.float() for k, v in img.hypernet(z).items()}
+    inr_flops_per_coord = 2 * sum(a * c for a, c in img.inr.param_shapes.values())
+    for kernel in ("torch", "triton"):
+        img.inr.config = img.inr.config.model_copy(update={"kernel": kernel})
+        for res_px in ((16, 32) if SMOKE else (256, 1024)):
+            coords = img.domain.grid((res_px, res_px)).to(DEV)
+            with torch.no_grad():
+                ms = bench_ms(lambda: img.inr.evaluate(params, coords, chunk=1 << 20), warmup=2, reps=5)
+            n = 8 * coords.shape[0]
+            tflops = n * inr_flops_per_coord / ms / 1e9
+            res[f"render_{kernel}_{res_px}"] = {"ms": ms, "coords_x_inrs_per_s": n / ms * 1e3, "tflops": tflops,
+                                                "share_of_bmm_bf16": tflops / bmm["bmm_bf16_tflops"],
+                                                "share_of_bmm_fp32": tflops / bmm["bmm_fp32_tflops"]}
+            print("render", kernel, res_px, res[f"render_{kernel}_{res_px}"], flush=True)
+    RESULTS["sample"] = res
+    save(out)
+    return res
+
+
+def markdown() -> str:
+    r = RESULTS
+    lines = [f"# GPU benchmark — {r['env']['card']}, {r['env']['date']}",
+             "", f"torch {r['env']['torch']}, triton {r['env']['triton']}; command: `{r['env']['command']}`", ""]
+    c = r.get("ceil", {})
+    if c:
+        lines += ["## Ceilings (measured in this run)", "", "| what | TFLOP/s |", "|---|---|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in c.items()] + [""]
+    if r.get("kernel"):
+        lines += ["## Fused sine layers (B=16, N=4096, SIREN 2→256×4→3)", "",
+                  "| path | out rel. err vs fp64 | grad rel. err (max) | fwd ms | fwd TFLOP/s | fwd+bwd ms | peak GiB |",
+                  "|---|---|---|---|---|---|---|"]
+        for k, v in r["kernel"].items():
+            if "error" in v:
+                lines.append(f"| {k} | {v['error']} | | | | | |")
+            else:
+                lines.append(f"| {k} | {v['out_rel_err']:.1e} | {v['grad_rel_err_max']:.1e} | {v['fwd_ms']:.2f} |"
+                             f" {v['fwd_tflops']:.1f} | {v['fwd_bwd_ms']:.2f} | {v['fwd_bwd_peak_gib']:.2f} |")
+        lines.append("")
+    if r.get("opt"):
+        lines += ["## Image-64 paper preset, stage 1, batch 32: one optimisation at a time (Trainer.fit, built-in faces)", "",
+                  "| variant | ms/step | items/s | speed-up vs fp32 eager | first step s | peak GiB |", "|---|---|---|---|---|---|"]
+        for k, v in r["opt"].items():
+            if "step_ms" in v:
+                lines.append(f"| {k} | {v['step_ms']:.1f} | {v['items_per_s']:.0f} | {v['speedup_vs_fp32_eager']:.2f}× |"
+                             f" {v['first_step_s']:.1f} | {v['peak_gib']:.1f} |")
+            else:
+                lines.append(f"| {k} | {v.get('error') or v.get('skipped')} | | | | |")
+        lines.append("")
+    if r.get("presets"):
+        lines += ["## Paper presets, stage 1, fastest settings (MFU against the measured bf16 matmul rate)", "",
+                  "| preset / hypernet | batch | ms/step | items/s | TFLOP/step | MFU | peak GiB |", "|---|---|---|---|---|---|---|"]
+        for k, v in r["presets"].items():
+            for row in v.get("rows", [{"error": v.get("error")}]):
+                if "step_ms" in row:
+                    lines.append(f"| {k} | {row['batch']} | {row['step_ms']:.1f} | {row['items_per_s']:.0f} |"
+                                 f" {row['tflop_per_step']:.2f} | {100 * row['mfu']:.1f}% | {row['peak_gib']:.1f} |")
+                else:
+                    lines.append(f"| {k} | {row.get('batch', '')} | {'OOM' if row.get('oom') else row.get('error') or row.get('skipped')} | | | | |")
+        lines.append("")
+    if r.get("e2e"):
+        lines += ["## `inrkit train ldmi --preset paper` end to end (stage 1, 300 steps)", "",
+                  "| modality | items/s (stage) | items/s (last window) | first step s | command wall s |", "|---|---|---|---|---|"]
+        for k, v in r["e2e"].items():
+            lines.append(f"| {k} | {v.get('items_per_s')} | {v.get('steady_items_per_s')} | {v.get('first_step_s')} |"
+                         f" {v.get('wall_s', 0):.0f} |" if "wall_s" in v else f"| {k} | {v} | | | |")
+        lines.append("")
+    p = r.get("profile")
+    if p and "error" not in p:
+        lines += [f"## Profile of the fastest eager variant (image-64, batch 32, {p['steps']} steady steps)", "",
+                  f"{p['step_ms']:.1f} ms/step; GPU busy {100 * (p['gpu_busy_share'] or 0):.0f}% of wall time;"
+                  f" {p['launches_per_step']:.0f} kernel launches, {p['copies_per_step']:.1f} memcpy calls and"
+                  f" {p['syncs_per_step']:.1f} synchronize calls per step.", "",
+                  "| kernel | ms per step | calls |", "|---|---|---|"]
+        lines += [f"| {k['name']} | {k['ms_per_step']:.2f} | {k['count']} |" for k in p["top_kernels"]] + [""]
+    if r.get("sample"):
+        lines += ["## Sampling and rendering", "", "| what | numbers |", "|---|---|"]
+        lines += [f"| {k} | {json.dumps({a: round(b, 4) if isinstance(b, float) else b for a, b in v.items()})} |"
+                  for k, v in r["sample"].items()] + [""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    global BUDGET, DEV, PRESET, SMOKE
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--budget-s", type=float, default=540.0)
+    ap.add_argument("--sections", default="ceil,kernel,opt,profile,sample,presets,e2e")
+    ap.add_argument("--smoke", action="store_true", help="CPU, tiny presets: check the script runs (numbers mean nothing)")
+    args = ap.parse_args()
+    BUDGET = args.budget_s
+    if args.smoke:
+        DEV, PRESET, SMOKE = torch.device("cpu"), "tiny", True
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = args.sections.split(",")
+    try:
+        import triton
+        triton_version = triton.__version__
+    except Exception:
+        triton_version = None
+    RESULTS["env"] = {"card": torch.cuda.get_device_name() if DEV.type == "cuda" else "cpu (smoke)", "date": datetime.date.today().isoformat(),
+                      "torch": torch.__version__, "triton": triton_version, "inrkit": inrkit.__version__,
+                      "python": platform.python_version(), "command": "python " + " ".join(sys.argv)}
+    torch.backends.cuda.matmul.allow_tf32 = False
+    RESULTS["ceil"] = ceilings()
+    print("ceilings", RESULTS["ceil"], flush=True)
+    save(out)
+    peak = RESULTS["ceil"]["bf16_matmul_tflops"]
+    if "kernel" in sections:
+        RESULTS["kernel"] = kernel_section()
+        save(out)
+    best, best_sets = FAST_EAGER, FUSED_INR
+    if "opt" in sections:
+        opt = opt_section(out)
+        timed = {k: v for k, v in opt.items() if "step_ms" in v and not v.get("compiled")}
+        if timed:
+            RESULTS["fastest_eager_variant"] = min(timed, key=lambda k: timed[k]["step_ms"])
+            best_sets, best = next((s_, t) for n, s_, t in VARIANTS if n == RESULTS["fastest_eager_variant"])
+    if "profile" in sections:
+        try:
+            RESULTS["profile"] = profile_section(best, best_sets)
+        except Exception as err:
+            RESULTS["profile"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+        print("profile", RESULTS["profile"], flush=True)
+        save(out)
+    if "e2e" in sections:
+        e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in best.items()] + best_sets)
+    if "presets" in sections:
+        presets_section(out, peak, best, best_sets)
+    if "sample" in sections:
+        sample_section(out, RESULTS["ceil"])
+    RESULTS["elapsed_s"] = time.perf_counter() - T_START
+    save(out)
+    (out / "bench.md").write_text(markdown())
+    print(markdown())
+
+
+if __name__ == "__main__":
+    main()

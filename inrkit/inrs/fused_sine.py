@@ -1,0 +1,176 @@
+"""Fused batched sine layers for SIREN on CUDA (Triton): matmul + bias + sine in one pass.
+
+A SIREN stack evaluates B different INRs at once: layer l is ``a_l = x_l @ W_l + b_l`` with
+``x_{l+1} = sin(ω_l a_l)``. Each kernel here computes one layer's product for all B INRs and
+applies the *previous* layer's sine while it loads its input tile, so a layer writes only its
+pre-activation ``a_l`` (fp32) and no separate activation tensor exists, forward or backward:
+the backward pass recomputes ``sin``/``cos`` from the stored ``a_l`` (half the activation memory
+of autograd's bmm + sin, no extra matmul).
+
+The matrix products run on the tensor cores in a precision chosen by ``precision``:
+
+- ``fp32``: plain fp32 FMAs (no tensor cores), the reference;
+- ``tf32x3`` / ``bf16x3``: each operand split into a high and a low part, three tensor-core
+  products (hi·hi + hi·lo + lo·hi) — about 1e-6 / 1e-5 relative error, near fp32;
+- ``tf32`` / ``bf16``: one product, 1e-4 / 1e-3 relative error (SIREN's ω0 = 30 amplifies it).
+
+``benchmarks/gpu_bench.py`` measures each one's error against an fp64 reference and its speed;
+the SIREN default is chosen from those numbers (see ``SirenConfig.matmul_precision``).
+Where CUDA or Triton is missing, :func:`available` is False and SIREN keeps its PyTorch path.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+PRECISIONS = ("fp32", "tf32", "tf32x3", "bf16", "bf16x3")
+
+
+@functools.lru_cache(maxsize=None)
+def _triton():
+    try:
+        import triton
+        import triton.language as tl
+    except Exception:  # missing, or a build that does not match this torch
+        return None
+    return triton, tl
+
+
+def interpreting() -> bool:
+    """True under ``TRITON_INTERPRET=1``: the kernels then run (slowly) on CPU tensors, for tests."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def available(device: torch.device | str) -> bool:
+    """Whether the fused kernels can run for tensors on ``device``."""
+    if _triton() is None:
+        return False
+    kind = torch.device(device).type
+    return kind == "cuda" or (kind == "cpu" and interpreting())
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    from . import sine_kernels as k  # imports Triton: only reached where available() said yes
+
+    return k.triton, k.forward_kernel, k.grad_input_kernel, k.grad_weight_kernel
+
+
+# Layer sizes (K, M) are compile-time constants: static loops, and one compiled kernel per layer
+# shape. The gradient of the weights also fixes N, the coordinate count of a training step.
+
+
+def _block(n: int, lo: int, hi: int) -> int:
+    p = lo
+    while p < n and p < hi:
+        p *= 2
+    return p
+
+
+def _warps(a: int, b: int) -> int:
+    return 8 if a * b >= 128 * 128 else 4
+
+
+def _batch_strides(x: torch.Tensor) -> tuple[int, int, int]:
+    """(batch, row, column) strides; a shared (N, d) input has batch stride 0."""
+    if x.dim() == 2:
+        return 0, x.stride(0), x.stride(1)
+    return x.stride(0), x.stride(1), x.stride(2)
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, sine_in: bool, w0_in: float, precision: str) -> torch.Tensor:
+    """``act(x) @ w[:, :-1] + w[:, -1]`` for every INR: x (B, N, K) or shared (N, K), w (B, K+1, M)."""
+    triton, fwd, _, _ = _kernels()
+    b, k1, m = w.shape
+    n = x.shape[-2]
+    out = torch.empty(b, n, m, device=w.device, dtype=torch.float32)
+    bn, bm, bk = _block(n, 16, 128), _block(m, 16, 128), _block(k1 - 1, 16, 32)
+    grid = (triton.cdiv(n, bn), triton.cdiv(m, bm), b)
+    fwd[grid](x, w, out, n, k1 - 1, m, *_batch_strides(x), *w.stride(), *out.stride(), float(w0_in),
+              SINE_IN=sine_in, PREC=precision, BN=bn, BM=bm, BK=bk, num_warps=_warps(bn, bm), num_stages=3)
+    return out
+
+
+def grad_input(g: torch.Tensor, w: torch.Tensor, prev: torch.Tensor | None, w0_in: float, precision: str) -> torch.Tensor:
+    """(g @ w[:, :-1]^T), times ``w0_in cos(w0_in prev)`` when ``prev`` (the previous pre-activation) is given."""
+    triton, _, gin, _ = _kernels()
+    b, k1, m = w.shape
+    n, k = g.shape[1], k1 - 1
+    out = torch.empty(b, n, k, device=w.device, dtype=torch.float32)
+    p = prev if prev is not None else out
+    bn, bk, bm = _block(n, 16, 128), _block(k, 16, 128), _block(m, 16, 64)
+    grid = (triton.cdiv(n, bn), triton.cdiv(k, bk), b)
+    gin[grid](g, w, p, out, n, k, m, *g.stride(), *w.stride(), *_batch_strides(p), *out.stride(), float(w0_in),
+              COS_OUT=prev is not None, PREC=precision, BN=bn, BK=bk, BM=bm, num_warps=_warps(bn, bk), num_stages=3)
+    return out
+
+
+def grad_weight(x: torch.Tensor, g: torch.Tensor, sine_in: bool, w0_in: float, precision: str) -> torch.Tensor:
+    """(B, K+1, M): ``act(x)^T @ g`` with the bias row ``Σ_n g`` appended."""
+    triton, _, _, gw = _kernels()
+    b, n, m = g.shape
+    k = x.shape[-1]
+    out = torch.empty(b, k + 1, m, device=g.device, dtype=torch.float32)
+    bk, bm, bn = _block(k, 16, 128), _block(m, 16, 128), _block(n, 16, 64)
+    grid = (triton.cdiv(k, bk), triton.cdiv(m, bm), b)
+    gw[grid](x, g, out, n, k, m, *_batch_strides(x), *g.stride(), *out.stride(), float(w0_in),
+             SINE_IN=sine_in, PREC=precision, BK=bk, BM=bm, BN=bn, num_warps=_warps(bk, bm), num_stages=3)
+    return out
+
+
+def _omegas(n_layers: int, w0_initial: float, w0: float) -> list[float]:
+    """ω of the sine applied to each layer's *input* (layer 0 reads raw coordinates)."""
+    return [0.0] + [w0_initial] + [w0] * max(0, n_layers - 2)
+
+
+class _FusedSiren(torch.autograd.Function):
+    """The whole stack: saves the coordinates, the weights and each hidden pre-activation."""
+
+    @staticmethod
+    def forward(ctx, coords, w0_initial, w0, precision, *weights):
+        omegas = _omegas(len(weights), w0_initial, w0)
+        pre, x = [], coords
+        for i, w in enumerate(weights):
+            x = linear(x, w, i > 0, omegas[i], precision)
+            pre.append(x)
+        ctx.precision, ctx.omegas, ctx.coords_shape = precision, omegas, coords.shape
+        ctx.save_for_backward(coords, *weights, *pre[:-1])
+        return pre[-1]
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        saved = ctx.saved_tensors
+        n_layers = len(saved) // 2  # coords, L weights, L-1 pre-activations
+        coords, weights, pre = saved[0], saved[1 : 1 + n_layers], saved[1 + n_layers :]
+        inputs = [coords, *pre]
+        g = grad_out.float().contiguous()
+        grads: list[torch.Tensor | None] = [None] * n_layers
+        grad_coords = None
+        for i in reversed(range(n_layers)):
+            grads[i] = grad_weight(inputs[i], g, i > 0, ctx.omegas[i], ctx.precision)
+            if i > 0:
+                g = grad_input(g, weights[i], inputs[i], ctx.omegas[i], ctx.precision)
+            elif ctx.needs_input_grad[0]:
+                grad_coords = grad_input(g, weights[0], None, 0.0, ctx.precision)
+                if len(ctx.coords_shape) == 2:
+                    grad_coords = grad_coords.sum(0)
+        return (grad_coords, None, None, None, *grads)
+
+
+def siren_stack(coords: torch.Tensor, weights: list[torch.Tensor], w0_initial: float, w0: float,
+                precision: str) -> torch.Tensor:
+    """The SIREN's output before its final activation: coords (B, N, d) or (N, d); weights (B, K+1, M)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown matmul precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
+    weights = [w.float() for w in weights]
+    coords = coords.float()
+    if torch.is_grad_enabled() and (coords.requires_grad or any(w.requires_grad for w in weights)):
+        return _FusedSiren.apply(coords, w0_initial, w0, precision, *weights)
+    # inference: nothing is kept, each pre-activation is freed as soon as the next layer has read it
+    omegas = _omegas(len(weights), w0_initial, w0)
+    x = coords
+    for i, w in enumerate(weights):
+        x = linear(x, w, i > 0, omegas[i], precision)
+    return x

@@ -1,0 +1,270 @@
+"""The GPU fast paths, checked on CPU: each gives the plain path's losses and gradients.
+
+Tolerances: paths that run the same arithmetic in another order (fused/foreach AdamW,
+channels-last convolutions) agree to 1e-5 relative; paths that run identical kernels on
+identical batches (data held on the device) agree exactly. The fused sine kernels run under
+Triton's CPU interpreter (fp32 arithmetic) and agree with the PyTorch SIREN to 1e-5; their bf16
+schemes need a GPU and are measured by ``benchmarks/gpu_bench.py`` (benchmarks/RESULTS.md).
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from inrkit.errors import ConfigError
+from inrkit.inrs import fused_sine
+from inrkit.inrs.siren import Siren, SirenConfig
+from inrkit.priors.ema import EMA
+from inrkit.train import Engine, StageConfig, Trainer
+from inrkit.train import checkpoint as ckpt
+from inrkit.train.fast import DeviceData, StepLogs, make_optimizer
+from inrkit.train.trainer import NonFiniteLoss, stage_lr
+
+from test_trainer import Items, Toy, ToyTrain
+
+
+def _config(**kw):
+    base = dict(checkpoint_every=2, keep_checkpoints=2, log_every=2, progress=False, tensorboard=False)
+    return ToyTrain(**{**base, **kw})
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _losses(config, model=None, data=None):
+    torch.manual_seed(1234)
+    model = model or Toy()
+    seen = []
+    trainer = Trainer(model, config, None, engine=Engine("cpu"),
+                      on_step=lambda stage, step, last: seen.append((stage, step, last.get("loss"))))
+    trainer.fit(data or Items())
+    return model, [loss for _, _, loss in seen if loss is not None]
+
+
+@pytest.mark.parametrize("optimizer", ["fused", "foreach", "plain"])
+def test_optimizer_implementations_match_the_default(optimizer):
+    ref_model, ref = _losses(_config(log_every=1))
+    model, got = _losses(_config(log_every=1, optimizer=optimizer))
+    assert len(got) == len(ref) == 12
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(ref), rtol=1e-5, atol=1e-7)
+    for a, b in zip(ref_model.parameters(), model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_optimizer_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown implementation"):
+        make_optimizer([nn.Parameter(torch.zeros(1))], StageConfig(), "adam9", torch.device("cpu"))
+
+
+def test_data_held_on_the_device_gives_the_loaders_batches():
+    class TensorItems(Items):
+        def as_tensors(self):
+            return self.x
+
+    ref_model, ref = _losses(_config(log_every=1), data=TensorItems())
+    model, got = _losses(_config(log_every=1, data_on_device="always"), data=TensorItems())
+    assert got == ref  # same batches, same kernels: bit-identical
+    # a dataset that is not tensor-backed is gathered item by item under "always"
+    _, gathered = _losses(_config(log_every=1, data_on_device="always"), data=Items())
+    assert gathered == ref
+    # auto never moves data on CPU
+    assert DeviceData.maybe(TensorItems(), "auto", torch.device("cpu")) is None
+
+
+def test_device_data_yields_tuples_for_tensor_datasets():
+    ds = torch.utils.data.TensorDataset(torch.arange(10.0)[:, None], -torch.arange(10.0)[:, None])
+    from inrkit.train.sampler import StepBatchSampler
+
+    dd = DeviceData.maybe(ds, "always", torch.device("cpu"))
+    sampler = StepBatchSampler(10, 4, 3, seed=1)
+    batches = list(dd.batches(sampler, block=2))
+    assert len(batches) == 3
+    for step, (a, b) in enumerate(batches):
+        idx = sampler.indices(step)
+        assert a[:, 0].tolist() == [float(i) for i in idx] and torch.equal(b, -a)
+
+
+class Convy(nn.Module):
+    """A conv stack with GroupNorm, trained on 2D grids: channels-last must not change its losses."""
+
+    stages = ("a",)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.GroupNorm(4, 8), nn.SiLU(), nn.Conv2d(8, 2, 3, padding=1))
+
+    def stage_parameters(self, stage):
+        return list(self.parameters())
+
+    def stage_loss(self, stage, batch, points=None, generator=None):
+        return (self.net(batch) - batch.flip(-1)).pow(2).mean(), {}
+
+
+class Grids(torch.utils.data.Dataset):
+    def __init__(self):
+        self.x = torch.randn(6, 2, 8, 8, generator=torch.Generator().manual_seed(1))
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+def test_channels_last_matches_contiguous(tmp_path):
+    def cfg(**kw):
+        return ToyTrain(a=StageConfig(steps=5, batch_size=3, lr=1e-2), log_every=1, progress=False, tensorboard=False, **kw)
+
+    ref_model, ref = _losses(cfg(), model=Convy(), data=Grids())
+    model, got = _losses(cfg(channels_last="on"), model=Convy(), data=Grids())
+    assert model.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(ref), rtol=1e-5, atol=1e-7)
+    # checkpoints are written contiguous and load back into channels-last weights
+    trainer = Trainer(Convy(), cfg(channels_last="on", checkpoint_every=5), tmp_path, engine=Engine("cpu"))
+    trainer.fit(Grids())
+    ref_ckpt = ckpt.latest_checkpoint(tmp_path, "a")
+    fresh = Convy()
+    ckpt.load_model_weights(fresh, ref_ckpt.path / "model.safetensors")
+    torch.testing.assert_close(fresh.net[0].weight, trainer.model.net[0].weight)
+
+
+class Diverges(Toy):
+    """Its loss (and so its weights) turns NaN at ``bad_step`` of stage a."""
+
+    def __init__(self, bad_step):
+        super().__init__()
+        self.bad_step, self.calls = bad_step, 0
+
+    def stage_loss(self, stage, batch, points=None, generator=None):
+        loss, logs = super().stage_loss(stage, batch, points, generator)
+        if stage == "a":
+            self.calls += 1
+            if self.calls >= self.bad_step:
+                loss = loss * float("nan")
+        return loss, logs
+
+
+def test_no_checkpoint_ever_holds_non_finite_weights(tmp_path):
+    # logs are read only every 100 steps, checkpoints written every step: the check must still hold
+    config = _config(log_every=100, checkpoint_every=1, keep_checkpoints=2)
+    trainer = Trainer(Diverges(bad_step=4), config, tmp_path, engine=Engine("cpu"))
+    with pytest.raises(NonFiniteLoss, match="step 4") as err:
+        trainer.fit(Items())
+    assert "--resume" in str(err.value) and "lr" in str(err.value)
+    refs = ckpt.list_checkpoints(tmp_path, "a")
+    assert [r.step for r in refs] == [2, 3]  # the newest finite ones, rotation kept them
+    for ref in refs:
+        from inrkit.io import load_tensors
+
+        assert all(torch.isfinite(t).all() for t in load_tensors(ref.path / "model.safetensors").values())
+    # resuming with a healthy model and another lr continues from step 3
+    resumed = Trainer(Toy(), config.model_copy(update={"a": config.a.model_copy(update={"lr": 1e-3})}), tmp_path,
+                      engine=Engine("cpu"))
+    summary = resumed.fit(Items(), resume=True)
+    assert summary["a"]["resumed_from"] == 3 and summary["a"]["steps"] == 7
+
+
+def test_step_logs_read_once_and_remember_the_first_bad_step():
+    logs = StepLogs(torch.device("cpu"))
+    for step, v in enumerate([1.0, 3.0, float("inf"), float("nan"), 2.0], start=1):
+        logs.add(step, {"loss": torch.tensor(v), "kl": torch.tensor(2.0 * step)})
+    means, bad = logs.read()
+    assert bad == 3 and means["kl"] == pytest.approx(6.0)
+    assert logs.steps == 0 and logs.first_bad_step() == 3  # the first bad step outlives the window
+
+
+def test_lr_scaling_rules():
+    cfg = StageConfig(steps=10, lr=1e-3, batch_size=32, lr_scaling="sqrt")
+    assert stage_lr(cfg, 5, 128) == pytest.approx(2e-3)
+    lin = cfg.model_copy(update={"lr_scaling": "linear", "lr_reference_batch": 64})
+    assert stage_lr(lin, 5, 128) == pytest.approx(2e-3)
+    assert stage_lr(cfg.model_copy(update={"lr_scaling": "none"}), 5, 128) == pytest.approx(1e-3)
+
+
+def test_ema_update_needs_no_host_sync_and_keeps_the_warmup_formula():
+    net = nn.Linear(3, 2)
+    ema = EMA(net, decay=0.999, warmup=True)
+    shadow = {k: v.clone() for k, v in ema.params().items()}
+    for n in range(1, 4):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(1.0)
+        d = min(0.999, (1 + n) / (10 + n))
+        for k, p in net.named_parameters():
+            shadow[k] = d * shadow[k] + (1 - d) * p.detach()
+        ema.update(net)
+    for k, v in ema.params().items():
+        torch.testing.assert_close(v, shadow[k], rtol=1e-6, atol=1e-6)
+
+
+# -- the fused sine kernels ------------------------------------------------------------------------
+
+def test_fused_kernel_falls_back_to_pytorch_without_cuda_or_triton(monkeypatch):
+    cfg = dict(in_dim=2, out_dim=3, width=16, depth=2)
+    torch_inr, fused_inr = Siren(SirenConfig(kernel="torch", **cfg)), Siren(SirenConfig(kernel="triton", **cfg))
+    params = {k: v[None].repeat(2, 1, 1) for k, v in torch_inr.init_params().items()}
+    coords = torch.rand(10, 2) * 2 - 1
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert not fused_inr.uses_fused_kernel(torch.device("cpu"))  # CPU without the interpreter
+    torch.testing.assert_close(fused_inr(params, coords), torch_inr(params, coords), rtol=0, atol=0)
+    fused_sine._triton.cache_clear()
+    monkeypatch.setitem(sys.modules, "triton", None)  # as if Triton were not installed
+    try:
+        assert fused_sine._triton() is None and not fused_sine.available("cuda")
+    finally:
+        fused_sine._triton.cache_clear()
+
+
+def test_unknown_matmul_precision_is_refused():
+    with pytest.raises(ValueError, match="unknown matmul precision"):
+        fused_sine.siren_stack(torch.zeros(4, 2), [torch.zeros(1, 3, 4)], 30.0, 30.0, "fp8")
+
+
+INTERPRETED_CHECK = r"""
+import torch
+from inrkit.inrs import fused_sine
+from inrkit.inrs.siren import Siren, SirenConfig
+assert fused_sine.available("cpu")
+torch.manual_seed(0)
+worst = 0.0
+for prec in ("fp32", "tf32x3"):
+    for shared in (True, False):
+        cfg = dict(in_dim=3, out_dim=2, width=32, depth=3, final_activation="tanh")
+        ref, fused = Siren(SirenConfig(kernel="torch", **cfg)), Siren(SirenConfig(kernel="triton", matmul_precision=prec, **cfg))
+        assert fused.uses_fused_kernel(torch.device("cpu"))
+        B, N = 3, 40
+        params = {k: (v[None].repeat(B, 1, 1) * (1 + 0.1 * torch.randn(B, *v.shape))).requires_grad_()
+                  for k, v in ref.init_params().items()}
+        coords = ((torch.rand(N, 3) if shared else torch.rand(B, N, 3)) * 2 - 1).requires_grad_()
+        y_ref = ref(params, coords)
+        g = torch.randn_like(y_ref)
+        g_ref = torch.autograd.grad((y_ref * g).sum(), [coords, *params.values()])
+        y = fused(params, coords)
+        g_got = torch.autograd.grad((y * g).sum(), [coords, *params.values()])
+        with torch.no_grad():
+            y_nograd = fused(params, coords)
+        errs = [float((y - y_ref).norm() / y_ref.norm()), float((y_nograd - y_ref).norm() / y_ref.norm())]
+        errs += [float((a - b).norm() / b.norm()) for a, b in zip(g_got, g_ref)]
+        worst = max(worst, *errs)
+auto = Siren(SirenConfig(kernel="auto", in_dim=2, out_dim=1, width=16, depth=2))
+assert auto.uses_fused_kernel(torch.device("cpu"), grad=False) and not auto.uses_fused_kernel(torch.device("cpu"), grad=True)
+print("WORST", worst)
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                    reason="needs the triton package (the test extra installs it) for its CPU interpreter")
+def test_fused_kernels_match_pytorch_under_the_triton_interpreter():
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", INTERPRETED_CHECK], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    worst = float(proc.stdout.split("WORST")[-1])
+    assert math.isfinite(worst) and worst < 1e-5, worst

@@ -38,10 +38,21 @@ def test_old_run_loads_with_its_weights_and_reproduces_its_reconstructions(name)
     assert model.sample(2, steps=2, seed=0).shape == (2, 1, 8, 8)
 
 
+def keeps(resolved_config, stored, where=""):
+    """Every stored field keeps its value (fields added since get their defaults)."""
+    if isinstance(stored, dict):
+        for key, value in stored.items():
+            assert key in resolved_config, f"{where}.{key} is gone"
+            keeps(resolved_config[key], value, f"{where}.{key}")
+    else:
+        assert resolved_config == stored, where
+
+
 def test_old_run_config_resolves_to_itself():
     for name in ("toy-ldmi", "toy-ldm"):
         config = read_run_config(FIXTURES / name)
-        assert resolved(config) == config
+        keeps(resolved(config), config)
+        assert resolved(resolved(config)) == resolved(config)
 
 
 def test_old_run_loads_its_ema_and_checkpoint_weights():

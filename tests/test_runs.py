@@ -57,3 +57,28 @@ def test_create_refuses_and_resumes(tmp_path):
                                                              "inr": {"name": "siren", "width": 8, "depth": 2}}})
     with pytest.raises(ConfigError, match="different model: model.inr.width"):
         Run.create(tmp_path / "r", other, resume=True)
+
+
+def test_evaluate_run_in_the_library_and_sample_metrics_through_the_domain(tmp_path):
+    """``inrkit evaluate`` is inrkit_ldmi.evaluate.evaluate_run; a domain's sample metrics are its hook."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from inrkit.domain import Domain
+    from inrkit_ldmi.evaluate import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "runs" / "toy-ldmi", run)
+    result = evaluate_run(run, n_samples=2, ddim_steps=1, device="cpu")
+    assert result["samples"]["status"] == "no sample metrics for the 'toy_grid' modality"
+    assert json.loads((run / "eval.json").read_text())["reconstruction"]["n_items"] == 3
+    with pytest.raises(ConfigError, match="needs --n-samples"):
+        evaluate_run(run, features=tmp_path / "f.pt")
+    assert Domain.load_sample_features(None, tmp_path / "f.pt") is None
+
+    from modalities.image.domain import ImageDomain, ImageDomainConfig
+
+    image = ImageDomain(ImageDomainConfig(resolution=8, channels=1))
+    x = torch.rand(4, 1, 8, 8) * 2 - 1
+    assert image.sample_metrics(x, x)["fid"] is None  # no feature network: unavailable, never made up

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from inrkit.errors import ConfigError, DataError
-from inrkit.priors.ddim import ddim_timesteps, randn
+from inrkit.priors.samplers import ddim_timesteps, randn
 
 MASK_KINDS = ("left", "right", "top", "bottom", "north", "south", "centre", "half", "random:P", "box:y0,y1,x0,x1")
 

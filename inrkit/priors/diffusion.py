@@ -18,7 +18,7 @@ from ..registry import PartConfig, priors
 from ..errors import ConfigError, DataError
 from ..nn import ChannelMult
 from .base import Prior
-from .ddim import Callback, ddim_sample, ddpm_sample, randn
+from .samplers import Callback, ddim_sample, ddpm_sample, randn
 from .ema import EMA
 from .mlp_denoiser import MLPDenoiser
 from .schedule import NoiseSchedule

@@ -5,7 +5,7 @@ import torch
 
 from ..registry import PartConfig, priors
 from .base import Prior
-from .ddim import randn
+from .samplers import randn
 
 
 class GaussianPriorConfig(PartConfig):

@@ -143,7 +143,9 @@ class Run:
             raise error or InrkitError(f"rank 0 could not prepare the run directory {path}")
         run = cls(path, recipe.config, recipe)
         if resume and is_run_dir(run.path):
-            check_same_model(read_run_config(run.path)["model"], recipe.config["model"], run.path)
+            # resolved, so that fields added since the run was written compare at their defaults
+            saved = Run.open(run.path).recipe.config["model"]
+            check_same_model(saved, recipe.config["model"], run.path)
         return run
 
     @property

@@ -21,11 +21,20 @@ def debug_config(
     device: Optional[str] = typer.Option(None, "--device"),
     params: bool = typer.Option(False, "--params", help="Also build the model and print its parameter counts."),
 ) -> None:
-    """Resolve preset ← --config ← --data ← --set exactly as training does, and print the YAML."""
+    """Resolve preset ← --config ← --data ← --set exactly as training does, and print the YAML,
+    then each setting the preset takes from the reference code, with its resolved value."""
     if preset is None and config is None:
         preset = "paper"
     recipe = resolve_recipe("ldmi", modality, preset, config, sets, data, device)
-    typer.echo(yaml.safe_dump(recipe.config, sort_keys=False), nl=False)
+    cfg = recipe.config
+    typer.echo(yaml.safe_dump(cfg, sort_keys=False), nl=False)
+    if preset is not None:
+        from inrkit_ldmi.presets.references import annotated_references
+
+        lines = annotated_references(cfg, cfg["model"]["domain"]["name"], preset)
+        if lines:
+            typer.echo(f"# settings of preset '{preset}' taken from the reference code (value  # reference setting):")
+            typer.echo("\n".join(f"# {line}" for line in lines))
     if params:
         report = recipe.build_model().parameter_report()
         typer.echo(yaml.safe_dump({"parameters": report}, sort_keys=False), nl=False)

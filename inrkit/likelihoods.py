@@ -69,6 +69,30 @@ class LaplaceLikelihood(Likelihood):
         return (pred - target).abs() / b + math.log(2 * b)
 
 
+class L1LogvarConfig(PartConfig):
+    logvar_init: float = pydantic.Field(0.0, description="initial log-scale s of the learned L1 likelihood")
+
+
+@likelihoods.register("l1_logvar", config=L1LogvarConfig,
+                      description="L1 with a learned log-variance: |y - f|/exp(s) + s (LDM/LDMI stage-1 loss)")
+class L1LogvarLikelihood(Likelihood):
+    """−log p up to log 2 of a Laplace with scale exp(s), s one learned scalar for all points.
+
+    The paper's code (LDM's ``LPIPSWithDiscriminator`` / LDMI's ERA5 ``GaussianLoss``) writes its
+    stage-1 loss as ``|x − x̂| / exp(logvar) + logvar`` with a scalar ``logvar`` trained with the
+    autoencoder; stage ``vae`` trains ``s`` beside the encoder and decoder.
+    """
+
+    def __init__(self, config: L1LogvarConfig):
+        super().__init__()
+        self.config = config
+        self.logvar = nn.Parameter(torch.tensor(float(config.logvar_init)))
+
+    def pointwise(self, pred, target):
+        s = self.logvar.float()
+        return (pred - target).abs() / s.exp() + s
+
+
 class BernoulliConfig(PartConfig):
     pos_weight: float | None = pydantic.Field(None, gt=0.0, description="weight of the positive class (sparse occupancy)")
 

@@ -103,6 +103,8 @@ class LDMIConfig(PartsConfig):
     beta: float = Field(1e-4, ge=0.0, description="weight of the KL term of the VAE loss (eq. 6)")
     kl_reduction: Literal["mean", "sum"] = Field(
         "mean", description="KL per latent element (mean, as the likelihood averages points) or in nats (sum)")
+    nll_reduction: Literal["mean", "sum"] = Field(
+        "mean", description="NLL per data value (mean) or summed over the item's values (sum, as the paper's code)")
     chunk: int = Field(65536, ge=1, description="coordinates per INR evaluation when decoding (bounds memory)")
 
     @pydantic.model_validator(mode="after")

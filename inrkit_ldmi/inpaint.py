@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from inrkit.errors import ConfigError, DataError
-from inrkit.priors.samplers import ddim_timesteps, randn
+from inrkit.priors.samplers import ddim_timesteps, previous_timestep, randn
 
 MASK_KINDS = ("left", "right", "top", "bottom", "north", "south", "centre", "half", "random:P", "box:y0,y1,x0,x1")
 
@@ -149,8 +149,7 @@ def _guided_ddim(prior, ts, x, values_at, target, weights, scale, guidance, use_
     """DDIM (η = 0) on scaled latents with a DPS correction after each step."""
     schedule = prior.schedule
     for k, t in enumerate(ts):
-        t_prev = ts[k + 1] if k + 1 < len(ts) else -1
-        a, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
+        a, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(previous_timestep(ts, k, prior.config.spacing))
         with torch.enable_grad():
             x = x.detach().requires_grad_(guidance > 0)
             eps = prior.eps(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), use_ema=use_ema).float()

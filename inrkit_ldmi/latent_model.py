@@ -95,7 +95,9 @@ class LatentModel(nn.Module, abc.ABC):
     # -- the trainer's protocol ----------------------------------------------------------------
     def stage_parameters(self, stage: str) -> Iterable[nn.Parameter]:
         if stage == "vae":
-            return [p for m in self.vae_modules() for p in m.parameters()]
+            # a likelihood may learn its own parameters (l1_logvar's log-scale), as the reference does
+            own = getattr(self.likelihood, "model_parameters", self.likelihood.parameters)
+            return [p for m in self.vae_modules() for p in m.parameters()] + list(own())
         if stage == "prior":
             return list(self.prior.parameters())
         raise ConfigError(f"{self.model_name.upper()} has no stage '{stage}' (stages: {', '.join(self.stages)})")
@@ -111,11 +113,31 @@ class LatentModel(nn.Module, abc.ABC):
         raise ConfigError(f"{self.model_name.upper()} has no stage '{stage}'")
 
     def _elbo(self, pred: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor):
-        """Eq. 6's loss from the decoded values: NLL + β·KL(q(z|x) ‖ N(0, I)), with its logs."""
-        nll = self.likelihood(pred, target)
+        """Eq. 6's loss from the decoded values: NLL + β·KL(q(z|x) ‖ N(0, I)), with its logs.
+
+        ``nll_reduction: sum`` scales the per-value mean NLL by the values of the whole grid (an
+        unbiased estimate of the sum when only a subset of points was decoded); with
+        ``kl_reduction: sum`` too, this is the reference code's objective (both summed per item).
+        """
+        adversarial, logs = 0.0, {}
+        if getattr(self.likelihood, "needs_grid", False):  # perceptual/adversarial terms read whole grids
+            if pred.shape[1] != self.coords.shape[0]:
+                raise ConfigError(f"likelihood '{self.likelihood.registry_name}' needs every grid point:"
+                                  " set train.vae.points to null")
+            shape = self.domain.grid_shape
+            nll, adversarial, logs = self.likelihood.grid_nll(self.domain.to_grid(pred, shape),
+                                                              self.domain.to_grid(target, shape), self._last_layer())
+        else:
+            nll = self.likelihood(pred, target)
+        if self.config.nll_reduction == "sum":
+            nll = nll * (self.coords.shape[0] * self.domain.channels)
         kl = gaussian_kl(mean, logvar, reduction=self.config.kl_reduction)
-        loss = (nll + self.config.beta * kl).mean()
-        return loss, {"nll": nll.mean(), "kl": kl.mean()}
+        loss = (nll + self.config.beta * kl).mean() + adversarial
+        return loss, {"nll": nll.mean(), "kl": kl.mean(), **logs}
+
+    def _last_layer(self) -> torch.Tensor | None:
+        """The decoder's last weight (the adversarial term's adaptive weight reads its gradients)."""
+        return None
 
     def prepare_stage(self, stage: str, dataset):
         if stage != "prior":
@@ -184,22 +206,27 @@ class LatentModel(nn.Module, abc.ABC):
         return self.decode(self.encode(x), resolution)
 
     @torch.no_grad()
-    def sample_latents(self, n: int, steps: int = 50, eta: float = 0.0, seed: int | None = None, use_ema: bool = True) -> torch.Tensor:
+    def sample_latents(self, n: int, steps: int | None = None, eta: float | None = None, seed: int | None = None,
+                       use_ema: bool = True, compile: bool = False) -> torch.Tensor:
+        """n latents from the prior; ``steps``/``eta`` None take the prior's configured sampler values;
+        ``compile`` compiles the prior's denoiser for this run where its sampler can."""
         generator = torch.Generator()  # CPU noise: the same seed gives the same samples on any device
         if seed is None:
             generator.seed()
         else:
             generator.manual_seed(int(seed))
-        return self.prior.sample(n, generator, steps=steps, eta=eta, use_ema=use_ema)
+        extra = {"compile": True} if compile else {}  # a prior's sampler that compiles (diffusion) takes it
+        return self.prior.sample(n, generator, steps=steps, eta=eta, use_ema=use_ema, **extra)
 
     @torch.no_grad()
-    def sample(self, n: int, resolution=None, steps: int = 50, eta: float = 0.0, seed: int | None = None,
-               use_ema: bool = True) -> torch.Tensor:
+    def sample(self, n: int, resolution=None, steps: int | None = None, eta: float | None = None, seed: int | None = None,
+               use_ema: bool = True, compile: bool = False) -> torch.Tensor:
         """n new items as model-space grids (n, c, *shape): prior → z → decoder."""
         was = self.training
         self.eval()
         try:
-            return self.decode(self.sample_latents(n, steps=steps, eta=eta, seed=seed, use_ema=use_ema), resolution)
+            return self.decode(self.sample_latents(n, steps=steps, eta=eta, seed=seed, use_ema=use_ema, compile=compile),
+                               resolution)
         finally:
             self.train(was)
 

@@ -48,6 +48,7 @@ class LDMConfig(PartsConfig):
     likelihood: dict[str, Any] | str | None = None
     beta: float = Field(1e-4, ge=0.0, description="weight of the KL term of the VAE loss (eq. 6)")
     kl_reduction: Literal["mean", "sum"] = "mean"
+    nll_reduction: Literal["mean", "sum"] = "mean"
     chunk: int = Field(65536, ge=1, description="unused by a conv decoder; kept so LDMI's plumbing reads it")
 
     @pydantic.model_validator(mode="after")

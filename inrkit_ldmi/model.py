@@ -33,6 +33,10 @@ class LDMI(LatentModel):
         return (self.encoder, self.hypernet)
 
     # -- construction ----------------------------------------------------------------------
+    def _last_layer(self):
+        last = getattr(self.hypernet, "last_layer", None)
+        return last() if last is not None else None
+
     @property
     def inr(self):
         return self.hypernet.inr

@@ -3,8 +3,10 @@
 The file is a safetensors state dict of a VGG ``features`` stack in torchvision's layout
 (``features.{i}.weight``/``.bias`` for each 3×3 conv; ReLU after each, a 2×2 max-pool where the
 indices skip one more slot): VGG11/13/16/19 all read, and so does any narrower net of that layout.
-The loss is LPIPS without its learned heads: at the ReLU before each pool and after the last
-conv, features are unit-normalised over channels and their squared differences averaged.
+The loss is LPIPS: at the ReLU before each pool and after the last conv, features are
+unit-normalised over channels and their squared differences averaged over space, weighted per
+channel by LPIPS' learned heads when the file holds them (``lin{k}.model.1.weight``, as the
+``lpips`` package stores them) and summed over channels when it does not.
 """
 from __future__ import annotations
 
@@ -69,21 +71,31 @@ class VGGFeatures(nn.Module):
 class PerceptualLoss(nn.Module):
     """Per-item distance (B,) between two batches of model-space images."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, where: str = "hyper_transform.perceptual"):
         super().__init__()
         path = Path(path).expanduser()
+        self.where = where
         if not path.is_file():
-            raise ConfigError(f"hyper_transform.perceptual: feature network file not found: {path}")
+            raise ConfigError(f"{where}: feature network file not found: {path}")
         if path.suffix != ".safetensors":
-            raise ConfigError(f"hyper_transform.perceptual: {path} must be a .safetensors state dict (never a pickle)")
-        self.net = VGGFeatures(load_tensors(path), str(path))
+            raise ConfigError(f"{where}: {path} must be a .safetensors state dict (never a pickle)")
+        state = load_tensors(path)
+        self.net = VGGFeatures(state, str(path))
+        # LPIPS' learned 1×1 heads (``lin{k}.model.1.weight``, (1, C_k, 1, 1)), when the file has them
+        heads = [state.get(f"lin{k}.model.1.weight") for k in range(len(self.net.layers))]
+        self.heads = [h.reshape(1, -1, 1, 1).float() for h in heads if h is not None]
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.dim() != 4 or pred.shape[1] not in (1, 3):
-            raise ConfigError(f"hyper_transform.perceptual: needs image grids (B, 1|3, H, W), got {tuple(pred.shape)}")
+            raise ConfigError(f"{self.where}: needs image grids (B, 1|3, H, W), got {tuple(pred.shape)}")
         total = pred.new_zeros(pred.shape[0])
-        for a, b in zip(self.net(pred.float()), self.net(target.float())):
+        taps = list(zip(self.net(pred.float()), self.net(target.float())))
+        if self.heads and len(self.heads) != len(taps):
+            raise ConfigError(f"{self.where}: {len(self.heads)} LPIPS heads for {len(taps)} feature taps")
+        for k, (a, b) in enumerate(taps):
             a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
             b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
-            total = total + ((a - b) ** 2).sum(dim=1).flatten(1).mean(dim=1)
+            d = (a - b) ** 2
+            d = (d * self.heads[k].to(d.device)).sum(dim=1) if self.heads else d.sum(dim=1)
+            total = total + d.flatten(1).mean(dim=1)
         return total

@@ -132,7 +132,7 @@ def test_presets_exist_for_every_modality_and_unknown_ones_are_named():
     known = available_presets()
     for modality in ("image", "sphere", "occupancy"):
         assert {"paper", "tiny"} <= set(known[modality])
-    with pytest.raises(ConfigError, match="unknown preset 'nope' for modality 'sphere'; known: paper, tiny"):
+    with pytest.raises(ConfigError, match="unknown preset 'nope' for modality 'sphere'; known: inrkit-v1, paper, tiny"):
         load_preset("sphere", "nope")
     with pytest.raises(ConfigError, match="Did you mean 'image'"):
         load_preset("images", "paper")
@@ -143,7 +143,7 @@ def test_every_preset_resolves(modality):
     for preset in available_presets()[modality]:
         cfg = recipe_config("ldmi", modality, preset)
         assert cfg["model"]["domain"]["name"] == modality
-        assert cfg["model"]["hypernet"]["name"] == "hd"
+        assert cfg["model"]["hypernet"]["name"] == ("mlp" if preset.startswith("gasp") else "hd")
 
 
 def test_paper_image_preset_matches_the_papers_sizes():
@@ -153,7 +153,8 @@ def test_paper_image_preset_matches_the_papers_sizes():
     assert model.latent_shape == (3, 16, 16)
     assert model.inr.num_params == 198_915
     assert model.hypernet.n_weight_tokens == 259
-    assert model.likelihood.config.sigma == 0.1
+    assert model.likelihood.registry_name == "l1_lpips_patchgan"
+    assert LDMI.from_config(recipe_config("ldmi", "image", "inrkit-v1")).likelihood.config.sigma == 0.1
 
 
 def test_sphere_paper_preset_latent_and_inr():

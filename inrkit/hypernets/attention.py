@@ -12,14 +12,15 @@ from torch import nn
 
 
 class Attention(nn.Module):
-    """Multi-head attention: q and kv projections without bias, output projection with bias."""
+    """Multi-head attention: q and kv projections without bias (unless ``qkv_bias``, as
+    ``nn.MultiheadAttention``), output projection with bias."""
 
-    def __init__(self, dim: int, n_heads: int, head_dim: int, dropout: float = 0.0):
+    def __init__(self, dim: int, n_heads: int, head_dim: int, dropout: float = 0.0, qkv_bias: bool = False):
         super().__init__()
         self.n_heads, self.head_dim = n_heads, head_dim
         inner = n_heads * head_dim
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_kv = nn.Linear(dim, 2 * inner, bias=False)
+        self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
+        self.to_kv = nn.Linear(dim, 2 * inner, bias=qkv_bias)
         self.to_out = nn.Linear(inner, dim)
         self.dropout = nn.Dropout(dropout)
 
@@ -40,10 +41,10 @@ class Attention(nn.Module):
 class WindowedAttention(nn.Module):
     """Self-attention inside windows of ``window`` consecutive tokens of the same sample."""
 
-    def __init__(self, dim: int, window: int, n_heads: int, head_dim: int, dropout: float = 0.0):
+    def __init__(self, dim: int, window: int, n_heads: int, head_dim: int, dropout: float = 0.0, qkv_bias: bool = False):
         super().__init__()
         self.window = window
-        self.attn = Attention(dim, n_heads, head_dim, dropout)
+        self.attn = Attention(dim, n_heads, head_dim, dropout, qkv_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape

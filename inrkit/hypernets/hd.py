@@ -35,13 +35,17 @@ class HDConfig(PartConfig):
     n_groups: int = Field(64, ge=1, description="weight tokens per INR layer (at most its fan_out)")
     update: Literal["scale", "normalize"] = "scale"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    tokenizer: Literal["standard", "reference"] = Field(
+        "standard", description="standard: pre-norm residual local and global attention; reference: the LDMI "
+        "code's (no residuals or LayerNorms, a full-width local attention, samples kept apart)")
 
 
 class LatentTokenizer(nn.Module):
     """(B, C, *grid) → (B, N, dim): p×p(×p) patches, linear embedding, learned positions, then a
     windowed attention over p consecutive tokens and a global attention (pre-norm residuals)."""
 
-    def __init__(self, latent_shape: tuple[int, ...], patch_size: int, dim: int, n_heads: int, head_dim: int, dropout: float = 0.0):
+    def __init__(self, latent_shape: tuple[int, ...], patch_size: int, dim: int, n_heads: int, head_dim: int,
+                 dropout: float = 0.0, layout: str = "standard"):
         super().__init__()
         channels, *grid = latent_shape
         p = patch_size
@@ -50,11 +54,21 @@ class LatentTokenizer(nn.Module):
         self.coarse = tuple(-(-g // p) for g in grid)  # grid padded up to a multiple of p, in patches
         self.n_tokens = math.prod(self.coarse)
         self.embed = nn.Linear(channels * p ** len(grid), dim)
-        self.pos = nn.Parameter(torch.randn(1, self.n_tokens, dim) * 0.02)
-        self.norm_local = nn.LayerNorm(dim)
-        self.local_attn = WindowedAttention(dim, p, n_heads, head_dim, dropout)
-        self.norm_global = nn.LayerNorm(dim)
-        self.global_attn = Attention(dim, n_heads, head_dim, dropout)
+        self.residual = layout == "standard"
+        if self.residual:
+            self.pos = nn.Parameter(torch.randn(1, self.n_tokens, dim) * 0.02)
+            self.norm_local = nn.LayerNorm(dim)
+            self.local_attn = WindowedAttention(dim, p, n_heads, head_dim, dropout)
+            self.norm_global = nn.LayerNorm(dim)
+            self.global_attn = Attention(dim, n_heads, head_dim, dropout)
+            return
+        # The reference layout: x = global(local(embed + pos)), no residuals, no LayerNorms; its
+        # local attention is an nn.MultiheadAttention(dim, n_heads): dim-wide heads, q/k/v biases.
+        if dim % n_heads:
+            raise ConfigError(f"hypernets/hd: tokenizer 'reference' needs dim ({dim}) divisible by tokenizer_heads ({n_heads})")
+        self.pos = nn.Parameter(torch.randn(1, self.n_tokens, dim))
+        self.local_attn = WindowedAttention(dim, p, n_heads, dim // n_heads, qkv_bias=True)
+        self.global_attn = Attention(dim, n_heads, head_dim)
 
     def patchify(self, z: torch.Tensor) -> torch.Tensor:
         """(B, C, *grid) → (B, N, C·p^k), patches in C order of the patch grid."""
@@ -74,6 +88,8 @@ class LatentTokenizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.embed(self.patchify(z)) + self.pos
+        if not self.residual:
+            return self.global_attn(self.local_attn(x))
         x = x + self.local_attn(self.norm_local(x))
         return x + self.global_attn(self.norm_global(x))
 
@@ -86,7 +102,8 @@ class HyperTransformerDecoder(Hypernet):
         if len(latent_shape) < 2:
             raise ConfigError(f"hypernets/hd: latent_shape must be (C, h, w[, t]), got {latent_shape}")
         self.config, self.inr, self.latent_shape = cfg, inr, latent_shape
-        self.tokenizer = LatentTokenizer(latent_shape, cfg.patch_size, cfg.dim, cfg.tokenizer_heads, cfg.tokenizer_head_dim, cfg.dropout)
+        self.tokenizer = LatentTokenizer(latent_shape, cfg.patch_size, cfg.dim, cfg.tokenizer_heads, cfg.tokenizer_head_dim,
+                                        cfg.dropout, cfg.tokenizer)
         self.transformer = Transformer(cfg.dim, cfg.encoder_depth, cfg.decoder_depth, cfg.n_heads, cfg.head_dim, cfg.ff_dim, cfg.dropout)
 
         init = inr.init_params()
@@ -125,6 +142,10 @@ class HyperTransformerDecoder(Hypernet):
                 w = F.normalize(w * mod, dim=1)
             params[name] = torch.cat([w, bias.expand(b, -1, -1)], dim=1)
         return params
+
+    def last_layer(self) -> torch.Tensor:
+        """The learned base weight of the INR's output layer (what the decoded values depend on last)."""
+        return self.base_weights[list(self.token_ranges)[-1]]
 
     def parameter_report(self) -> dict[str, int]:
         def count(ps) -> int:

@@ -9,6 +9,16 @@ categorical variable, with a prior p(c | x, z) and a posterior q(c | x, y, z) ov
 term in the ELBO. The soft mixture is deterministic given z, differentiable without relaxation,
 and needs no change to the likelihood or to the training loop (the output is just one more
 prediction); the price is that it models the mean of the mixture, not samples of assignments.
+
+What else differs from VAMoH's released code (bkoyuncu/vamoh, ``run/configs/models/celebahq.yaml``,
+``imagegym/models/vamoh_base.py``): K = 10 there (4 here by default); its prior over z is a
+planar normalising flow of 80 layers (here the model's prior: Gaussian or diffusion); its
+encoder is a point-conv network over (coordinate, value) sets (here the model's encoder); its
+likelihood is a discretised logistic (here the model's likelihood); its hypernetworks are
+64 → 256 → 256 → Φ with LeakyReLU(0.1) over a Fourier-feature INR of 128 frequencies and 64×3
+hidden units. Its K hypernetworks are K separate modules (``nn.ModuleList([HyperNetwork(...)
+for i in range(K)])``), each with its own trunk, so the parameter count grows K-fold; the
+components here are separate in the same way (no shared trunk).
 """
 from __future__ import annotations
 

@@ -17,11 +17,12 @@ Activation = Literal["relu", "leaky_relu", "gelu", "silu"]
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
-def mlp_layers(sizes: list[int], activation: str) -> list[nn.Module]:
+def mlp_layers(sizes: list[int], activation: str, negative_slope: float = 0.01) -> list[nn.Module]:
     """Linear + activation for each consecutive pair of ``sizes`` (the caller adds any head)."""
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+        act = nn.LeakyReLU(negative_slope) if activation == "leaky_relu" else ACTIVATIONS[activation]()
+        layers += [nn.Linear(a, b), act]
     return layers
 
 
@@ -33,10 +34,11 @@ class ParamMLP(nn.Module):
     A head with default init would emit parameters far off the family's init (SIREN then diverges).
     """
 
-    def __init__(self, in_features: int, hidden: list[int], activation: str, inr: INR, head_init_scale: float):
+    def __init__(self, in_features: int, hidden: list[int], activation: str, inr: INR, head_init_scale: float,
+                 negative_slope: float = 0.01):
         super().__init__()
         self.shapes = dict(inr.param_shapes)
-        self.trunk = nn.Sequential(*mlp_layers([in_features, *hidden], activation))
+        self.trunk = nn.Sequential(*mlp_layers([in_features, *hidden], activation, negative_slope))
         width = hidden[-1] if hidden else in_features
         self.head = nn.Linear(width, sum(a * b for a, b in self.shapes.values()))
         init = inr.init_params()
@@ -55,6 +57,7 @@ class ParamMLP(nn.Module):
 class MLPHypernetConfig(PartConfig):
     hidden: list[int] = Field(default_factory=lambda: [256, 512])
     activation: Activation = "relu"
+    negative_slope: float = Field(0.01, ge=0.0, description="leaky_relu: slope for x < 0 (GASP: 0.1)")
     head_init_scale: float = Field(0.1, ge=0.0, description="spread of the emitted params around the INR init, relative to it")
 
 
@@ -64,7 +67,8 @@ class MLPHypernet(Hypernet):
         super().__init__()
         self.config, self.inr = cfg, inr
         self.latent_shape = tuple(int(s) for s in latent_shape)
-        self.net = ParamMLP(math.prod(self.latent_shape), cfg.hidden, cfg.activation, inr, cfg.head_init_scale)
+        self.net = ParamMLP(math.prod(self.latent_shape), cfg.hidden, cfg.activation, inr, cfg.head_init_scale,
+                             cfg.negative_slope)
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         self.check_latent(z)

@@ -46,6 +46,8 @@ class FourierMLPConfig(PartConfig):
     # number of hidden layers: features → width (×depth) → out
     depth: int = Field(3, ge=1)
     activation: Literal["relu", "leaky_relu"] = "relu"
+    negative_slope: float = Field(0.01, ge=0.0, description="leaky_relu: slope for x < 0 (GASP: 0.1)")
+    final_activation: Literal["none", "tanh", "sigmoid"] = Field("none", description="GASP: tanh")
 
 
 @inr_registry.register("fourier_mlp", config=FourierMLPConfig, description="random Fourier features + ReLU/LeakyReLU MLP (GASP, VAMoH)")
@@ -67,11 +69,14 @@ class FourierMLP(INR):
         return params
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x) if self.config.activation == "relu" else F.leaky_relu(x, 0.01)
+        return F.relu(x) if self.config.activation == "relu" else F.leaky_relu(x, self.config.negative_slope)
 
     def forward(self, params: dict[str, torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
         x = self.features(coords)
         names = list(self.param_shapes)
         for name in names[:-1]:
             x = self._act(batched_linear(x, params[name]))
-        return batched_linear(x, params[names[-1]])
+        x = batched_linear(x, params[names[-1]])
+        if self.config.final_activation == "tanh":
+            return torch.tanh(x)
+        return torch.sigmoid(x) if self.config.final_activation == "sigmoid" else x

@@ -69,6 +69,12 @@ def _block(n: int, lo: int, hi: int) -> int:
     return p
 
 
+def _reduction_block(precision: str) -> int:
+    """The gradient kernels' reduction tile: 64 for bf16 operands; fp32 operands (fp32, tf32,
+    tf32x3) at 64 need more shared memory than an H200 has (tf32x3) or ran slower (fp32)."""
+    return 64 if precision.startswith("bf16") else 32
+
+
 def _warps(a: int, b: int) -> int:
     return 8 if a * b >= 128 * 128 else 4
 
@@ -100,7 +106,7 @@ def grad_input(g: torch.Tensor, w: torch.Tensor, prev: torch.Tensor | None, w0_i
     n, k = g.shape[1], k1 - 1
     out = torch.empty(b, n, k, device=w.device, dtype=torch.float32)
     p = prev if prev is not None else out
-    bn, bk, bm = _block(n, 16, 128), _block(k, 16, 128), _block(m, 16, 64)
+    bn, bk, bm = _block(n, 16, 128), _block(k, 16, 128), _block(m, 16, _reduction_block(precision))
     grid = (triton.cdiv(n, bn), triton.cdiv(k, bk), b)
     gin[grid](g, w, p, out, n, k, m, *g.stride(), *w.stride(), *_batch_strides(p), *out.stride(), float(w0_in),
               COS_OUT=prev is not None, PREC=precision, BN=bn, BK=bk, BM=bm, num_warps=_warps(bn, bk), num_stages=3)
@@ -113,7 +119,7 @@ def grad_weight(x: torch.Tensor, g: torch.Tensor, sine_in: bool, w0_in: float, p
     b, n, m = g.shape
     k = x.shape[-1]
     out = torch.empty(b, k + 1, m, device=g.device, dtype=torch.float32)
-    bk, bm, bn = _block(k, 16, 128), _block(m, 16, 128), _block(n, 16, 64)
+    bk, bm, bn = _block(k, 16, 128), _block(m, 16, 128), _block(n, 16, _reduction_block(precision))
     grid = (triton.cdiv(k, bk), triton.cdiv(m, bm), b)
     gw[grid](x, g, out, n, k, m, *_batch_strides(x), *g.stride(), *out.stride(), float(w0_in),
              SINE_IN=sine_in, PREC=precision, BK=bk, BM=bm, BN=bn, num_warps=_warps(bk, bm), num_stages=3)

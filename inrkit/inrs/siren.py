@@ -25,9 +25,12 @@ class SirenConfig(PartConfig):
     w0: float = Field(30.0, gt=0)
     w0_initial: float = Field(30.0, gt=0)
     final_activation: Literal["none", "sigmoid", "tanh"] = "none"
+    bias_init: Literal["uniform", "zero"] = Field(
+        "uniform", description="uniform: nn.Linear's random phases (the original SIREN); zero: the LDMI code's")
+    out_offset: float = Field(0.0, description="constant added to the output (the LDMI code's out_bias, 0.5)")
     kernel: Literal["auto", "torch", "triton"] = Field(
-        "auto", description="fused Triton sine layers (CUDA + Triton): triton = always, auto = for rendering and"
-                            " sampling only (no gradients), torch = never; measured in benchmarks/RESULTS.md")
+        "auto", description="auto/triton = the fused Triton sine layers where CUDA and Triton are (faster to"
+                            " train and render: benchmarks/RESULTS.md), else PyTorch; torch = always PyTorch")
     matmul_precision: Literal["fp32", "tf32", "tf32x3", "bf16", "bf16x3"] = Field(
         "bf16x3", description="tensor-core scheme of the fused kernel (the PyTorch path is always fp32); "
                               "bf16x3/tf32x3 split each operand in two and stay near fp32 (benchmarks/RESULTS.md)")
@@ -35,7 +38,7 @@ class SirenConfig(PartConfig):
 
 @inr_registry.register("siren", config=SirenConfig, description="SIREN: sine MLP, ω0 = 30, SIREN initialisation")
 class Siren(INR):
-    """y = W_out · sin(ω0 (W_{L-1} · … sin(ω0_initial (W_0 x + b_0)) …) + b) + b_out.
+    """y = W_out · sin(ω0 (W_{L-1} · … sin(ω0_initial (W_0 x + b_0)) …) + b) + b_out (+ out_offset).
 
     ω0 multiplies the pre-activation (weights and bias alike), and the hidden-layer init divides
     by the ω0 of the layer's own sine so that ω0 (W x + b) stays of unit scale at any depth.
@@ -63,31 +66,30 @@ class Siren(INR):
             w = torch.empty(fan_in1 - 1, fan_out).uniform_(-bounds[name], bounds[name])
             # biases as nn.Linear draws them (the original SIREN keeps that default): random phases
             b = torch.empty(1, fan_out).uniform_(-1, 1) / math.sqrt(fan_in1 - 1)
+            if self.config.bias_init == "zero":
+                b.zero_()
             params[name] = torch.cat([w, b], dim=0)
         return params
 
-    def uses_fused_kernel(self, device: torch.device, grad: bool = False) -> bool:
-        """Whether ``forward`` takes the fused Triton path for tensors on ``device`` (``grad``: a
-        backward pass will follow).
+    def uses_fused_kernel(self, device: torch.device) -> bool:
+        """Whether ``forward`` takes the fused Triton path for tensors on ``device``.
 
-        ``kernel: triton`` where it cannot run (no CUDA, no Triton) falls back to PyTorch, as
-        ``auto`` does: the result is the same function, only slower.
+        Where it cannot run (no CUDA, no Triton) ``auto`` and ``triton`` fall back to PyTorch:
+        the same function, only slower.
         """
-        kernel = self.config.kernel
-        if kernel == "torch" or (kernel == "auto" and grad):
-            return False
-        return fused_sine.available(device)
+        return self.config.kernel != "torch" and fused_sine.available(device)
 
     def forward(self, params: dict[str, torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
         names = list(self.param_shapes)
-        grad = torch.is_grad_enabled() and (coords.requires_grad or any(p.requires_grad for p in params.values()))
-        if self.uses_fused_kernel(coords.device, grad):
+        if self.uses_fused_kernel(coords.device):
             x = fused_sine.siren_stack(coords, [params[n] for n in names], self.config.w0_initial, self.config.w0,
                                        self.config.matmul_precision)
-            return FINAL_ACTIVATIONS[self.config.final_activation](x)
-        x = coords
-        for i, name in enumerate(names[:-1]):
-            w0 = self.config.w0_initial if i == 0 else self.config.w0
-            x = torch.sin(w0 * batched_linear(x, params[name]))
-        x = batched_linear(x, params[names[-1]])
+        else:
+            x = coords
+            for i, name in enumerate(names[:-1]):
+                w0 = self.config.w0_initial if i == 0 else self.config.w0
+                x = torch.sin(w0 * batched_linear(x, params[name]))
+            x = batched_linear(x, params[names[-1]])
+        if self.config.out_offset:
+            x = x + self.config.out_offset
         return FINAL_ACTIVATIONS[self.config.final_activation](x)

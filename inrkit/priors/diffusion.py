@@ -36,6 +36,8 @@ class DiffusionConfig(PartConfig):
     num_res_blocks: int = pydantic.Field(1, ge=1, description="unet: ResnetBlocks per level")
     attention: bool = pydantic.Field(True, description="unet: self-attention at the lowest resolution")
     num_head_channels: int = pydantic.Field(32, ge=1, description="unet: channels per attention head")
+    attention_resolutions: list[int] | None = pydantic.Field(
+        None, description="unet: downsampling factors with attention, as LDM's (e.g. [8, 4, 2]); null = the lowest level")
     mlp_hidden: int = pydantic.Field(256, ge=1, description="mlp: width")
     mlp_layers: int = pydantic.Field(3, ge=1, description="mlp: residual blocks")
     dropout: float = pydantic.Field(0.0, ge=0.0, lt=1.0)
@@ -44,8 +46,8 @@ class DiffusionConfig(PartConfig):
     sampler: Literal["ddim", "ddpm"] = "ddim"
     steps: int = pydantic.Field(50, ge=1, description="ddim steps")
     eta: float = pydantic.Field(0.0, ge=0.0, description="ddim: 0 deterministic, 1 with full steps = ddpm")
-    spacing: Literal["leading", "trailing", "linspace"] = pydantic.Field(
-        "trailing", description="ddim timestep spacing; trailing starts at t = T-1")
+    spacing: Literal["leading", "trailing", "linspace", "uniform"] = pydantic.Field(
+        "trailing", description="ddim timestep spacing; trailing starts at t = T-1; uniform is CompVis' (LDM's)")
 
 
 @priors.register("diffusion", config=DiffusionConfig,
@@ -64,7 +66,8 @@ class DiffusionPrior(Prior):
             self.denoiser = UNet(dims=len(self.latent_shape) - 1, channels=self.latent_shape[0],
                                  model_channels=cfg.model_channels, channel_mult=cfg.channel_mult,
                                  num_res_blocks=cfg.num_res_blocks, attention=cfg.attention,
-                                 num_head_channels=cfg.num_head_channels, dropout=cfg.dropout)
+                                 num_head_channels=cfg.num_head_channels, dropout=cfg.dropout,
+                                 attention_resolutions=cfg.attention_resolutions)
         else:
             self.denoiser = MLPDenoiser(latent_shape=self.latent_shape, hidden=cfg.mlp_hidden,
                                         layers=cfg.mlp_layers, dropout=cfg.dropout)
@@ -117,15 +120,28 @@ class DiffusionPrior(Prior):
             return functional_call(self.denoiser, self.ema.params(), (x_t, t))
         return self.denoiser(x_t, t)
 
+    def eps_function(self, use_ema: bool = True, compile: bool = False):
+        """ε̂(x_t, t) for a whole sampling run: the EMA-or-live choice is read once (not per step),
+        and with ``compile`` the denoiser runs through ``torch.compile`` (on CUDA about 1.5×
+        faster DDIM after a one-off compilation: benchmarks/RESULTS.md)."""
+        params = self.ema.params() if use_ema and int(self.ema.num_updates) > 0 else None
+        denoiser = self.denoiser
+
+        def eps(x, t):
+            return functional_call(denoiser, params, (x, t)) if params is not None else denoiser(x, t)
+
+        return torch.compile(eps) if compile else eps
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, steps: int | None = None,
                eta: float | None = None, use_ema: bool = True, sampler: str | None = None,
                spacing: str | None = None, x_T: torch.Tensor | None = None,
-               callback: Callback | None = None) -> torch.Tensor:
+               callback: Callback | None = None, compile: bool = False) -> torch.Tensor:
         """n unscaled latents (n, *latent_shape). ``None`` arguments take the config's values.
 
         ``callback(i, t, x)`` sees the scaled latent after each step and may return a replacement
-        (the hook for inpainting-style conditioning); ``x_T`` fixes the starting noise.
+        (the hook for inpainting-style conditioning); ``x_T`` fixes the starting noise;
+        ``compile`` compiles the denoiser for this run (see :meth:`eps_function`).
         """
         cfg = self.config
         sampler = sampler or cfg.sampler
@@ -133,8 +149,7 @@ class DiffusionPrior(Prior):
         was_training = self.denoiser.training
         self.denoiser.eval()
         try:
-            def eps_fn(x, t):
-                return self.eps(x, t, use_ema=use_ema)
+            eps_fn = self.eps_function(use_ema, compile)
 
             shape = (n, *self.latent_shape)
             if sampler == "ddim":

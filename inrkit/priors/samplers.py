@@ -16,7 +16,7 @@ import torch
 from ..errors import ConfigError
 from .schedule import NoiseSchedule
 
-SPACINGS = ("leading", "trailing", "linspace")
+SPACINGS = ("leading", "trailing", "linspace", "uniform")
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # Called after each step with (step index, timestep, x); may return a replacement x (inpainting).
 Callback = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
@@ -25,9 +25,13 @@ Callback = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
 def ddim_timesteps(num_timesteps: int, steps: int, spacing: str = "trailing") -> list[int]:
     """The ``steps`` timesteps a DDIM run visits, strictly decreasing, within [0, T − 1].
 
-    ``leading``: 0, k, 2k, ... with k = T // steps (diffusers' default; LDM's "uniform" adds 1);
-    it never visits T − 1. ``trailing``: round(T − i·T/steps) − 1, starting at T − 1 (Lin et al.
-    2024 show that starting at the last timestep matters). ``linspace``: round(linspace(0, T − 1)).
+    ``leading``: 0, k, 2k, ... with k = T // steps (diffusers' default); it never visits T − 1.
+    ``uniform``: CompVis' ``make_ddim_timesteps`` (what LDM and the LDMI code sample with):
+    range(0, T, T // steps) + 1, so 1, k + 1, ...; like the original it yields more than ``steps``
+    timesteps when ``steps`` does not divide T, and its last step lands on ᾱ_0, not on ᾱ = 1
+    (see :func:`previous_timestep`). ``trailing``: round(T − i·T/steps) − 1, starting at T − 1
+    (Lin et al. 2024 show that starting at the last timestep matters). ``linspace``:
+    round(linspace(0, T − 1)).
     """
     if spacing not in SPACINGS:
         raise ConfigError(f"unknown timestep spacing '{spacing}'; known: {', '.join(SPACINGS)}")
@@ -35,12 +39,25 @@ def ddim_timesteps(num_timesteps: int, steps: int, spacing: str = "trailing") ->
         raise ConfigError(f"sampling steps must be in [1, {num_timesteps}], got {steps}")
     if spacing == "leading":
         ts = np.arange(steps) * (num_timesteps // steps)
+    elif spacing == "uniform":
+        if num_timesteps // steps < 2:
+            raise ConfigError(f"'uniform' DDIM spacing needs at most T/2 = {num_timesteps // 2} steps"
+                              f" (its +1 offset would step past t = T - 1), got {steps}")
+        ts = np.arange(0, num_timesteps, num_timesteps // steps) + 1
     elif spacing == "trailing":
         # Integer arithmetic: a float arange(T, 0, -T/steps) can yield steps + 1 entries.
         ts = np.round(num_timesteps * np.arange(1, steps + 1) / steps).astype(np.int64) - 1
     else:
         ts = np.round(np.linspace(0, num_timesteps - 1, steps)).astype(np.int64)
     return [int(t) for t in ts[::-1]]
+
+
+def previous_timestep(ts: Sequence[int], i: int, spacing: str) -> int:
+    """The timestep step ``i`` of ``ts`` goes to; past the end, −1 (ᾱ = 1), or 0 (ᾱ_0) under
+    ``uniform``, as CompVis' DDIM sampler takes ``alphas_prev[0] = alphas_cumprod[0]``."""
+    if i + 1 < len(ts):
+        return int(ts[i + 1])
+    return 0 if spacing == "uniform" else -1
 
 
 def randn(shape: Sequence[int], generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
@@ -70,8 +87,7 @@ def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape: Sequence[int], *,
     ts = ddim_timesteps(schedule.num_timesteps, steps, spacing)
     x = _start(shape, generator, device, x_T)
     for i, t in enumerate(ts):
-        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        a, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
+        a, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(previous_timestep(ts, i, spacing))
         eps = eps_fn(x, _timestep(t, x.shape[0], x.device)).float()
         x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
         sigma = eta * math.sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev))

@@ -4,7 +4,7 @@ Odd latent grids (11×22, 5×7, 3×5×7) are padded on the high side to a multip
 2^(levels − 1) and the output is cropped back: every down/upsample then halves/doubles exactly,
 so skip connections always line up. Layout after LDM's ``openaimodel`` (ADM): sinusoidal time
 embedding → MLP, ResnetBlocks with the embedding added, self-attention only at the lowest
-resolution and in the middle, a zero-initialised output conv.
+resolution (or at LDM's ``attention_resolutions``) and in the middle, a zero-initialised output conv.
 """
 from __future__ import annotations
 
@@ -25,8 +25,13 @@ class UNet(nn.Module):
     """ε̂(x_t, t) for x_t of shape (B, C, *grid), grid 2D or 3D."""
 
     def __init__(self, *, dims: int, channels: int, model_channels: int = 64, channel_mult: Sequence[int] = (1, 2),
-                 num_res_blocks: int = 1, attention: bool = True, num_head_channels: int = 32, dropout: float = 0.0):
+                 num_res_blocks: int = 1, attention: bool = True, num_head_channels: int = 32, dropout: float = 0.0,
+                 attention_resolutions: Sequence[int] | None = None):
         super().__init__()
+        # LDM's attention_resolutions are downsampling factors (level i has factor 2^i); None:
+        # attention at the lowest resolution only. The middle block attends whenever ``attention``.
+        attend = [attention and (i == len(channel_mult) - 1 if attention_resolutions is None
+                                 else 2 ** i in set(attention_resolutions)) for i in range(len(channel_mult))]
         self.dims, self.channels, self.model_channels = dims, channels, model_channels
         self.levels = len(channel_mult)
         temb = 4 * model_channels
@@ -42,7 +47,7 @@ class UNet(nn.Module):
             for _ in range(num_res_blocks):
                 level.resnets.append(ResnetBlock(dims, ch, out, **block))
                 ch = out
-                if attention and lowest:
+                if attend[i]:
                     level.attentions.append(Attention(ch, heads_for(ch, num_head_channels)))
                 skips.append(ch)
             if not lowest:
@@ -54,12 +59,12 @@ class UNet(nn.Module):
 
         self.up_blocks = nn.ModuleList()
         for i, mult in reversed(list(enumerate(channel_mult))):
-            out, lowest = model_channels * mult, i == self.levels - 1
+            out = model_channels * mult
             level = Level()
             for _ in range(num_res_blocks + 1):
                 level.resnets.append(ResnetBlock(dims, ch + skips.pop(), out, **block))
                 ch = out
-                if attention and lowest:
+                if attend[i]:
                     level.attentions.append(Attention(ch, heads_for(ch, num_head_channels)))
             if i > 0:
                 level.upsamplers = nn.ModuleList([Upsample(dims, ch)])

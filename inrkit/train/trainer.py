@@ -83,7 +83,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
         self.model.to(self.engine.device)
-        if self.use_channels_last:
+        if self.config.channels_last:
             to_channels_last(self.model)
 
     # -- configuration -------------------------------------------------------------------
@@ -98,10 +98,6 @@ class Trainer:
         p = self.config.precision
         return p == "bf16" or (p == "auto" and self.engine.device.type == "cuda")
 
-    @property
-    def use_channels_last(self) -> bool:
-        c = self.config.channels_last
-        return c == "on"
 
     def _autocast(self):
         if not self.use_bf16:

@@ -20,7 +20,8 @@ from inrkit.errors import ConfigError
 from inrkit.recipe import Recipe
 
 RUN_SECTIONS = ("model", "data", "train")
-MODEL_FIELDS = ("domain", "encoder", "inr", "hypernet", "prior", "likelihood", "beta", "kl_reduction", "chunk")
+MODEL_FIELDS = ("domain", "encoder", "inr", "hypernet", "prior", "likelihood", "beta", "kl_reduction", "nll_reduction",
+                "chunk")
 # Steps of a minutes-only budget: the clock (the trainer's train.vae.max_minutes), not this number, ends such a run.
 UNBOUNDED_STEPS = 1_000_000_000
 

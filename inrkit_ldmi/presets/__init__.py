@@ -34,3 +34,12 @@ def load_preset(modality: str, preset: str = "paper") -> dict[str, Any]:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"unknown preset '{preset}' for modality '{modality}'; known: {', '.join(known[modality])}.{hint}")
     return load_yaml(PRESET_DIR / f"{modality}-{preset}.yaml")
+
+
+def preset_config(modality: str | None = None, preset: str | None = None, overrides: list[str] | None = None,
+                  config_file: str | Path | None = None, data: str | Path | None = None) -> dict[str, Any]:
+    """LDMI's resolved run config as plain data: ``Recipe.resolve("ldmi", ...).config`` (kept as the
+    short form scripts and the paper-preset tutorial use; the recipe is where they meet)."""
+    from inrkit.recipe import Recipe
+
+    return Recipe.resolve("ldmi", preset, config_file, data, overrides, modality=modality).config

@@ -1,4 +1,5 @@
-"""``inrkit compare``: train LDMI's stage 1 once per hypernetwork on the same data and budget."""
+"""``inrkit compare``: train LDMI's stage 1 once per hypernetwork on the same data and budget, or
+(``--priors``) stage 2 once per prior on one frozen stage 1."""
 from __future__ import annotations
 
 import time
@@ -24,9 +25,10 @@ def parse_seeds(text: str) -> int | list[int]:
     return values[0] if len(values) == 1 and "," not in text else values
 
 
-@app.command("compare")
+@app.command("compare", epilog="Example: inrkit compare --hypernets hd,mlp --modality image --preset tiny --budget-steps 200 --seeds 2 --out cmp")
 def compare_cmd(
-    hypernets: str = typer.Option("hd,mlp", "--hypernets", help="Comma-separated hypernetworks, e.g. hd,mlp,mixture."),
+    hypernets: Optional[str] = typer.Option(None, "--hypernets", help="Comma-separated hypernetworks, e.g. hd,mlp,mixture (default hd,mlp)."),
+    priors: Optional[str] = typer.Option(None, "--priors", help="Compare priors instead, e.g. gaussian,flow,diffusion: stage 1 once, stage 2 per prior."),
     modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image, sphere or occupancy (the domain)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Your data (folder or file); default: the built-in dataset."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Shipped preset: paper (default) or tiny."),
@@ -42,14 +44,27 @@ def compare_cmd(
     keep: str = typer.Option("all", "--keep", help="What runs keep: all, weights (no checkpoints) or logs (no weights)."),
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished runs of an interrupted comparison."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing comparison folder."),
+    n_samples: Optional[int] = typer.Option(None, "--n-samples", help="--priors: samples per run (default: the held-out count)."),
+    sample_steps: int = typer.Option(50, "--sample-steps", help="--priors: sampler steps (DDIM) of priors that have steps."),
+    fid_features: Optional[Path] = typer.Option(None, "--fid-features", help="--priors on images: feature network for FID (as inrkit evaluate)."),
 ) -> None:
-    """Compare hypernetworks (HD vs MLP baselines): parameters, held-out metrics, speed and memory."""
-    from inrkit_ldmi.compare import compare
-    from inrkit_ldmi.compare.report import rich_tables
-
+    """Compare hypernetworks (HD vs MLP baselines): parameters, held-out metrics, speed and memory;
+    or, with --priors, latent priors on one frozen stage 1: parameters, speed and sample distances."""
     console = Console(width=180)
     if out is None:
         out = Path("runs") / f"compare-{modality or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if priors is not None:
+        _compare_priors(console, priors, hypernets, sweep, budget_minutes, keep, fid_features, modality,
+                        dict(data=data, preset=preset, inr=inr, budget_steps=budget_steps, seeds=parse_seeds(seeds), out=out,
+                             set_overrides=sets, device=device, config_file=config, n_samples=n_samples,
+                             sample_steps=sample_steps, resume=resume, overwrite=overwrite))
+        return
+    if fid_features is not None or n_samples is not None:
+        raise ConfigError("--fid-features and --n-samples belong to --priors (hypernetworks are compared on reconstructions)")
+    from inrkit_ldmi.compare import compare
+    from inrkit_ldmi.compare.report import rich_tables
+
+    hypernets = hypernets or "hd,mlp"
     report = compare(hypernets=hypernets, modality=modality, data=data, preset=preset, inr=inr,
                      budget_steps=budget_steps, budget_minutes=budget_minutes, seeds=parse_seeds(seeds), sweep=sweep,
                      out=out, set_overrides=sets, device=device, config_file=config, keep=keep, resume=resume,
@@ -59,3 +74,29 @@ def compare_cmd(
     files = report["files"]
     written = [f for f in (files["json"], files["markdown"], files["reconstructions"], files["scaling_plot"]) if f]
     console.print(f"wrote {', '.join(str(out / f) for f in written)}", highlight=False)
+
+
+def _compare_priors(console, priors, hypernets, sweep, budget_minutes, keep, fid_features, modality, kwargs) -> None:
+    for given, what in ((hypernets, "--hypernets"), (sweep, "--sweep"), (budget_minutes, "--budget-minutes"),
+                        (None if keep == "all" else keep, "--keep")):
+        if given:
+            raise ConfigError(f"{what} does not go with --priors (priors share one stage 1 and a --budget-steps budget)")
+    from inrkit_ldmi.compare_priors import compare_priors
+    from inrkit_ldmi.compare_priors_report import rich_table
+
+    fid = None
+    if fid_features is not None:
+        if modality != "image":
+            raise ConfigError("--fid-features: FID is defined for images (--modality image)")
+        from modalities.image.fid import compute_fid, load_feature_network
+
+        network = load_feature_network(fid_features)  # a bad file fails here, before training
+
+        def fid(real, fake):
+            return compute_fid(real, fake, network)
+
+    report = compare_priors(priors=priors, modality=modality, fid=fid, log=lambda msg: console.print(msg, highlight=False),
+                            **kwargs)
+    console.print(rich_table(report))
+    out = kwargs["out"]
+    console.print(f"wrote {out / report['files']['json']}, {out / report['files']['markdown']}", highlight=False)

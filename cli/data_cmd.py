@@ -53,7 +53,7 @@ def _shape(t) -> str:
     return "(" + ", ".join(str(s) for s in t) + ")"
 
 
-@data_app.command("prepare")
+@data_app.command("prepare", epilog="Example: inrkit data prepare --modality occupancy --data voxels --out voxels.zarr")
 def prepare(
     modality: str = typer.Option(..., "--modality", "-m", help="Domain name: image, sphere, occupancy..."),
     data: Path = typer.Option(None, "--data", help="Dataset path (default: the modality's built-in dataset)."),
@@ -61,16 +61,18 @@ def prepare(
     sets: list[str] = typer.Option(None, "--set", help=SET_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     chunk_items: int = typer.Option(1, "--chunk-items", help="Items per zarr chunk."),
+    cache: Path = typer.Option(None, "--cache", help="Meshes: where voxelised meshes are cached (default: the user cache directory; never the data folder)."),
 ) -> None:
     """Write a dataset, at the domain's resolution, to a zarr store chunked by sample."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from modalities.cache import prepare_cache
+    from modalities.cache import check_replaceable, prepare_cache
 
-    if out.exists() and not overwrite:
-        raise InrkitError(f"output exists: {out} (pass --overwrite to replace it)")
+    check_replaceable(out, overwrite)
     if chunk_items < 1:
         raise ConfigError(f"--chunk-items must be >= 1, got {chunk_items}")
+    if cache is not None:
+        sets = [*(sets or []), f"data.cache_dir={cache}"]
     domain, dataset, data = _open(modality, data, sets, None)
     meta = {
         "domain": _spec(domain),
@@ -88,11 +90,11 @@ def prepare(
     Console().print(f"wrote {path}: {len(dataset)} items of shape {_shape(item)} float32, {size / 1e6:.2f} MB")
 
 
-@data_app.command("show")
+@data_app.command("show", epilog="Example: inrkit data show --modality sphere --data era5.nc --out era5.png")
 def show(
     modality: str = typer.Option(..., "--modality", "-m", help="Domain name: image, sphere, occupancy..."),
     data: Path = typer.Option(None, "--data", help="Dataset path or prepared .zarr (default: the built-in dataset)."),
-    out: Path = typer.Option(None, "--out", help="PNG of the first items (default: <modality>_show.png)."),
+    out: Path = typer.Option(None, "--out", help="PNG of the first items (default: inrkit-show/<dataset>/show-<split>.png)."),
     n: int = typer.Option(8, "--n", help="Items drawn in the PNG."),
     split: str = typer.Option("all", "--split", help="train, val or all."),
     sets: list[str] = typer.Option(None, "--set", help=SET_HELP),
@@ -118,18 +120,34 @@ def show(
         phys = physical(items)
         what = domain.describe().get("physical", "physical units")
         console.print(f"physical  [{phys.min().item():.4g}, {phys.max().item():.4g}] ({what})")
-    out = out or Path(f"{modality}_show.png")
-    _write_png(domain, items[: min(n, count)], out, getattr(dataset, "meta", None))
+    out = out or default_show_path(name, data, split)
+    from modalities.common import is_inrkit_png
+
+    if out.exists() and not (out.is_file() and is_inrkit_png(out)):
+        raise InrkitError(f"refusing to replace {out}: it exists and is not a picture inrkit drew (choose another --out)")
+    shown = min(n, count)
+    names = getattr(dataset, "item_labels", None)
+    labels = [f"item {i}: {name}" for i, name in enumerate(names(range(shown)))] if names else [f"item {i}" for i in range(shown)]
+    _write_png(domain, items[:shown], out, getattr(dataset, "meta", None), labels)
     console.print(f"wrote     {out}")
 
 
-def _write_png(domain, grids, out: Path, meta: dict | None) -> None:
+def default_show_path(dataset: str, data: Path | None, split: str) -> Path:
+    """``inrkit-show/<dataset>/show-<split>.png``: a folder named for the dataset (the data path's
+    stem, or the built-in set's name), never a loose file in the working directory."""
+    name = Path(data).expanduser().resolve().stem if data is not None else dataset
+    return Path("inrkit-show") / (name or dataset) / f"show-{split}.png"
+
+
+def _write_png(domain, grids, out: Path, meta: dict | None, labels: list[str] | None = None) -> None:
     """The domain renders into a scratch folder; its PNG is kept, other outputs (meshes...) dropped."""
+    from inrkit.domain import render_items
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        pngs = [p for p in domain.render(grids, work, stem="show", meta=meta) if Path(p).suffix.lower() == ".png"]
+        pngs = [p for p in render_items(domain, grids, work, "show", meta=meta, labels=labels) if Path(p).suffix.lower() == ".png"]
         if not pngs:
             raise InrkitError(f"the '{domain.registry_name}' domain renders no PNG")
         Path(pngs[0]).replace(out)

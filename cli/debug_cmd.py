@@ -11,7 +11,7 @@ from .app import debug_app
 from .train_cmd import resolve_recipe
 
 
-@debug_app.command("config")
+@debug_app.command("config", epilog="Example: inrkit debug config --modality sphere --preset tiny --set model.hypernet.dim=64")
 def debug_config(
     modality: Optional[str] = typer.Option(None, "--modality", "-m"),
     data: Optional[Path] = typer.Option(None, "--data"),

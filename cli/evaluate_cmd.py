@@ -12,7 +12,7 @@ from rich.table import Table
 from .app import app
 
 
-@app.command("evaluate")
+@app.command("evaluate", epilog="Example: inrkit evaluate run --n-samples 16 --seed 0")
 def evaluate(
     run: Path = typer.Argument(..., help="A run directory."),
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this data's val split instead of the run's."),
@@ -40,14 +40,20 @@ def evaluate(
 def _print(result: dict[str, Any], where: Path) -> None:
     console = Console()
     rec = result["reconstruction"]
-    table = Table(title=f"held-out reconstructions ({rec['n_items']} items)")
+    from inrkit_ldmi.stats import FEW_ITEMS
+
+    n = rec["n_items"]
+    table = Table(title=f"held-out reconstructions ({n} item{'s' * (n != 1)})")
     table.add_column("metric")
     table.add_column("mean", justify="right")
     table.add_column("std", justify="right")
     for name, v in rec.items():
         if isinstance(v, dict):
-            table.add_row(name, _fmt(v.get("mean")), _fmt(v.get("std")))
+            table.add_row(name, _fmt(v.get("mean")), "n/a (< 2 items)" if v.get("std") is None else _fmt(v["std"]))
     console.print(table)
+    if n < FEW_ITEMS:
+        console.print(f"note: {n} held-out item{'s' * (n != 1)}: " + (
+            "no spread below 2 items" if n < 2 else f"statistics over fewer than {FEW_ITEMS} items are rough"), highlight=False)
     if "samples" in result:
         s = result["samples"]
         shown = {k: v for k, v in s.items() if k not in ("n", "ddim_steps", "seed")}

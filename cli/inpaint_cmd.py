@@ -9,7 +9,7 @@ import typer
 from .app import app
 
 
-@app.command("inpaint")
+@app.command("inpaint", epilog="Example: inrkit inpaint run --mask left --count 4 --n 2 --seed 0")
 def inpaint(
     run: Path = typer.Argument(..., help="A run directory (inrkit train ... --out RUN)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Take items from this data's val split instead of the run's."),
@@ -18,8 +18,8 @@ def inpaint(
     mask: str = typer.Option("left", "--mask", help="Observed region: left, right, top, bottom, north, south, centre,"
                              " box:y0,y1,x0,x1, half (3D), random:P."),
     n: int = typer.Option(2, "--n", min=1, help="Completions per item."),
-    resolution: Optional[int] = typer.Option(
-        None, "--resolution", min=1, help="Grid size to render the completions at (as inrkit sample). Default: the data's grid."),
+    resolution: Optional[str] = typer.Option(
+        None, "--resolution", help="Grid to render the completions at: R or HxW (as inrkit sample). Default: the data's grid."),
     ddim_steps: int = typer.Option(50, "--ddim-steps", min=1, help="DDIM steps of the diffusion prior."),
     guidance: float = typer.Option(1.0, "--guidance", min=0.0, help="Reconstruction-guidance step (0 = unconditional)."),
     clip: Optional[float] = typer.Option(None, "--clip", min=0.001, help="Clamp the predicted scaled latent to ±CLIP."),

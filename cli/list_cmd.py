@@ -10,7 +10,7 @@ from inrkit.registry import KINDS, registry
 from .app import app
 
 
-@app.command("list")
+@app.command("list", epilog="Example: inrkit list hypernets")
 def list_parts(
     kind: str = typer.Argument(None, help="Only this registry (e.g. hypernets)."),
     pattern: str = typer.Option("*", "--filter", help="Wildcard on names, e.g. 'conv*'."),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 from .app import app
 
@@ -18,7 +19,15 @@ COMMAND_MODULES = [
     "cli.scale_cmd",
     "cli.compare_cmd",
     "cli.inpaint_cmd",
+    "cli.report_cmd",
+    "cli.complete_cmd",
 ]
+
+
+def typer_app():
+    """The typer application with every command attached (what the docs' CLI reference reads)."""
+    _load_commands()
+    return app
 
 
 def _load_commands() -> None:
@@ -26,15 +35,44 @@ def _load_commands() -> None:
         importlib.import_module(name)
 
 
+def _one_line_warnings():
+    """Warnings print as ``warning: message``, one line, no source line (the CLI is for users);
+    returns the previous handler, which ``main`` puts back (the CLI also runs in-process)."""
+    import warnings
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    return previous
+
+
 def main(argv: list[str] | None = None) -> None:
-    from inrkit.errors import InrkitError
+    from inrkit.errors import InrkitError, Interrupted, os_error_message
+
+    import warnings
 
     _load_commands()
+    previous = _one_line_warnings()
     try:
         app(args=argv, standalone_mode=True)
+    except Interrupted as err:
+        print(f"stopped: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     except InrkitError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except OSError as err:
+        # the machine, not inrkit: a full disk, a file without permission, a folder where a file was meant
+        print(f"error: {os_error_message(err)}", file=sys.stderr)
         sys.exit(2)
+    except UnicodeDecodeError as err:
+        print(f"error: a file is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -25,10 +25,18 @@ MODALITY = typer.Option(None, "--modality", "-m", help="image, sphere or occupan
 DATA = typer.Option(None, "--data", help="Your data (folder or file); default: the built-in dataset.")
 CONFIG = typer.Option(None, "--config", help="YAML run config merged over the preset.")
 RESUME = typer.Option(False, "--resume", help="Continue a killed run from its newest checkpoints.")
+RESUME_OLDER = typer.Option(
+    False, "--resume-older",
+    help="As --resume, but a corrupt newest checkpoint is set aside (renamed corrupt-...) and the next older intact one used.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing run directory.")
 STAGE = typer.Option("all", "--stage", help="vae, prior or all.")
 DEVICES = typer.Option(1, "--devices", min=1, help="Processes (GPUs) on this machine, through torchrun.")
 DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (sets train.device).")
+
+
+def resume_mode(resume: bool, resume_older: bool) -> bool | str:
+    """What ``fit(resume=...)`` takes: False, True, or "older" (past corrupt newest checkpoints)."""
+    return "older" if resume_older else resume
 
 
 def check_stage(stage: str) -> None:
@@ -52,7 +60,7 @@ def default_out(config: dict[str, Any], preset: str | None) -> Path:
     return Path("runs") / f"{domain}-{preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-@train_app.command("ldmi")
+@train_app.command("ldmi", epilog="Example: inrkit train ldmi --modality sphere --preset tiny --out run")
 def train_ldmi(
     modality: Optional[str] = MODALITY,
     data: Optional[Path] = DATA,
@@ -61,6 +69,7 @@ def train_ldmi(
     sets: Optional[list[str]] = typer.Option(None, "--set", help="Override, e.g. --set train.vae.steps=100 (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/{modality}-{preset}-{time})."),
     resume: bool = RESUME,
+    resume_older: bool = RESUME_OLDER,
     overwrite: bool = OVERWRITE,
     stage: str = STAGE,
     paradigm: str = typer.Option("full", "--paradigm", help="full (both stages) or hyper-transform."),
@@ -72,6 +81,7 @@ def train_ldmi(
 ) -> None:
     """Train LDMI: stage 1 the VAE (encoder + hypernetwork), stage 2 the latent diffusion prior."""
     check_stage(stage)
+    resume = resume_mode(resume, resume_older)
     if paradigm not in PARADIGMS:
         raise ConfigError(f"--paradigm must be one of {', '.join(PARADIGMS)}, got '{paradigm}'")
     if preset is None and config is None:
@@ -93,7 +103,7 @@ def train_ldmi(
     fit_and_report(recipe.build_model(), out, stage, resume=resume, overwrite=overwrite, source=source)
 
 
-def fit_and_report(model, out: Path, stage: str, *, resume: bool, overwrite: bool, source: str | None) -> None:
+def fit_and_report(model, out: Path, stage: str, *, resume: bool | str, overwrite: bool, source: str | None) -> None:
     """Train ``model`` into ``out`` (all stages or one) and, on rank 0, print the summary."""
     summary = model.fit(out=out, stages=None if stage == "all" else (stage,), resume=resume, overwrite=overwrite,
                         init_from=source)
@@ -120,9 +130,10 @@ def _relaunch(devices: int, command: str = "ldmi", **opts) -> None:
             args += [flag, str(opts[key])]
     for item in opts.get("sets") or []:
         args += ["--set", item]
-    for key in ("resume", "overwrite"):
-        if opts.get(key):
-            args.append(f"--{key}")
+    if opts.get("resume"):
+        args.append("--resume-older" if opts["resume"] == "older" else "--resume")
+    if opts.get("overwrite"):
+        args.append("--overwrite")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "cli.main", *args]
     print("launching: " + " ".join(cmd), file=sys.stderr)
     code = subprocess.call(cmd)
@@ -141,10 +152,16 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         table.add_row(name, str(s.get("steps")), str(s.get("trained_steps", "")), str(s.get("wall_time_s", "-")),
                       str(s.get("items_per_s", "-")), "-" if loss is None else f"{loss:.4g}")
     console.print(table)
+    from inrkit_ldmi.stats import split_note, stat_text
+
+    if "n_train" in summary:
+        console.print(split_note(summary["n_train"], summary.get("n_val", 0)), highlight=False)
     for name, s in summary["stages"].items():
         held = s.get("heldout")
         if held:
-            metrics = ", ".join(f"{k} {v['mean']:.4g}±{v['std']:.2g}" for k, v in held.items()
+            metrics = ", ".join(f"{k} {stat_text(v)}" for k, v in held.items()
                                 if isinstance(v, dict) and v.get("mean") is not None)
-            console.print(f"held-out reconstructions after {name} ({held.get('n_items')} items): {metrics}")
+            console.print(f"held-out reconstructions after {name} ({held.get('n_items')} items): {metrics}", highlight=False)
+    if "n_train" in summary:
+        console.print(f"data: {summary['n_train']} training items, {summary['n_val']} held out")
     console.print(f"run directory: {out}")

@@ -10,10 +10,11 @@ from typing import Optional
 import typer
 
 from .app import train_app
-from .train_cmd import CONFIG, DATA, DEVICE, DEVICES, MODALITY, OVERWRITE, RESUME, STAGE, _relaunch, check_stage, fit_and_report, resolve_recipe
+from .train_cmd import (CONFIG, DATA, DEVICE, DEVICES, MODALITY, OVERWRITE, RESUME, RESUME_OLDER, STAGE, _relaunch, check_stage,
+                        fit_and_report, resolve_recipe, resume_mode)
 
 
-@train_app.command("ldm")
+@train_app.command("ldm", epilog="Example: inrkit train ldm --modality image --preset tiny --out ldm-run")
 def train_ldm(
     modality: Optional[str] = MODALITY,
     data: Optional[Path] = DATA,
@@ -22,6 +23,7 @@ def train_ldm(
     sets: Optional[list[str]] = typer.Option(None, "--set", help="Override, e.g. --set model.decoder.base_channels=64 (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/{modality}-ldm-{preset}-{time})."),
     resume: bool = RESUME,
+    resume_older: bool = RESUME_OLDER,
     overwrite: bool = OVERWRITE,
     stage: str = STAGE,
     source: Optional[str] = typer.Option(None, "--from", help="Initial weights: a run directory or a .safetensors file."),
@@ -30,6 +32,7 @@ def train_ldm(
 ) -> None:
     """Train an LDM: stage 1 encoder + conv decoder (eq. 6), stage 2 the latent diffusion prior (eq. 7)."""
     check_stage(stage)
+    resume = resume_mode(resume, resume_older)
     if preset is None and config is None:
         preset = "paper"
     overrides = list(sets or []) + ([f"train.device={device}"] if device is not None else [])

@@ -1,13 +1,13 @@
 """inrkit: generative models over implicit neural representations."""
 from .errors import CheckpointError, ConfigError, DataError, InrkitError
-from .registry import REGISTRIES, build, load_plugins, registry, spec_of
+from .registry import REGISTRIES, build, list_parts, load_plugins, registry, spec_of
 
 # Built-in parts register on import (eagerly: an unknown name then always means a missing plugin).
 from . import inrs, hypernets, encoders, decoders, priors, likelihoods  # noqa: E402,F401
 from .runs import Run, load_run  # noqa: E402
 
 __all__ = [
-    "REGISTRIES", "build", "registry", "spec_of", "load_plugins",
+    "REGISTRIES", "build", "list_parts", "registry", "spec_of", "load_plugins",
     "InrkitError", "ConfigError", "DataError", "CheckpointError",
     "Run", "load_run",
 ]

@@ -1,6 +1,7 @@
 """Opening datasets for a domain, and the train/val split every dataset shares."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ def open_dataset(domain, path: str | Path | None = None, split: str = "train", n
     return build("datasets", spec.pop("name"), context={"domain": domain}, **spec)
 
 
+class SmallSplitWarning(UserWarning):
+    """The data is too small to hold anything out."""
+
+
 def split_indices(n: int, split: str, val_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
     """Deterministic split of ``range(n)``: a seeded permutation, the last ``val_fraction`` held out.
 
@@ -45,6 +50,9 @@ def split_indices(n: int, split: str, val_fraction: float = 0.1, seed: int = 0) 
     if n == 0:
         raise DataError("dataset is empty")
     idx = np.arange(n)
+    if split != "all" and n < 2:
+        warnings.warn(f"the data holds {n} item: too few to hold any out, so the training and the held-out split"
+                      " are that one item (held-out metrics then measure the training item)", SmallSplitWarning, stacklevel=2)
     if split == "all" or n < 2:
         return idx
     perm = np.random.default_rng(seed).permutation(n)

@@ -7,10 +7,26 @@ knows how to turn them back into physical units.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
 import torch
+
+from .errors import ConfigError
+from .observations import Observations
+
+
+def parse_resolution(text: str | None) -> int | tuple[int, ...] | None:
+    """A user's ``--resolution``: ``R`` (each domain says what R alone means) or sizes per axis
+    joined by ``x`` (``121x240``: latitude rows × longitudes on the sphere, H×W for images)."""
+    if text is None:
+        return None
+    value = str(text).strip().lower()
+    if not re.fullmatch(r"[1-9][0-9]*(x[1-9][0-9]*)*", value):
+        raise ConfigError(f"--resolution: expected R or sizes joined by 'x' such as 121x240, got '{text}'")
+    sizes = tuple(int(v) for v in value.split("x"))
+    return sizes[0] if len(sizes) == 1 else sizes
 
 
 class Domain:
@@ -77,6 +93,38 @@ class Domain:
         """Write model-space grids (B, c, *grid) in the modality's formats; return the paths."""
         raise NotImplementedError
 
+    def preview_resolution(self, resolution: Sequence[int] | int | None = None) -> tuple[int, ...]:
+        """The grid to decode an item at for a preview a person can judge (default: ``resolution``)."""
+        return self.resolve_resolution(resolution)
+
+    # -- a user's own files (``inrkit complete``, ``inrkit reconstruct``) ---------------------
+    # Names of the keyword options the readers take (the CLI passes only those the user gave).
+    observation_options: tuple[str, ...] = ()
+
+    def read_observations(self, path: Path, **options) -> Observations:
+        """A user's file of partial observations → points in this domain's coordinates, model-space values."""
+        raise ConfigError(f"domain '{type(self).__name__}' has no reader of observation files")
+
+    def read_item(self, path: Path, **options) -> torch.Tensor:
+        """A user's file holding one whole item → a model-space grid (c, *grid_shape) to encode."""
+        raise ConfigError(f"domain '{type(self).__name__}' has no reader of item files")
+
+    def render_spread(self, std: torch.Tensor, out_dir: Path, stem: str = "spread", meta: dict | None = None) -> list[Path]:
+        """Write per-location standard deviations (B, c, *grid), model-space units; default: as values."""
+        return self.render(std, out_dir, stem=stem, meta=meta)
+
     def describe(self) -> dict:
         """Plain-data description stored in runs (shape, channels, scaling constants...)."""
         return {"coord_dim": self.coord_dim, "channels": self.channels, "grid_shape": list(self.grid_shape)}
+
+
+def render_items(domain: Domain, grids: torch.Tensor, out_dir: Path, stem: str, meta: dict | None = None,
+                 **extras) -> list[Path]:
+    """``domain.render`` with the optional keywords its ``render`` accepts (``labels``, ``preview``,
+    ``reference``, ``item_coords``...): a plugin domain that takes none still renders; ``None`` extras are dropped."""
+    import inspect
+
+    params = inspect.signature(domain.render).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in extras.items() if v is not None and (takes_any or k in params)}
+    return list(domain.render(grids, out_dir, stem=stem, meta=meta, **kwargs))

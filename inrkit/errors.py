@@ -1,4 +1,7 @@
 """User-facing errors: the CLI prints them as one line and exits with code 2."""
+from __future__ import annotations
+
+import errno as _errno
 
 
 class InrkitError(Exception):
@@ -6,6 +9,8 @@ class InrkitError(Exception):
 
     The message must name the problem and where it is; it is shown without a traceback.
     """
+
+    exit_code = 2
 
 
 class ConfigError(InrkitError):
@@ -22,3 +27,35 @@ class DataError(InrkitError):
 
 class CheckpointError(InrkitError):
     """A run directory or checkpoint is missing or corrupt."""
+
+
+class OutputError(InrkitError):
+    """An output could not be written (no space left on the device, no permission...)."""
+
+
+class RunLockedError(InrkitError):
+    """Another process is training in this run directory."""
+
+
+class Interrupted(InrkitError):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; the exit code is 128 + signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + int(signum)
+
+
+def os_error_message(err: OSError, path=None) -> str:
+    """One line for an OSError: the path and what went wrong ("no space left on device"...)."""
+    where = path if path is not None else (err.filename or "")
+    if err.errno == _errno.ENOSPC:
+        what = "no space left on device"
+    else:
+        what = (err.strerror or str(err) or type(err).__name__).lower()
+    return f"{where}: {what}" if where else what
+
+
+class InrkitWarning(UserWarning):
+    """Something worth telling the user that is not an error (an output that could not be made);
+    the CLI shows it as one ``warning:`` line."""

@@ -11,46 +11,49 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError, os_error_message
 
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _atomic(path: Path, writer) -> None:
+def _write_file(tmp: str, data: bytes) -> None:
+    """Every byte inrkit writes goes through here (tests simulate a full disk by replacing it)."""
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    """``data`` → ``path`` through a temporary sibling renamed into place: readers see the old file
+    or the new one, never half of one; on failure the temporary is removed and the old file kept."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
-        writer(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        _write_file(tmp, data)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are ordinary files
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+        tmp = None
+    except OSError as err:
+        raise OutputError(f"cannot write {os_error_message(err, path)}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    def w(tmp):
-        with open(tmp, "w") as fh:
-            fh.write(text)
-
-    _atomic(path, w)
+    _atomic(path, text.encode("utf-8"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    def w(tmp):
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-
-    _atomic(path, w)
+    _atomic(path, data)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -75,12 +78,16 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"missing file: {path}") from None
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: corrupt JSON ({err.msg} at line {err.lineno})") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: corrupt JSON (not UTF-8 text)") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read {os_error_message(err, path)}") from None
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """safetensors file, written atomically; tensors are made contiguous CPU copies."""
     flat = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
-    _atomic(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
+    _atomic(Path(path), save(flat, metadata=metadata))
 
 
 def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -154,7 +154,7 @@ class Recipe:
         try:
             sections = _Sections(**raw)
         except pydantic.ValidationError as err:
-            raise ConfigError(format_validation_error(err, "config")) from None
+            raise ConfigError(format_validation_error(err, "config", _Sections)) from None
         if sections.schema_version != SCHEMA_VERSION:
             raise ConfigError(f"schema_version {sections.schema_version} is not supported (this inrkit writes {SCHEMA_VERSION})")
         model_spec = {"name": kind.model, **sections.model}
@@ -162,7 +162,7 @@ class Recipe:
         try:
             train_config = kind.train_config(**sections.train)
         except pydantic.ValidationError as err:
-            raise ConfigError(format_validation_error(err, "train")) from None
+            raise ConfigError(format_validation_error(err, "train", kind.train_config)) from None
         domain = model_domain(model_config)
         data, dataset_name, dataset_config = resolve_data(sections.data, domain)
         config = {

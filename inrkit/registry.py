@@ -40,13 +40,27 @@ class Entry:
         return out
 
 
-def format_validation_error(err: pydantic.ValidationError, where: str) -> str:
-    """One line naming each failing field, the value given and what is wrong."""
+def _fields_at(model: type[pydantic.BaseModel] | None, loc: tuple) -> list[str]:
+    """The field names of the (nested) pydantic model that ``loc`` points into; [] when unknown."""
+    for key in loc:
+        field = model.model_fields.get(str(key)) if model is not None else None
+        ann = getattr(field, "annotation", None)
+        model = ann if isinstance(ann, type) and issubclass(ann, pydantic.BaseModel) else None
+    return list(model.model_fields) if model is not None else []
+
+
+def format_validation_error(err: pydantic.ValidationError, where: str,
+                            model: type[pydantic.BaseModel] | None = None) -> str:
+    """One line naming each failing field, the value given and what is wrong; a misspelt field
+    of ``model`` (the validated config class) gets the closest known name."""
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(root)"
         if e["type"] == "extra_forbidden":
-            parts.append(f"unknown field '{loc}'")
+            known = _fields_at(model, tuple(e["loc"][:-1]))
+            close = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else (f" (known: {', '.join(known)})" if known else "")
+            parts.append(f"unknown field '{loc}'{hint}")
         elif e["type"] == "missing":
             parts.append(f"missing field '{loc}'")
         else:
@@ -117,7 +131,7 @@ class Registry:
         try:
             return entry.config(**spec)
         except pydantic.ValidationError as err:
-            raise ConfigError(format_validation_error(err, f"{self.kind}/{name}")) from None
+            raise ConfigError(format_validation_error(err, f"{self.kind}/{name}", entry.config)) from None
 
     def build(self, name: str, context: dict[str, Any] | None = None, **config: Any):
         return self.create(name, self.validate(config, name=name), context)
@@ -145,6 +159,12 @@ def registry(kind: str) -> Registry:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise InrkitError(f"unknown registry '{kind}'; known: {', '.join(KINDS)}.{hint}")
     return REGISTRIES[kind]
+
+
+def list_parts(kind: str, pattern: str = "*") -> list[str]:
+    """Sorted names registered under ``kind`` that match a shell-style wildcard, as timm's
+    ``list_models('res*')``: ``list_parts("hypernets", "h*")`` → ``['hd']``."""
+    return registry(kind).names(pattern)
 
 
 def build(kind: str, name: str, context: dict[str, Any] | None = None, **config: Any):

@@ -7,6 +7,7 @@
       run.json             provenance: command, versions, dataset metadata, domain description
       model.safetensors    final weights (EMA copies included, they are part of the state dict)
       metrics.jsonl        one JSON record per logged step
+      .lock                held (fcntl.flock) by the process training in the run
       checkpoints/checkpoint-{stage}-{step}/
       samples/, reconstructions/, summary.json, eval.json
 
@@ -28,8 +29,9 @@ import torch
 
 from .config import SCHEMA_VERSION, dump_yaml, load_yaml
 from .data import open_dataset
-from .errors import CheckpointError, ConfigError, InrkitError
+from .errors import CheckpointError, ConfigError, InrkitError, os_error_message
 from .io import plain, save_state, write_json
+from .runlock import LOCK_FILE, RunLock
 
 CONFIG_FILE = "config.yaml"
 RUN_INFO_FILE = "run.json"
@@ -48,22 +50,37 @@ def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool =
     (replace it); ``overwrite`` deletes only directories that are inrkit runs.
     """
     path = Path(path).expanduser()
+    if is_main:
+        claim_run_dir(path, resume=resume, overwrite=overwrite).release()
+    return path
+
+
+def claim_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunLock:
+    """:func:`prepare_run_dir` for the process that will train there: the directory is checked,
+    then locked (a second trainer is refused, naming the holder's pid), then, with ``overwrite``,
+    emptied. The caller releases the lock when it is done."""
+    path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"run directory path is a file: {path}")
-    exists = path.is_dir() and any(path.iterdir())
+    exists = path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir())
     if exists and resume:
         if not is_run_dir(path):
             raise CheckpointError(f"cannot resume {path}: it is not an inrkit run (no {CONFIG_FILE})")
     elif exists and overwrite:
         if not is_run_dir(path):
             raise ConfigError(f"refusing to overwrite {path}: it is not an inrkit run (no {CONFIG_FILE})")
-        if is_main:
-            shutil.rmtree(path)
     elif exists:
         raise ConfigError(f"run directory already exists: {path} (pass --resume to continue it or --overwrite to replace it)")
-    if is_main:
+    try:
         path.mkdir(parents=True, exist_ok=True)
-    return path
+    except OSError as err:
+        raise ConfigError(f"cannot create the run directory {os_error_message(err, path)}") from None
+    lock = RunLock.acquire(path)
+    if exists and overwrite:
+        for entry in path.iterdir():  # everything but the lock (the lock stays held on the same file)
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    return lock
 
 
 def save_run_config(run_dir: str | Path, config: dict[str, Any]) -> Path:
@@ -119,6 +136,7 @@ class Run:
         self.path = Path(path).expanduser()
         self.config = config
         self._recipe = recipe
+        self._lock, self._created = None, False
 
     # -- opening and creating ------------------------------------------------------------------
     @classmethod
@@ -127,26 +145,34 @@ class Run:
         return cls(path, read_run_config(path))
 
     @classmethod
-    def create(cls, path: str | Path, recipe, *, resume: bool = False, overwrite: bool = False, engine=None) -> "Run":
+    def create(cls, path: str | Path, recipe, *, resume: bool | str = False, overwrite: bool = False,
+               engine=None) -> "Run":
         """The run directory ``path`` for ``recipe``: created, or reopened with ``resume`` (its model
         must be the recipe's), or replaced with ``overwrite`` (only if it is an inrkit run). Rank 0
-        prepares it; the other ranks learn whether that worked."""
-        error: InrkitError | None = None
-        is_main = engine is None or engine.is_main
-        if is_main:
-            try:
-                prepare_run_dir(path, resume=resume, overwrite=overwrite, is_main=True)
-            except InrkitError as err:
-                error = err
-        ok = error is None if engine is None else engine.broadcast_flag(error is None)
-        if not ok:
-            raise error or InrkitError(f"rank 0 could not prepare the run directory {path}")
+        prepares and locks it (a second trainer is refused) and the other ranks learn whether that
+        worked; :meth:`fit` releases the lock (or :meth:`release`)."""
+        if resume not in (False, True, "older"):
+            raise ConfigError(f"resume must be False, True or 'older', got {resume!r}")
+        created = not Path(path).expanduser().exists()
+        lock = on_main(engine, f"preparing the run directory {path}",
+                       lambda: claim_run_dir(path, resume=bool(resume), overwrite=overwrite))
         run = cls(path, recipe.config, recipe)
-        if resume and is_run_dir(run.path):
-            # resolved, so that fields added since the run was written compare at their defaults
-            saved = Run.open(run.path).recipe.config["model"]
-            check_same_model(saved, recipe.config["model"], run.path)
+        run._lock, run._created = lock, created
+        try:
+            if resume and is_run_dir(run.path):
+                # resolved, so that fields added since the run was written compare at their defaults
+                saved = Run.open(run.path).recipe.config["model"]
+                check_same_model(saved, recipe.config["model"], run.path)
+        except BaseException:
+            run.release()
+            raise
         return run
+
+    def release(self) -> None:
+        """Give up the run lock taken by :meth:`create` (a no-op for an opened run)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     @property
     def recipe(self):
@@ -189,39 +215,59 @@ class Run:
         return open_dataset(self.recipe.domain, str(path), split=split)
 
     # -- training ----------------------------------------------------------------------------------
-    def fit(self, model, engine, stages: tuple[str, ...] | None = None, resume: bool = False,
+    def fit(self, model, engine, stages: tuple[str, ...] | None = None, resume: bool | str = False,
             init_from: str | Path | None = None, on_step=None, dataset=None) -> dict[str, Any]:
         """Train ``model`` (built from this run's recipe) into the run; returns the run summary.
 
         ``dataset``: a user's ``Dataset`` in place of the recipe's data (then no held-out split).
         ``stages`` without the first one continues from the earlier stages' newest checkpoints
-        (or from ``init_from``: a run directory or a weights file).
+        (or from ``init_from``: a run directory or a weights file). Every checkpoint the run
+        continues from must load before anything of the run is rewritten; ``resume="older"`` sets
+        corrupt newest ones aside and continues from the newest intact ones. A folder this run
+        created is removed again if training fails before its config was written.
         """
+        try:
+            return self._fit(model, engine, stages, resume, init_from, on_step, dataset)
+        except BaseException:
+            if self._created and engine.is_main and not is_run_dir(self.path):
+                shutil.rmtree(self.path, ignore_errors=True)  # made by this run, and nothing of a run in it yet
+            raise
+        finally:
+            self.release()
+
+    def _fit(self, model, engine, stages, resume, init_from, on_step, dataset) -> dict[str, Any]:
         from .train import Trainer
         from .train import checkpoint as ckpt
 
         order = tuple(model.stages)
         stages, continues = stage_plan(model, stages)
+        model.to(engine.device)
+        if init_from is not None:
+            load_initial(model, Path(init_from))
+        if (resume or continues) and is_run_dir(self.path):
+            on_main(engine, f"checking the checkpoints of {self.path}",
+                    lambda: check_checkpoints(self.path, order, resume))
         if continues and init_from is None:
             for earlier in order[: order.index(stages[0])]:
                 if ckpt.latest_checkpoint(self.path, earlier) is None:
                     raise CheckpointError(f"stage '{stages[0]}' needs a trained '{earlier}' stage, and {self.path} has"
                                           f" none (train it first, or pass --from RUN)")
-        model.to(engine.device)
-        if init_from is not None:
-            load_initial(model, Path(init_from))
         if dataset is not None:
             train_ds, val_ds = dataset, None
         else:
             train_ds, val_ds = self.dataset("train"), self.dataset("val")
         if engine.is_main:
             save_run_config(self.path, self.config)
-            write_json(self.path / RUN_INFO_FILE, plain(run_info(model, train_ds, val_ds, engine, init_from)))
+            info = run_info(model, train_ds, val_ds, engine, init_from)
+            write_json(self.path / RUN_INFO_FILE, plain(info))
+            if info["data"].get("conversion"):  # what the user's data becomes, said once
+                print(f"data: {info['data']['conversion']}", file=sys.stderr)
         engine.barrier()
 
         t0 = time.perf_counter()
-        trainer = Trainer(model, self.recipe.train_config, self.path, engine=engine, on_step=on_step, heldout=val_ds)
-        summary = trainer.fit(train_ds, stages=stages, resume=resume)
+        trainer = Trainer(model, self.recipe.train_config, self.path, engine=engine, on_step=on_step, heldout=val_ds,
+                          run_config=self.config)
+        summary = trainer.fit(train_ds, stages=stages, resume=bool(resume))
         result = {
             "stages": summary,
             "wall_time_s": round(time.perf_counter() - t0, 3),
@@ -236,6 +282,30 @@ class Run:
             write_json(self.path / SUMMARY_FILE, plain(result))
         engine.barrier()
         return result
+
+
+def on_main(engine, what: str, fn):
+    """``fn()`` on rank 0 alone (or without an engine); every rank raises if it failed there."""
+    error: InrkitError | None = None
+    result = None
+    is_main = engine is None or engine.is_main
+    if is_main:
+        try:
+            result = fn()
+        except InrkitError as err:
+            error = err
+    ok = error is None if engine is None else engine.broadcast_flag(error is None)
+    if not ok:
+        raise error or InrkitError(f"rank 0 failed {what}")
+    return result
+
+
+def check_checkpoints(run_dir: Path, order: tuple[str, ...], resume) -> None:
+    from .train import checkpoint as ckpt
+
+    ckpt.recover_interrupted(run_dir)
+    for stage in order:
+        ckpt.set_aside_corrupt(run_dir, stage, use_older=resume == "older")
 
 
 def check_same_model(saved: dict, new: dict, run_dir: Path) -> None:
@@ -265,14 +335,15 @@ def load_initial(model, source: Path) -> None:
 def run_info(model, train_ds, val_ds, engine, init_from) -> dict[str, Any]:
     from . import __version__
 
+    meta = getattr(train_ds, "meta", None) or {}
     return {
         "inrkit_version": __version__,
         "torch_version": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "argv": list(sys.argv),
         "domain": model.domain.describe(),
-        "data": {"train": getattr(train_ds, "meta", {}), "n_train": len(train_ds),
-                 "n_val": len(val_ds) if val_ds is not None else 0},
+        "data": {"train": meta, "n_train": len(train_ds), "n_val": len(val_ds) if val_ds is not None else 0,
+                 "conversion": meta.get("conversion")},
         "parameters": model.parameter_report(),
         "device": str(engine.device),
         "world_size": engine.world_size,
@@ -293,3 +364,24 @@ def stage_plan(model, stages) -> tuple[tuple[str, ...], bool]:
         if s not in order:
             raise ConfigError(f"unknown stage '{s}'; this model trains: {', '.join(order)}")
     return stages, stages[0] != order[0]
+
+
+def save_pretrained(model, path: str | Path) -> Path:
+    """Write ``model`` in the run layout, without the training history: ``config.yaml`` (its
+    spec, plus the data/train sections of the run it came from) and ``model.safetensors``.
+
+    ``load_run`` (and ``from_pretrained``) reads it back. The folder must be new, empty, or
+    already an inrkit run/pretrained folder (its two files are replaced); nothing else is touched.
+    """
+    from .io import save_state
+    from .registry import spec_of
+
+    path = Path(path).expanduser()
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not is_run_dir(path))):
+        raise ConfigError(f"refusing to write into {path}: it exists and is not an empty folder or an inrkit run")
+    path.mkdir(parents=True, exist_ok=True)
+    recipe = getattr(model, "recipe", None)
+    config = {k: v for k, v in (recipe.config if recipe is not None else {}).items() if k != "model"}
+    save_state(model, path / WEIGHTS_FILE)
+    save_run_config(path, {"model": spec_of(model), **config})
+    return path

@@ -151,5 +151,5 @@ def check_records(raw: dict[str, Any]) -> dict[str, Any]:
     try:
         records = RunRecords(**raw)
     except pydantic.ValidationError as err:
-        raise ConfigError(format_validation_error(err, "config")) from None
+        raise ConfigError(format_validation_error(err, "config", RunRecords)) from None
     return records.model_dump(mode="json") if records.paradigm != "full" else {}

@@ -242,7 +242,7 @@ def keep_source_decoder(run_dir: str | Path, source: Source) -> None:
 
 def train_hyper_transform(*, source: str | Path | None, modality: str | None = None, data: str | Path | None = None,
                           preset: str | None = None, config_file: str | Path | None = None,
-                          overrides: list[str] | None = None, out: str | Path | None = None, resume: bool = False,
+                          overrides: list[str] | None = None, out: str | Path | None = None, resume: bool | str = False,
                           overwrite: bool = False, prior_from: str | Path | None = None, devices: int = 1,
                           device: str | None = None, stage: str = "all", on_step=None) -> dict[str, Any]:
     """``inrkit train ldmi --paradigm hyper-transform --from SOURCE``: train the HD of a pre-trained LDM.
@@ -281,7 +281,9 @@ def _relaunch(devices: int, **opts) -> dict[str, Any]:
             args += [flag, str(opts[key])]
     for item in opts.get("overrides") or []:
         args += ["--set", item]
-    args += [f"--{k}" for k in ("resume", "overwrite") if opts.get(k)]
+    if opts.get("resume"):
+        args.append("--resume-older" if opts["resume"] == "older" else "--resume")
+    args += ["--overwrite"] if opts.get("overwrite") else []
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "cli.main", *args]
     print("launching: " + " ".join(cmd), file=sys.stderr)
     code = subprocess.call(cmd)

@@ -1,21 +1,21 @@
 """Conditional generation from partial observations: inpainting, completion, super-resolution.
 
-The latent prior is sampled with DDIM, and at each step the latent is pulled towards
-agreement with the observed cells (reconstruction guidance, as DPS, Chung et al. 2023): predict
-ẑ0 from ε̂(x_t, t), decode ẑ0 at the observed coordinates only, and step x_t against the gradient
-of the residual norm ‖y − D(ẑ0)‖ on the observed cells. Nothing here knows the modality: only
+Masked grids are observations at the observed cells' centres: :func:`inrkit_ldmi.guidance.guided_latents`
+conditions the latent prior on them (for the diffusion prior DDIM with reconstruction guidance,
+as DPS, Chung et al. 2023: predict ẑ0 from ε̂(x_t, t), decode ẑ0 at the observed coordinates
+only, and step x_t against the gradient of the residual norm ‖y − D(ẑ0)‖). Nothing here knows the modality: only
 the domain's coordinates and the model's decoder are used, so images, spheres and occupancy
 grids are completed alike; the result is decoded at any resolution (super-resolution).
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 
 from inrkit.errors import ConfigError, DataError
-from inrkit.priors.samplers import ddim_timesteps, previous_timestep, randn
+
+from .guidance import guided_latents
 
 MASK_KINDS = ("left", "right", "top", "bottom", "north", "south", "centre", "half", "random:P", "box:y0,y1,x0,x1")
 
@@ -73,18 +73,6 @@ def make_mask(kind: str, shape: Sequence[int], seed: int | None = 0) -> torch.Te
     return mask
 
 
-def _values_fn(model, grid_shape: tuple[int, ...], cells: torch.Tensor):
-    """z → model-space values (B, len(cells), c) at those cells of the grid, differentiably."""
-    domain = model.domain
-    if hasattr(model, "_inr_values"):  # LDMI: the INR is queried at the observed coordinates only
-        coords = domain.grid(grid_shape).to(model.device, torch.float32)[cells]
-        return lambda z: domain.postprocess(model._inr_values(z, coords).float())
-    if tuple(grid_shape) != tuple(domain.grid_shape):
-        raise DataError(f"observations on a {'x'.join(map(str, grid_shape))} grid: this model's decoder knows"
-                        f" only its {'x'.join(map(str, domain.grid_shape))} grid")
-    return lambda z: domain.postprocess(domain.from_grid(model.decoder(z).float()))[:, cells]
-
-
 def _check(model, observed: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     c = model.domain.channels
     if observed.dim() < 3 or observed.shape[1] != c:
@@ -101,73 +89,22 @@ def _check(model, observed: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Ten
 
 def inpaint_latents(model, observed: torch.Tensor, mask: torch.Tensor, steps: int = 50, guidance: float = 1.0,
                     seed: int | None = None, n: int = 1, use_ema: bool = True, batch_size: int = 16,
-                    clip: float | None = None) -> torch.Tensor:
-    """Guided DDIM draws of unscaled latents (B·n, *latent_shape), n per observed item (item-major)."""
-    if clip is not None and clip <= 0:
-        raise ConfigError(f"inpaint: clip must be > 0, got {clip}")
-    prior = model.prior
-    if not hasattr(prior, "schedule") or not hasattr(prior, "eps"):
-        raise ConfigError(f"inpainting needs a diffusion prior; this run's prior is {type(prior).__name__}")
-    if n < 1 or steps < 1:
-        raise ConfigError(f"inpaint: n and steps must be >= 1 (got n={n}, steps={steps})")
+                    clip: float | None = None, likelihood: str = "gaussian") -> torch.Tensor:
+    """Guided draws of unscaled latents (B·n, *latent_shape), n per observed item (item-major).
+
+    Grid inpainting is completion from observations at the observed cells' centres: the cells any
+    item observes become the coordinates, and each item's mask weights its own residuals.
+    """
     observed, mask = _check(model, observed, mask)
     grid = tuple(observed.shape[2:])
-    # Channels-last values on the union of observed cells; per-item masks weight them.
     values = model.domain.from_grid(observed)
     weights = model.domain.from_grid(mask.float())
     cells = weights.amax(dim=(0, 2)) > 0
     if not bool(cells.any()):
         raise DataError("the mask observes no cell")
-    target = values[:, cells].repeat_interleave(n, 0).to(model.device)
-    weights = weights[:, cells].repeat_interleave(n, 0).to(model.device)
-    values_at = _values_fn(model, grid, cells.to(model.device))
-
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(int(seed))
-    total = observed.shape[0] * n
-    # All starting noise drawn at once: the same seed gives the same result whatever batch_size.
-    x_T = randn((total, *prior.latent_shape), generator, model.device)
-    scale = prior.scale_factor.float()
-    ts = ddim_timesteps(prior.schedule.num_timesteps, steps, prior.config.spacing)
-    was = model.training
-    model.eval()
-    out = []
-    try:
-        for i in range(0, total, batch_size):
-            sl = slice(i, i + batch_size)
-            out.append(_guided_ddim(prior, ts, x_T[sl], values_at, target[sl], weights[sl], scale, guidance,
-                                    use_ema, clip))
-    finally:
-        model.train(was)
-    return torch.cat(out) / scale
-
-
-def _guided_ddim(prior, ts, x, values_at, target, weights, scale, guidance, use_ema, clip=None) -> torch.Tensor:
-    """DDIM (η = 0) on scaled latents with a DPS correction after each step."""
-    schedule = prior.schedule
-    for k, t in enumerate(ts):
-        a, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(previous_timestep(ts, k, prior.config.spacing))
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(guidance > 0)
-            eps = prior.eps(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), use_ema=use_ema).float()
-            x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
-            if clip is not None:
-                x0 = x0.clamp(-clip, clip)
-                eps = (x - math.sqrt(a) * x0) / math.sqrt(1 - a)
-            if guidance > 0:
-                # The latents the decoder knows are the unscaled ones (sample_latents divides too).
-                residual = (values_at(x0 / scale) - target) * weights
-                norm = residual.pow(2).flatten(1).sum(1).clamp_min(1e-12).sqrt()
-                # ∇‖r‖ = ∇‖r‖²/(2‖r‖): DPS's step, normalised by the residual's size, per item.
-                grad, = torch.autograd.grad(norm.sum(), x)
-        x_prev = math.sqrt(a_prev) * x0.detach() + math.sqrt(max(1 - a_prev, 0.0)) * eps.detach()
-        if guidance > 0:
-            x_prev = x_prev - guidance * grad
-        x = x_prev.detach()
-    return x
+    coords = model.domain.grid(grid).float()[cells]
+    return guided_latents(model, coords, values[:, cells], weights[:, cells], n=n, steps=steps, guidance=guidance,
+                          likelihood=likelihood, seed=seed, use_ema=use_ema, batch_size=batch_size, clip=clip)
 
 
 @torch.no_grad()
@@ -193,14 +130,18 @@ def inpaint_run(run, data=None, index: int = 0, count: int = 4, mask: str = "lef
     import secrets
     from pathlib import Path
 
+    from inrkit.domain import parse_resolution
     from inrkit.io import plain, write_json
     from inrkit.runs import Run
+
+    from .api import check_prior_trained
 
     label = str(run.path if isinstance(run, Run) else run)
     run = run if isinstance(run, Run) else Run.open(run)
     model = run.load_model(device=device, weights=weights)
     if not hasattr(model, "prior") or not hasattr(model, "decode"):
         raise ConfigError(f"{label}: model '{getattr(model, 'registry_name', type(model).__name__)}' cannot inpaint")
+    check_prior_trained(run, model, weights)  # completions come from the guided prior
     val = run.dataset("val", path=data)
     if index + count > len(val):
         raise DataError(f"--index {index} --count {count}: the held-out split has {len(val)} items")
@@ -215,7 +156,7 @@ def inpaint_run(run, data=None, index: int = 0, count: int = 4, mask: str = "lef
     z = inpaint_latents(model, observed, observed_cells, steps=steps, guidance=guidance, seed=seed, n=n,
                         batch_size=batch_size, clip=clip)
     at_data = model.decode(z, resolution=grid, batch_size=batch_size)
-    shape = model.domain.resolve_resolution(resolution) if resolution is not None else grid
+    shape = model.domain.resolve_resolution(parse_resolution(resolution)) if resolution is not None else grid
     completions = at_data if shape == grid else model.decode(z, resolution=shape, batch_size=batch_size)
 
     target = x.repeat_interleave(n, 0)

@@ -21,6 +21,8 @@ from inrkit.registry import PartConfig, models
 
 from inrkit.recipe import Recipe
 
+from .stats import summarise
+
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
@@ -81,6 +83,25 @@ class LatentModel(nn.Module, abc.ABC):
     def from_preset(cls, modality: str, preset: str = "paper", overrides: list[str] | None = None):
         """The model of a shipped preset (with ``--set`` style overrides), e.g. ``LDMI.from_preset("image", "tiny")``."""
         return cls.from_config(Recipe.resolve(cls.model_name, preset, overrides=overrides, modality=modality))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | None = None, weights: str = "final"):
+        """The model saved in a run directory or by :meth:`save_pretrained` (diffusers' habit);
+        :func:`inrkit.load_run` with a check that the folder holds this kind of model."""
+        from inrkit.errors import CheckpointError
+        from inrkit.runs import load_run
+
+        model = load_run(path, device=device, weights=weights)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{path}: holds a '{model.registry_name}' model, not '{cls.model_name}'")
+        return model
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """``config.yaml`` + ``model.safetensors`` in ``path``, the layout of a run (see
+        :func:`inrkit.runs.save_pretrained`); :meth:`from_pretrained` and ``inrkit sample`` read it."""
+        from inrkit.runs import save_pretrained
+
+        return save_pretrained(self, path)
 
     @property
     def device(self) -> torch.device:
@@ -153,9 +174,9 @@ class LatentModel(nn.Module, abc.ABC):
         if stage == "prior":
             self.prior.update_ema()
 
-    def preview(self, stage: str, step: int, context) -> None:
+    def preview(self, stage: str, step: int, context) -> list[Path]:
         where = Path(context.run_dir) / "previews" / f"{stage}-{step}"
-        self._render(context, where if stage == "prior" else None, where if stage == "vae" else None)
+        return self._render(context, where if stage == "prior" else None, where if stage == "vae" else None)
 
     def after_stage(self, stage: str, context) -> dict[str, Any]:
         """Held-out metrics after stage ``vae`` and renders after each stage (``context``: the trainer's StageContext)."""
@@ -173,13 +194,82 @@ class LatentModel(nn.Module, abc.ABC):
         paths: list[Path] = []
         n, heldout = getattr(context.config, "n_renders", 8), context.heldout
         if sample_dir is not None:
-            grids = self.sample(n, steps=getattr(context.config, "sample_steps", 50), seed=0)
-            paths += self.domain.render(grids, sample_dir, stem="samples")
+            paths += self.render_samples(sample_dir, n, steps=getattr(context.config, "sample_steps", 50), seed=0)
         if recon_dir is not None and heldout is not None and len(heldout) > 0:
-            x = torch.stack([heldout[i] for i in range(min(n, len(heldout)))]).float()
-            paths += self.domain.render(self.reconstruct(x), recon_dir, stem="reconstructions")
-            paths += self.domain.render(x, recon_dir, stem="targets")
+            paths += self.render_reconstructions(heldout, recon_dir, n)
+        return paths
+
+    @torch.no_grad()
+    def _decode_with_preview(self, z: torch.Tensor, resolution=None, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Grids at ``resolution`` (the data), and the same items at the domain's preview
+        resolution when that is finer (what the PNG shows: an INR renders at any size)."""
+        shape = tuple(self.domain.resolve_resolution(resolution))
+        view = tuple(self.domain.preview_resolution(shape))
+        grids = self.decode(z, resolution=None if resolution is None else list(shape), batch_size=batch_size)
+        return grids, (self.decode(z, resolution=list(view), batch_size=batch_size) if view != shape else None)
+
+    @torch.no_grad()
+    def render_samples(self, out_dir: Path, n: int, steps: int = 50, eta: float = 0.0, seed: int = 0,
+                       resolution=None, stem: str = "samples", meta: dict | None = None, batch_size: int = 16,
+                       compile: bool = False, **render_kwargs) -> list[Path]:
+        """``n`` prior samples written by the domain (data at ``resolution``, a labelled preview)."""
+        from inrkit.domain import render_items
+
+        was = self.training
+        self.eval()
+        try:
+            z = self.sample_latents(n, steps=steps, eta=eta, seed=seed, compile=compile)
+            grids, view = self._decode_with_preview(z, resolution, batch_size)
+        finally:
+            self.train(was)
+        labels = [f"sample {i} · seed {seed}" for i in range(n)]
+        return [Path(p) for p in render_items(self.domain, grids, Path(out_dir), stem, meta=meta, labels=labels,
+                                              preview=view, **render_kwargs)]
+
+    @torch.no_grad()
+    def render_reconstructions(self, dataset, out_dir: Path, n: int) -> list[Path]:
+        """The first ``n`` items of ``dataset`` reconstructed, beside their targets: both labelled with
+        the item (its date or file name where the dataset knows it), a difference panel where the
+        domain draws one, and the items' own coordinates (e.g. ``time``) in data files."""
+        from inrkit.domain import render_items
+
+        k = min(n, len(dataset))
+        x = torch.stack([dataset[i] for i in range(k)]).float()
+        names = getattr(dataset, "item_labels", None)
+        labels = [f"held-out {i}: {name}" for i, name in enumerate(names(range(k)))] if names else [
+            f"held-out {i}" for i in range(k)]
+        coords_of = getattr(dataset, "item_coords", None)
+        coords = coords_of(range(k)) if coords_of else None
+        transforms_of = getattr(dataset, "item_transforms", None)  # back to the source's units (meshes)
+        transforms = transforms_of(range(k)) if transforms_of else None
+        was = self.training
+        self.eval()
+        try:
+            z = self.encode(x)
+            rec, view = self._decode_with_preview(z)
+            out_dir = Path(out_dir)
+            paths = render_items(self.domain, rec, out_dir, "reconstructions", labels=labels, preview=view, reference=x,
+                                 item_coords=coords, transforms=transforms)
+            paths += render_items(self.domain, x, out_dir, "targets", labels=labels, item_coords=coords,
+                                  transforms=transforms)
+            paths += self._render_on_source_grid(dataset, z, out_dir, coords)
+        finally:
+            self.train(was)
         return [Path(p) for p in paths]
+
+    def _render_on_source_grid(self, dataset, z: torch.Tensor, out_dir: Path, coords: dict | None) -> list[Path]:
+        """Where the data came on a grid of its own (a user's NetCDF) and the domain can write it: the
+        INRs rendered at those very coordinates, beside the targets as the files hold them."""
+        grid = getattr(dataset, "source_grid", lambda: None)()
+        if grid is None or not hasattr(self, "decode_at") or not hasattr(self.domain, "render_on_grid"):
+            return []
+        points, shape = self.domain.grid_coords(grid)
+        values = self.decode_at(z, points)
+        rec = values.transpose(1, 2).reshape(values.shape[0], values.shape[2], *shape)
+        paths = self.domain.render_on_grid(rec, grid, out_dir, "reconstructions-source-grid", item_coords=coords)
+        targets = dataset.source_targets(range(z.shape[0]))
+        paths += self.domain.render_on_grid(targets, grid, out_dir, "targets-source-grid", physical=True, item_coords=coords)
+        return list(paths)
 
     # -- inference -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -238,12 +328,15 @@ class LatentModel(nn.Module, abc.ABC):
         return inpaint(self, observed, mask, resolution=resolution, steps=steps, guidance=guidance, seed=seed, n=n,
                        **kwargs)
 
+    def complete(self, observations, n: int = 4, resolution=None, **kwargs):
+        """Completions of the item ``observations`` (``Domain.read_observations``) sees; see :func:`inrkit_ldmi.complete.complete`."""
+        from .complete import complete
+
+        return complete(self, observations, n=n, resolution=resolution, **kwargs)
+
     def use_ema_weights(self) -> None:
         """Copy the prior's EMA weights into its live weights (``load_run(..., weights='ema')``)."""
-        ema = getattr(self.prior, "ema", None)
-        if ema is None:
-            raise ConfigError("this prior keeps no EMA weights")
-        ema.copy_to(self.prior.denoiser)
+        self.prior.use_ema_weights()
 
     @torch.no_grad()
     def evaluate(self, dataset, batch_size: int = 16) -> dict[str, Any]:
@@ -259,15 +352,11 @@ class LatentModel(nn.Module, abc.ABC):
                     per_item.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
         finally:
             self.train(was)
-        out: dict[str, Any] = {"n_items": len(dataset)}
-        for k, vals in per_item.items():
-            v = torch.cat(vals)
-            out[k] = {"mean": float(v.mean()), "std": float(v.std()) if v.numel() > 1 else 0.0}
-        return out
+        return {"n_items": len(dataset), **summarise(per_item)}
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, data=None, out: str | Path = "runs/ldmi", stages: tuple[str, ...] | None = None,
-            resume: bool = False, overwrite: bool = False, init_from: str | Path | None = None,
+            resume: bool | str = False, overwrite: bool = False, init_from: str | Path | None = None,
             engine=None, on_step=None, **train_overrides) -> dict[str, Any]:
         """Train into the run directory ``out``; see :func:`inrkit_ldmi.api.fit`."""
         from .api import fit

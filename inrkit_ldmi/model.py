@@ -76,6 +76,15 @@ class LDMI(LatentModel):
 
     # -- inference -------------------------------------------------------------------------------
     @torch.no_grad()
+    def decode_at(self, z: torch.Tensor, coords: torch.Tensor, chunk: int | None = None, batch_size: int = 16) -> torch.Tensor:
+        """Latents → model-space values (B, N, c) at any coordinates (N, d), e.g. a dataset's own grid."""
+        coords = coords.to(self.device, torch.float32)
+        outs = [self.domain.postprocess(self.hypernet.decode(z[i : i + batch_size].to(self.device, torch.float32), coords,
+                                                             chunk=chunk or self.config.chunk).float()).cpu()
+                for i in range(0, z.shape[0], batch_size)]
+        return torch.cat(outs) if outs else torch.empty(0, coords.shape[0], self.domain.channels)
+
+    @torch.no_grad()
     def decode(self, z: torch.Tensor, resolution=None, chunk: int | None = None, batch_size: int = 16) -> torch.Tensor:
         """Latents → model-space grids (B, c, *shape) at any resolution, in bounded memory."""
         shape = self.domain.resolve_resolution(resolution)

@@ -17,6 +17,7 @@ from inrkit.errors import ConfigError
 from inrkit.io import load_tensors, write_json
 
 from .config import build_part
+from .stats import stat_text, summarise
 from .hyper_transform import SECTION, SOURCE_DECODER_FILE, is_hyper_transform_run
 from .sources import check_weights
 
@@ -42,14 +43,6 @@ def _conv_decode(model, decoder, z: torch.Tensor, batch_size: int) -> torch.Tens
         y = decoder(z[i : i + batch_size].to(model.device, torch.float32)).float()
         outs.append(domain.to_grid(domain.postprocess(domain.from_grid(y)), grid).cpu())
     return torch.cat(outs)
-
-
-def _summary(per_item: dict[str, list[torch.Tensor]]) -> dict[str, dict[str, float]]:
-    out = {}
-    for k, vals in per_item.items():
-        v = torch.cat(vals)
-        out[k] = {"mean": float(v.mean()), "std": float(v.std()) if v.numel() > 1 else 0.0}
-    return out
 
 
 def side_by_side(columns: list[torch.Tensor], size: tuple[int, ...], gap: int = 1) -> torch.Tensor:
@@ -112,7 +105,7 @@ def hyper_transform_report(run, model=None, out: str | Path | None = None, datas
                 renders.append(p)
             else:  # a triptych is a picture, not data (its NetCDF would carry made-up coordinates)
                 Path(p).unlink()
-    hd_s, conv_s = _summary(hd_m), _summary(conv_m)
+    hd_s, conv_s = summarise(hd_m), summarise(conv_m)
     report = {
         "source": config[SECTION].get("source"),
         "n_items": len(dataset),
@@ -139,8 +132,7 @@ def print_report(report: dict[str, Any], console=None) -> None:
         table.add_column(col, justify="left" if col == "metric" else "right")
     for name, hd in rec["hd"].items():
         conv = rec["conv_decoder"].get(name, {})
-        table.add_row(name, f"{hd['mean']:.4g}±{hd['std']:.2g}",
-                      f"{conv.get('mean', float('nan')):.4g}±{conv.get('std', float('nan')):.2g}",
+        table.add_row(name, stat_text(hd), stat_text(conv),
                       f"{rec['hd_minus_conv'].get(name, float('nan')):+.4g}")
     console.print(table)
     s = report["samples"]

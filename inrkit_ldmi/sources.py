@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from inrkit.errors import CheckpointError, ConfigError
+from inrkit.errors import CheckpointError, ConfigError, os_error_message
 from inrkit.io import load_tensors
 from inrkit.runs import is_run_dir, read_run_config, weights_path
 
@@ -106,9 +106,15 @@ def _prior_trained(prior_state: dict[str, torch.Tensor]) -> bool:
 def _from_diffusers(folder: Path) -> Source:
     cfg_file, weights_file = folder / DIFFUSERS_CONFIG, folder / DIFFUSERS_WEIGHTS
     try:
-        raw = json.loads(cfg_file.read_text())
+        raw = json.loads(cfg_file.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as err:
         raise ConfigError(f"{cfg_file}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{cfg_file}: not valid JSON (not UTF-8 text)") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {os_error_message(err, cfg_file)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{cfg_file}: expected a JSON object, got {type(raw).__name__}")
     cls = raw.get("_class_name", "AutoencoderKL")
     if cls != "AutoencoderKL":
         raise ConfigError(f"{cfg_file}: _class_name is '{cls}'; only a diffusers AutoencoderKL can be hyper-transformed")

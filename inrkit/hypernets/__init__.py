@@ -1,2 +1,2 @@
 """Built-in parts of this kind register on import."""
-from . import hd, mlp, mixture  # noqa: F401
+from . import hd, mlp, mixture, modulation  # noqa: F401

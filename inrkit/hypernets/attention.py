@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 
@@ -25,8 +26,7 @@ class Attention(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        b, n, _ = t.shape
-        return t.view(b, n, self.n_heads, self.head_dim).transpose(1, 2)
+        return rearrange(t, "b n (h d) -> b h n d", h=self.n_heads)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, N, dim) attends to context (B, M, dim) (itself if None); mask: bool, True = may attend."""
@@ -34,7 +34,7 @@ class Attention(nn.Module):
         q = self._heads(self.to_q(x))
         k, v = (self._heads(t) for t in self.to_kv(context).chunk(2, dim=-1))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.n_heads * self.head_dim)
+        out = rearrange(out, "b h n d -> b n (h d)")
         return self.dropout(self.to_out(out))
 
 
@@ -58,8 +58,8 @@ class WindowedAttention(nn.Module):
             valid = torch.arange(n_win * w, device=x.device) < n
             mask = valid.view(n_win, 1, 1, w).repeat(b, 1, 1, 1)
         # (B, N, d) → (B·windows, w, d): windows of one sample stay in consecutive batch rows
-        out = self.attn(x.reshape(b * n_win, w, d), mask=mask)
-        return out.reshape(b, n_win * w, d)[:, :n]
+        out = self.attn(rearrange(x, "b (k w) d -> (b k) w d", w=w), mask=mask)
+        return rearrange(out, "(b k) w d -> b (k w) d", b=b)[:, :n]
 
 
 class FeedForward(nn.Sequential):

@@ -11,6 +11,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from pydantic import Field
 from torch import nn
 
@@ -78,13 +79,11 @@ class LatentTokenizer(nn.Module):
             pad += [0, c * p - g]
         if any(pad):
             z = F.pad(z, pad)
-        b, ch = z.shape[:2]
-        split = [b, ch]
-        for c in self.coarse:
-            split += [c, p]
-        z = z.reshape(split)
-        order = [0] + [2 + 2 * i for i in range(k)] + [1] + [3 + 2 * i for i in range(k)]
-        return z.permute(order).reshape(b, self.n_tokens, ch * p**k)
+        # 2D: "b c (g0 p0) (g1 p1) -> b (g0 g1) (c p0 p1)"; 3D adds one more axis pair
+        grid = " ".join(f"(g{i} p{i})" for i in range(k))
+        tokens = " ".join(f"g{i}" for i in range(k))
+        patch = " ".join(f"p{i}" for i in range(k))
+        return rearrange(z, f"b c {grid} -> b ({tokens}) (c {patch})", **{f"p{i}": p for i in range(k)})
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.embed(self.patchify(z)) + self.pos

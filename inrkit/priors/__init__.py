@@ -1,2 +1,2 @@
 """Built-in parts of this kind register on import."""
-from . import diffusion, gaussian  # noqa: F401
+from . import diffusion, flow, gaussian  # noqa: F401

@@ -1,9 +1,8 @@
 """The latent diffusion prior: DDPM training (ε-prediction), DDIM / DDPM sampling, EMA weights.
 
-Latents are standardised by a ``scale_factor`` buffer, as LDM does: ``set_scale(z)`` stores
-1/std(z) once, from the first batch of training latents; ``loss`` and the samplers work on
-scaled latents and ``sample`` returns unscaled ones, so the prior's input and output live in the
-encoder's own latent space.
+Latents are standardised by a ``scale_factor`` buffer, as LDM does (``ScaledPrior.set_scale``);
+``loss`` and the samplers work on scaled latents and ``sample`` returns unscaled ones, so the
+prior's input and output live in the encoder's own latent space.
 """
 from __future__ import annotations
 
@@ -17,9 +16,10 @@ from torch.func import functional_call
 from ..registry import PartConfig, priors
 from ..errors import ConfigError, DataError
 from ..nn import ChannelMult
-from .base import Prior
+from .base import ScaledPrior
 from .samplers import Callback, ddim_sample, ddpm_sample, randn
 from .ema import EMA
+from .guided import dps_ddim
 from .mlp_denoiser import MLPDenoiser
 from .schedule import NoiseSchedule
 from .unet import UNet
@@ -52,7 +52,9 @@ class DiffusionConfig(PartConfig):
 
 @priors.register("diffusion", config=DiffusionConfig,
                           description="DDPM latent diffusion (eps-prediction, UNet, EMA), DDIM/DDPM sampling")
-class DiffusionPrior(Prior):
+class DiffusionPrior(ScaledPrior):
+    guidance_method = "dps-ddim"
+
     def __init__(self, config: DiffusionConfig, *, latent_shape):
         super().__init__()
         self.config = cfg = config
@@ -73,21 +75,7 @@ class DiffusionPrior(Prior):
                                         layers=cfg.mlp_layers, dropout=cfg.dropout)
         self.schedule = NoiseSchedule(cfg.num_timesteps, cfg.schedule, cfg.beta_start, cfg.beta_end)
         self.ema = EMA(self.denoiser, cfg.ema_decay, cfg.ema_warmup)
-        self.register_buffer("scale_factor", torch.ones(()))
-        self.register_buffer("scale_is_set", torch.zeros((), dtype=torch.bool))
-
-    # -- latent scaling ----------------------------------------------------------------
-    @torch.no_grad()
-    def set_scale(self, z: torch.Tensor, force: bool = False) -> float:
-        """scale_factor = 1/std(z) over every element (LDM); kept once set unless ``force``."""
-        if bool(self.scale_is_set) and not force:
-            return float(self.scale_factor)
-        std = z.detach().float().std()
-        if not torch.isfinite(std) or std <= 0:
-            raise DataError(f"priors/diffusion: cannot standardise latents with std {float(std)}")
-        self.scale_factor.fill_(1.0 / float(std))
-        self.scale_is_set.fill_(True)
-        return float(self.scale_factor)
+        self._register_scale()
 
     # -- training ----------------------------------------------------------------------
     def _check(self, z: torch.Tensor) -> None:
@@ -111,6 +99,9 @@ class DiffusionPrior(Prior):
 
     def update_ema(self) -> None:
         self.ema.update(self.denoiser)
+
+    def use_ema_weights(self) -> None:
+        self.ema.copy_to(self.denoiser)
 
     # -- sampling ----------------------------------------------------------------------
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, use_ema: bool = True) -> torch.Tensor:
@@ -165,3 +156,13 @@ class DiffusionPrior(Prior):
             self.denoiser.train(was_training)
         return x / self.scale_factor
 
+
+    def guided_sample(self, noise: torch.Tensor, loss, *, steps: int, guidance: float, use_ema: bool = True,
+                      clip: float | None = None) -> torch.Tensor:
+        """DDIM (η = 0) from ``noise`` with DPS reconstruction guidance: see :func:`inrkit.priors.guided.dps_ddim`."""
+        was = self.denoiser.training
+        self.denoiser.eval()
+        try:
+            return dps_ddim(self, noise, loss, steps, guidance, use_ema=use_ema, clip=clip)
+        finally:
+            self.denoiser.train(was)

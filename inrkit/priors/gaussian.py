@@ -5,6 +5,7 @@ import torch
 
 from ..registry import PartConfig, priors
 from .base import Prior
+from .guided import optimise_latents
 from .samplers import randn
 
 
@@ -14,6 +15,8 @@ class GaussianPriorConfig(PartConfig):
 
 @priors.register("gaussian", config=GaussianPriorConfig, description="standard normal N(0, I); nothing to train")
 class GaussianPrior(Prior):
+    guidance_method = "latent optimisation"
+
     def __init__(self, config: GaussianPriorConfig, *, latent_shape):
         super().__init__()
         self.config = config
@@ -35,3 +38,8 @@ class GaussianPrior(Prior):
     def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
         """n draws from N(0, I); sampler keywords (steps, eta, ...) are accepted and ignored."""
         return randn((n, *self.latent_shape), generator, self._device_probe.device)
+
+    def guided_sample(self, noise: torch.Tensor, loss, *, steps: int, guidance: float, use_ema: bool = True,
+                      clip: float | None = None) -> torch.Tensor:
+        """No sampler to steer: a MAP latent from the noise, guidance·loss(z) + ½‖z‖² (``steps`` Adam steps)."""
+        return optimise_latents(noise.to(self._device_probe.device), loss, steps, guidance)

@@ -39,6 +39,12 @@ def checkpoint_name(stage: str, step: int) -> str:
     return f"checkpoint-{stage}-{step}"
 
 
+def checkpoint_stage(name: str) -> str | None:
+    """The stage of a checkpoint name (``checkpoint-vae-500`` → ``vae``), None for other names."""
+    m = _NAME.match(name)
+    return m["stage"] if m else None
+
+
 def list_checkpoints(run_dir: Path, stage: str | None = None) -> list[CheckpointRef]:
     """Finished checkpoints of a run (temporary directories are ignored), oldest step first."""
     root = Path(run_dir) / CHECKPOINT_DIR
@@ -143,30 +149,36 @@ def save_checkpoint(
     root = Path(run_dir) / CHECKPOINT_DIR
     final = root / checkpoint_name(stage, step)
     tmp = root / f".tmp-{checkpoint_name(stage, step)}"
-    if engine.is_main:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-    engine.barrier()
-    rng_tensors, rng_plain = capture_rng(generators)
-    save_tensors(rng_tensors, tmp / f"rng-{engine.rank}.safetensors")
-    write_json(tmp / f"rng-{engine.rank}.json", rng_plain)
-    if engine.is_main:
-        save_tensors(model.state_dict(), tmp / "model.safetensors")
-        if optimizer is not None:
-            opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
-            save_tensors(opt_tensors, tmp / "optimizer.safetensors")
-            write_json(tmp / "optimizer.json", opt_meta)
-    engine.barrier()
-    if engine.is_main:
-        # state.json last: a directory without it was never finished.
-        write_json(tmp / "state.json", {
-            "format_version": FORMAT_VERSION, "stage": stage, "step": int(step),
-            "world_size": engine.world_size, "saved_at": time.time(), **(extra or {}),
-        })
-        _replace_dir(tmp, final)
-        if keep:
-            prune_checkpoints(run_dir, stage, keep)
+    try:
+        if engine.is_main:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        engine.barrier()
+        rng_tensors, rng_plain = capture_rng(generators)
+        save_tensors(rng_tensors, tmp / f"rng-{engine.rank}.safetensors")
+        write_json(tmp / f"rng-{engine.rank}.json", rng_plain)
+        if engine.is_main:
+            save_tensors(model.state_dict(), tmp / "model.safetensors")
+            if optimizer is not None:
+                opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
+                save_tensors(opt_tensors, tmp / "optimizer.safetensors")
+                write_json(tmp / "optimizer.json", opt_meta)
+        engine.barrier()
+        if engine.is_main:
+            # state.json last: a directory without it was never finished.
+            write_json(tmp / "state.json", {
+                "format_version": FORMAT_VERSION, "stage": stage, "step": int(step),
+                "world_size": engine.world_size, "saved_at": time.time(), **(extra or {}),
+            })
+            _replace_dir(tmp, final)
+    except BaseException:
+        # a full disk (or anything else) leaves no temporary behind, and the older checkpoints as they were
+        if engine.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if engine.is_main and keep:
+        prune_checkpoints(run_dir, stage, keep)
     engine.barrier()
     return final
 
@@ -183,16 +195,77 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
+def _discard(path: Path) -> None:
+    """Rename first, then delete: a process killed while deleting never leaves half a checkpoint
+    under a checkpoint's name."""
+    trash = path.with_name(f".trash-{path.name}")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def prune_checkpoints(run_dir: Path, stage: str, keep: int) -> None:
     """Keep the ``keep`` newest checkpoints of ``stage`` (each stage keeps its own)."""
     refs = list_checkpoints(run_dir, stage)
     for ref in refs[: max(0, len(refs) - keep)]:
-        shutil.rmtree(ref.path, ignore_errors=True)
+        _discard(ref.path)
 
 
 def remove_checkpoints(run_dir: Path, stage: str) -> None:
     for ref in list_checkpoints(run_dir, stage):
-        shutil.rmtree(ref.path, ignore_errors=True)
+        _discard(ref.path)
+
+
+def recover_interrupted(run_dir: Path) -> None:
+    """Tidy what a killed process left in ``checkpoints/`` (all of it inrkit's own making).
+
+    A kill between the two renames of :func:`_replace_dir` leaves ``.old-NAME`` (the previous
+    copy) and maybe a finished ``.tmp-NAME``: the finished one goes back under NAME. Unfinished
+    temporaries and half-deleted ``.trash-`` folders are removed.
+    """
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return
+    for old in sorted(root.glob(".old-checkpoint-*")):
+        final = old.with_name(old.name[len(".old-"):])
+        tmp = old.with_name(f".tmp-{final.name}")
+        if not final.exists():
+            os.replace(tmp if (tmp / "state.json").is_file() else old, final)
+        shutil.rmtree(old, ignore_errors=True)
+    for leftover in [*root.glob(".tmp-checkpoint-*"), *root.glob(".trash-checkpoint-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def verify_checkpoint(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be loaded (None: every file in it reads)."""
+    try:
+        read_state(path)
+        for file in sorted(Path(path).iterdir()):
+            if file.suffix == ".safetensors":
+                load_tensors(file)
+            elif file.suffix == ".json":
+                read_json(file)
+        if not (Path(path) / "model.safetensors").is_file():
+            raise CheckpointError(f"missing weights file: {Path(path) / 'model.safetensors'}")
+    except CheckpointError as err:
+        return str(err)
+    return None
+
+
+def set_aside_corrupt(run_dir: Path, stage: str, use_older: bool) -> CheckpointRef | None:
+    """The newest intact checkpoint of ``stage``: a corrupt newer one is an error, or, with
+    ``use_older``, renamed ``corrupt-checkpoint-...`` (kept for inspection, never loaded again)."""
+    for ref in reversed(list_checkpoints(run_dir, stage)):
+        why = verify_checkpoint(ref.path)
+        if why is None:
+            return ref
+        if not use_older:
+            older = [r for r in list_checkpoints(run_dir, stage) if r.step < ref.step and verify_checkpoint(r.path) is None]
+            fallback = (f"pass --resume-older to continue from {older[-1].path.name}, the newest intact one"
+                        if older else f"no older intact '{stage}' checkpoint exists: start again with --overwrite")
+            raise CheckpointError(f"cannot resume: the newest '{stage}' checkpoint is corrupt ({why}); {fallback}")
+        os.replace(ref.path, ref.path.with_name(f"corrupt-{ref.path.name}"))
+    return None
 
 
 def read_state(path: Path) -> dict[str, Any]:

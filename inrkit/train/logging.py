@@ -1,5 +1,12 @@
 """Training logs: ``metrics.jsonl`` (one JSON object a line), a rich progress bar and, when the
-``tensorboard`` package is importable, TensorBoard event files. Only the main process logs."""
+``tensorboard`` package is importable, TensorBoard event files. Only the main process logs.
+
+TensorBoard (``RUN/tensorboard/``) gets the training scalars by step (not the wall-clock
+``time`` that metrics.jsonl keeps: TensorBoard has its own), the held-out metrics at each stage's
+end (``heldout/<metric>``), the PNGs of every preview and stage end (``<stage>/samples``,
+``<stage>/reconstructions``, ``<stage>/targets``), and the run's hyperparameters with its
+final held-out metrics (``add_hparams``).
+"""
 from __future__ import annotations
 
 import json
@@ -38,13 +45,58 @@ class MetricsLogger:
         if self._tb is not None and "step" in record:
             stage = record.get("stage", "train")
             for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step" and math.isfinite(value):
+                if isinstance(value, (int, float)) and key not in ("step", "time") and math.isfinite(value):
                     self._tb.add_scalar(f"{stage}/{key}", value, record["step"])
+
+    def log_images(self, stage: str, step: int, paths) -> None:
+        """The PNGs among ``paths`` (a preview's or a stage end's renders) as TensorBoard images."""
+        if self._tb is None:
+            return
+        import numpy as np
+        from PIL import Image
+
+        for path in paths or ():
+            path = Path(path)
+            if path.suffix.lower() != ".png" or not path.is_file():
+                continue
+            with Image.open(path) as im:
+                pixels = np.asarray(im.convert("RGB"))
+            self._tb.add_image(f"{stage}/{path.stem}", pixels, step, dataformats="HWC")
+
+    def log_heldout(self, stage: str, step: int, metrics: dict[str, Any] | None) -> None:
+        """Held-out metrics (``{name: {mean, std}}``) as ``heldout/<name>`` scalars at ``step``."""
+        if self._tb is None or not metrics:
+            return
+        for key, value in _means(metrics).items():
+            self._tb.add_scalar(f"heldout/{key}", value, step)
+
+    def log_hparams(self, config: dict[str, Any], metrics: dict[str, Any] | None) -> None:
+        """The run's resolved config (flattened: ``model.hypernet.dim`` ...) and its final held-out metrics."""
+        if self._tb is None:
+            return
+        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v)) for k, v in _flatten(config).items()}
+        # run_name ".": in the run's own event folder, not a new timestamped one beside it
+        self._tb.add_hparams(hparams, {f"hparam/{k}": v for k, v in _means(metrics or {}).items()}, run_name=".")
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def _means(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v["mean"]) for k, v in metrics.items()
+            if isinstance(v, dict) and isinstance(v.get("mean"), (int, float)) and math.isfinite(v["mean"])}
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        elif value is not None:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _plain(v):

@@ -13,9 +13,11 @@ and optionally
 - ``prepare_stage(stage, dataset) -> dataset | None``: called before a stage (freeze, cache
   latents...); the dataset it returns is what the stage iterates;
 - ``after_step(stage)``: after each optimiser step (EMA updates);
-- ``preview(stage, step, context)``: every ``sample_every`` steps on the main process;
+- ``preview(stage, step, context)``: every ``sample_every`` steps on the main process; the PNG
+  paths it returns (if any) go to TensorBoard;
 - ``after_stage(stage, context) -> dict``: on the main process when a stage ends (renders,
-  held-out metrics); what it returns goes into the run summary.
+  held-out metrics); what it returns goes into the run summary (``heldout`` and ``renders`` to
+  TensorBoard too).
 
 The hooks' ``context`` (:class:`StageContext`) holds what the run gives them: the output folder,
 the held-out data and the train config. A model keeps none of it.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +36,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..errors import ConfigError, InrkitError
+from ..errors import ConfigError, InrkitError, Interrupted
 from . import checkpoint as ckpt
 from .config import StageConfig, TrainConfig
 from .engine import Engine, to_device
-from .fast import DeviceData, StepLogs, all_finite, make_optimizer
+from .fast import DeviceData, StepLogs, all_finite, make_optimizer, to_channels_last
 from .logging import MetricsLogger, StageProgress
 from .sampler import StepBatchSampler
+from .stopping import StopOnSignals
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Trainer:
         engine: Engine | None = None,
         on_step: Callable[[str, int, dict], None] | None = None,
         heldout=None,
+        run_config: dict[str, Any] | None = None,
     ):
         self.model = model
         self.config = config
@@ -79,12 +84,26 @@ class Trainer:
         self.engine = engine or Engine(config.device)
         self.on_step = on_step
         self.context = StageContext(self.run_dir, heldout, config)
+        self.run_config = run_config  # the resolved run config, TensorBoard's hparams
         if self.run_dir is not None and self.engine.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
         self.model.to(self.engine.device)
         if self.config.channels_last:
             to_channels_last(self.model)
+        self._stop = StopOnSignals(self.engine, config.log_every)
+
+    def _interrupted(self, stage: str, step: int, start: int, model, optimizer, generator, logs_acc) -> Interrupted:
+        name, signum = self._stop.name, self._stop.number
+        if self.run_dir is None:
+            return Interrupted(f"{name} at {stage} step {step} (no run directory: nothing saved)", signum)
+        if step == start:
+            return Interrupted(f"{name} before {stage} step {step + 1}: nothing new to save; continue with --resume"
+                               f" ({self.run_dir})", signum)
+        self._check_finite(stage, step, logs_acc)
+        path = ckpt.save_checkpoint(self.run_dir, stage, step, model=model, optimizer=optimizer, engine=self.engine,
+                                    generators={"train": generator}, keep=self.config.keep_checkpoints)
+        return Interrupted(f"{name} at {stage} step {step}: saved {path}; continue with --resume", signum)
 
     # -- configuration -------------------------------------------------------------------
     def stage_config(self, stage: str) -> StageConfig:
@@ -97,7 +116,6 @@ class Trainer:
     def use_bf16(self) -> bool:
         p = self.config.precision
         return p == "bf16" or (p == "auto" and self.engine.device.type == "cuda")
-
 
     def _autocast(self):
         if not self.use_bf16:
@@ -125,6 +143,10 @@ class Trainer:
             raise ConfigError(f"unknown stage '{unknown[0]}'; this model trains: {', '.join(order)}")
         summary: dict[str, Any] = {}
         stale = False  # an earlier stage changed: later checkpoints no longer match it
+        with self._stop.installed():
+            return self._fit_stages(dataset, order, todo, resume, summary, stale)
+
+    def _fit_stages(self, dataset, order, todo, resume, summary, stale) -> dict[str, Any]:
         try:
             for stage in order:
                 ref = None
@@ -138,6 +160,10 @@ class Trainer:
                 if ref is not None and ref.step >= cfg.steps:
                     ckpt.load_model_weights(self.model, ref.path / "model.safetensors")
                     summary[stage] = {"steps": ref.step, "resumed_from": ref.step, "trained_steps": 0}
+                    if ref.step > cfg.steps:
+                        summary[stage]["note"] = self._past_steps_note(stage, ref.step, cfg.steps)
+                        if self.engine.is_main:
+                            print(f"warning: {summary[stage]['note']}", file=sys.stderr)
                 else:
                     if self.run_dir is not None and self.engine.is_main:
                         self._drop_stale(order[order.index(stage) + 1 :], keep_current=ref is not None, stage=stage)
@@ -145,9 +171,19 @@ class Trainer:
                     summary[stage] = self.train_stage(stage, dataset, cfg, ref)
                     stale = True
                 summary[stage].update(self._after_stage(stage))
+                self._log_stage_end(stage, summary[stage])
+            heldout = [s.get("heldout") for s in summary.values() if s.get("heldout")]
+            self.logger.log_hparams(self.run_config or self.config.model_dump(mode="json"),
+                                    heldout[-1] if heldout else None)
         finally:
             self.logger.close()
         return summary
+
+    @staticmethod
+    def _past_steps_note(stage: str, done: int, asked: int) -> str:
+        return (f"stage '{stage}' is already at step {done}, past train.{stage}.steps={asked}: nothing was trained and"
+                f" the step-{done} checkpoint is used; to train on, set train.{stage}.steps above {done}"
+                f" (--set train.{stage}.steps={2 * done}); to retrain with {asked} steps, use --overwrite")
 
     def _drop_stale(self, later: tuple[str, ...], keep_current: bool, stage: str) -> None:
         if not keep_current:
@@ -163,6 +199,12 @@ class Trainer:
             out = hook(stage, self.context) or {}
         self.engine.barrier()
         return out
+
+    def _log_stage_end(self, stage: str, result: dict[str, Any]) -> None:
+        step = int(result.get("steps", 0))
+        self.logger.log_heldout(stage, step, result.get("heldout"))
+        if self.run_dir is not None:
+            self.logger.log_images(stage, step, [self.run_dir / p for p in result.get("renders", ())])
 
     # -- one stage ------------------------------------------------------------------------
     def train_stage(self, stage: str, dataset, cfg: StageConfig, resume_from: ckpt.CheckpointRef | None = None) -> dict[str, Any]:
@@ -225,7 +267,7 @@ class Trainer:
             return {**means, "lr": lr, "items_per_s": n * items_per_step / elapsed if n and elapsed > 0 else None}
 
         try:
-            for batch in batches:
+            for batch in self._stop.until_stopped(batches, start):
                 step += 1
                 lr = stage_lr(cfg, step, items_per_step)
                 for group in optimizer.param_groups:
@@ -278,7 +320,7 @@ class Trainer:
                     if preview is not None and self.run_dir is not None:
                         model.eval()
                         with torch.no_grad():
-                            preview(stage, step, self.context)
+                            self.logger.log_images(stage, step, preview(stage, step, self.context))
                         model.train()
                 if self.on_step is not None:
                     self.on_step(stage, step, last)
@@ -289,6 +331,8 @@ class Trainer:
             progress.close()
             for p, flag in saved_flags.items():
                 p.requires_grad_(flag)
+        if step < cfg.steps and stopped is None:  # a signal (here or on a DDP peer) ended the loop
+            raise self._interrupted(stage, step, start, model, optimizer, generator, logs_acc)
         wall = time.perf_counter() - t0
         trained = step - start
         return {
@@ -318,17 +362,6 @@ class Trainer:
         if not params:
             raise InrkitError(f"stage '{stage}' has no trainable parameters")
         return params
-
-
-
-def to_channels_last(model: nn.Module) -> None:
-    """Channels-last weights for every 2D/3D convolution (their outputs follow): the layout
-    that bf16 tensor-core convolutions run fastest in. Checkpoints are unaffected (saved contiguous)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.to(memory_format=torch.channels_last)
-        elif isinstance(m, nn.Conv3d):
-            m.to(memory_format=torch.channels_last_3d)
 
 
 def stage_lr(cfg: StageConfig, step: int, global_batch: int | None = None) -> float:

@@ -39,25 +39,21 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import torch
-
-import inrkit
 from inrkit.errors import ConfigError
 from inrkit.io import write_json
-from inrkit.train import resolve_device
 
 from .aggregate import aggregate
-from .execute import build_model, decode_timing, is_oom, prune, train_one
+from .execute import StepClock, build_model, decode_timing, environment, is_oom, prune, sync, train_one
 from .folder import DECODE_FILE, PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, prepare_out, reusable
-from .plan import (AXES, HYPERNETS, UNBOUNDED_STEPS, Axis, check_fair, get_axis, hypernet_spec, parse_sweep,
+from .plan import (AXES, HYPERNETS, PRIORS, UNBOUNDED_STEPS, Axis, check_fair, get_axis, hypernet_spec, parse_sweep,
                    plan_configs, resolved, seed_list, slug)
 from .report import write_reports
 
 KEEP = ("all", "weights", "logs")
 
-__all__ = ["AXES", "Axis", "DECODE_FILE", "HYPERNETS", "PLAN_FILE", "RESULT_FILE", "RUN_RECORD_FILE", "UNBOUNDED_STEPS",
-           "aggregate", "build_model", "check_fair", "compare", "hypernet_spec", "is_oom", "parse_sweep", "plan_configs",
-           "slug", "train_one"]
+__all__ = ["AXES", "Axis", "DECODE_FILE", "HYPERNETS", "PLAN_FILE", "PRIORS", "RESULT_FILE", "RUN_RECORD_FILE",
+           "UNBOUNDED_STEPS", "StepClock", "aggregate", "build_model", "check_fair", "compare", "environment",
+           "hypernet_spec", "is_oom", "parse_sweep", "plan_configs", "slug", "sync", "train_one"]
 
 
 def compare(
@@ -105,7 +101,7 @@ def compare(
         "config_file": None if config_file is None else str(config_file), "data": None if data is None else str(data),
         "inr": inr, "budget_steps": budget_steps, "budget_minutes": budget_minutes, "seeds": seeds_,
         "sweep": [{"key": k, "values": v} for k, v in parse_sweep(sweep, axis)], "set_overrides": list(set_overrides or []),
-        "keep": keep, **_environment(points[0]["configs"][names[0]]),
+        "keep": keep, **environment(points[0]["configs"][names[0]]),
     }
     write_json(out / PLAN_FILE, {"settings": settings, "points": points})
 
@@ -156,13 +152,3 @@ def compare(
     write_json(out / RESULT_FILE, report)
     return report
 
-
-def _environment(config: dict[str, Any]) -> dict[str, Any]:
-    device = resolve_device(config["train"]["device"])
-    precision = config["train"].get("precision", "auto")
-    if precision == "auto":  # the trainer's rule: bf16 autocast on CUDA, fp32 elsewhere
-        precision = "bf16 autocast" if device.type == "cuda" else "fp32"
-    env = {"device": str(device), "torch": torch.__version__, "inrkit": inrkit.__version__, "precision": precision}
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from inrkit import __version__
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError
 from inrkit.runs import WEIGHTS_FILE
 from inrkit.scale import scale_report
@@ -33,7 +34,7 @@ def is_disk_full(err: BaseException) -> bool:
     return getattr(err, "errno", None) == errno.ENOSPC or "no space left on device" in str(err).lower()
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -46,23 +47,23 @@ class StepClock:
     checkpoint are read back), so its mark is as good.
     """
 
-    def __init__(self, device: torch.device, steps: int, warmup: int):
-        self.device, self.steps, self.warmup = device, steps, warmup
+    def __init__(self, device: torch.device, steps: int, warmup: int, stage: str = "vae"):
+        self.device, self.steps, self.warmup, self.stage = device, steps, warmup, stage
         self.step = 0
         self.t_warm: float | None = None
         self.end: tuple[int, float] | None = None  # (step, time) the throughput counts to
         self.peak_mb: float | None = None
 
     def __call__(self, stage: str, step: int, logs: dict) -> None:
-        if stage != "vae":
+        if stage != self.stage:  # the stage being measured (stage 1 for hypernetworks, 2 for priors)
             return
         self.step = step
         if step == self.warmup:
-            _sync(self.device)
+            sync(self.device)
             self.t_warm = time.perf_counter()
         elif step > self.warmup:
             if step >= self.steps:
-                _sync(self.device)
+                sync(self.device)
             self.end = (step, time.perf_counter())
             if self.device.type == "cuda":
                 self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
@@ -215,3 +216,15 @@ def prune(run_dir: Path, keep: str) -> None:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     if keep == "logs":
         (run_dir / WEIGHTS_FILE).unlink(missing_ok=True)
+
+
+def environment(config: dict[str, Any]) -> dict[str, Any]:
+    """Where a comparison ran: device, versions and the precision the trainer uses there."""
+    device = resolve_device(config["train"]["device"])
+    precision = config["train"].get("precision", "auto")
+    if precision == "auto":  # the trainer's rule: bf16 autocast on CUDA, fp32 elsewhere
+        precision = "bf16 autocast" if device.type == "cuda" else "fp32"
+    env = {"device": str(device), "torch": torch.__version__, "inrkit": __version__, "precision": precision}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env

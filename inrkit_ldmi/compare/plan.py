@@ -50,7 +50,10 @@ HYPERNETS = Axis("hypernet", "hypernets", "--hypernets", "hypernetwork", {
     "mlp": {"name": "mlp", "hidden": [256, 512]},
     "mixture": {"name": "mixture"},
 })
-AXES: dict[str, Axis] = {"hypernet": HYPERNETS}
+# The prior comparison (inrkit_ldmi.compare_priors) varies model.prior; its specs are the registry defaults.
+PRIORS = Axis("prior", "priors", "--priors", "prior", {
+    "gaussian": {"name": "gaussian"}, "flow": {"name": "flow"}, "diffusion": {"name": "diffusion"}})
+AXES: dict[str, Axis] = {"hypernet": HYPERNETS, "prior": PRIORS}
 DEFAULT_SPECS = HYPERNETS.defaults
 
 

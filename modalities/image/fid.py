@@ -22,34 +22,10 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from inrkit.distances import feature_stats, frechet_distance  # noqa: F401 (re-exported)
 from inrkit.errors import DataError, InrkitError
 
 UNAVAILABLE = "unavailable: no feature network given"
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)).
-
-    tr((S1 S2)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric
-    PSD matrix S1^(1/2) S2 S1^(1/2) (same spectrum as S1 S2): no complex parts to discard and no
-    failure on singular covariances, which scipy.linalg.sqrtm of S1 S2 has with few samples.
-    """
-    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {s1.shape} vs {s2.shape}")
-    evals, evecs = np.linalg.eigh((s1 + s1.T) / 2)
-    root1 = (evecs * np.sqrt(np.clip(evals, 0, None))) @ evecs.T
-    middle = root1 @ s2 @ root1
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * cross)
-
-
-def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, F) features → mean (F,) and covariance (F, F) (unbiased, as the FID literature uses)."""
-    f = np.asarray(features, np.float64)
-    return f.mean(0), np.atleast_2d(np.cov(f, rowvar=False))
 
 
 class FeatureNetwork:

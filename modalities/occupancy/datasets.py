@@ -2,7 +2,7 @@
 
 Items are float32 ``(1, R, R, R)`` occupancies in {0, 1} at the domain's resolution, axes
 (x, y, z). Files are found recursively and sorted by relative path; hidden files and folders
-(such as the ``.inrkit_voxels`` cache) are skipped. Files are read lazily, item by item.
+are skipped. Files are read lazily, item by item.
 """
 from __future__ import annotations
 
@@ -104,8 +104,11 @@ def as_occupancy(arr: np.ndarray, path: Path) -> np.ndarray:
         return arr != 0
     if not np.issubdtype(arr.dtype, np.floating):
         raise DataError(f"{path}: voxel tensor of dtype {arr.dtype}; expected bool, integer or float occupancies")
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise DataError(f"{path}: the voxel tensor holds {bad} non-finite value(s) (NaN or inf)")
     lo, hi = float(np.min(arr)), float(np.max(arr))
-    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 1:
+    if lo < 0 or hi > 1:
         raise DataError(f"{path}: voxel values span [{lo:g}, {hi:g}]; expected occupancies in [0, 1]")
     return arr > 0.5
 
@@ -159,6 +162,9 @@ class VoxelFolder(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def item_labels(self, indices) -> list[str]:
+        return [self.files[i].name for i in indices]
+
     def __getitem__(self, i: int) -> torch.Tensor:
         vol = resample(self._load(self.files[i]), self.domain.grid_shape[0])
         return torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32))[None]
@@ -166,13 +172,16 @@ class VoxelFolder(Dataset):
 
 class MeshFolderConfig(SplitFields):
     path: str
-    cache_dir: str | None = pydantic.Field(None, description="where voxelised meshes are kept (default <path>/.inrkit_voxels/<R>)")
+    cache_dir: str | None = pydantic.Field(
+        None, description="where voxelised meshes are kept (default: the user cache directory, never the mesh folder)")
     margin: float = pydantic.Field(0.05, ge=0.0, lt=0.5, description="gap left around the normalised mesh, as a fraction of the half-side")
 
 
 def _user_cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "inrkit" / "voxels"
+    """The per-user cache (platformdirs: $XDG_CACHE_HOME/inrkit on Linux, ~/Library/Caches on macOS...)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("inrkit", appauthor=False)) / "voxels"
 
 
 def _writable_dir(path: Path) -> bool:
@@ -202,13 +211,15 @@ class MeshFolder(Dataset):
         self.root = root
         self.files = [found[i] for i in select_split(len(found), config)]
         R = int(domain.grid_shape[0])
-        default = root / ".inrkit_voxels" / str(R)
-        wanted = Path(config.cache_dir).expanduser() if config.cache_dir else default
+        # never inside the user's dataset folder (it may be read-only or shared): a folder of one's
+        # own (data.cache_dir, --cache), else the user cache, keyed by the dataset's absolute path
+        key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+        default = _user_cache_root() / f"{root.name}-{key}" / str(R)
+        wanted = Path(config.cache_dir).expanduser() / str(R) if config.cache_dir else default
         if _writable_dir(wanted):
             self.cache_dir = wanted
         else:
-            key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
-            self.cache_dir = _user_cache_root() / key / str(R)
+            self.cache_dir = default
             if not _writable_dir(self.cache_dir):
                 raise DataError(f"cannot write voxel cache: neither {wanted} nor {self.cache_dir} is writable")
         self.meta = {
@@ -220,6 +231,9 @@ class MeshFolder(Dataset):
             "normalisation": f"bounding-box centre at 0, longest side 2*(1-{config.margin})",
             "voxelisation": "voxel centre inside (closed meshes); surface + filled cavities (open meshes)",
             "cache_dir": str(self.cache_dir),
+            "conversion": (f"{len(self.files)} meshes are centred on their bounding box, scaled to a longest side of"
+                           f" {2 * (1 - config.margin):g} in [-1, 1]^3 and voxelised to {R}^3 occupancies; change with"
+                           " --set model.domain.resolution=N"),
         }
 
     def cache_path(self, path: Path) -> Path:
@@ -231,6 +245,9 @@ class MeshFolder(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def item_labels(self, indices) -> list[str]:
+        return [self.files[i].name for i in indices]
 
     def __getitem__(self, i: int) -> torch.Tensor:
         path = self.files[i]
@@ -246,15 +263,34 @@ class MeshFolder(Dataset):
             self._store(cached, vol)
         return torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32))[None]
 
-    def _voxelize(self, path: Path) -> np.ndarray:
+    def item_transforms(self, indices) -> list[tuple[np.ndarray, float]]:
+        """Per item, (centre, scale) taking the normalised cube back to the mesh file's own units:
+        ``source = cube * scale + centre`` (the inverse of the normalisation, read from the file's bounds)."""
+        out = []
+        for i in indices:
+            lo, hi = self._load_mesh(self.files[i]).bounds
+            out.append(((lo + hi) / 2, float(np.max(hi - lo)) / (2 * (1 - self.config.margin))))
+        return out
+
+    @staticmethod
+    def _load_mesh(path: Path):
         import trimesh
 
         try:
-            mesh = trimesh.load(path, force="mesh")
+            # unprocessed first: trimesh's processing silently drops non-finite vertices and their faces
+            raw = trimesh.load(path, force="mesh", process=False)
         except Exception as err:
             raise DataError(f"{path}: unreadable mesh ({_first_line(err)})") from None
-        if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        if not isinstance(raw, trimesh.Trimesh) or len(raw.faces) == 0:
             raise DataError(f"{path}: mesh has no faces")
+        bad = int((~np.isfinite(np.asarray(raw.vertices))).sum())
+        if bad:
+            raise DataError(f"{path}: the mesh's vertices hold {bad} non-finite coordinate(s) (NaN or inf)")
+        mesh = trimesh.Trimesh(vertices=raw.vertices, faces=raw.faces, process=True)
+        return mesh
+
+    def _voxelize(self, path: Path) -> np.ndarray:
+        mesh = self._load_mesh(path)
         try:
             mesh = normalise_mesh(mesh, self.config.margin)
         except ValueError as err:

@@ -10,26 +10,31 @@ is Bernoulli.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
 import pydantic
 import torch
 
 from inrkit.domain import Domain
-from inrkit.errors import DataError
+from inrkit.errors import ConfigError, DataError
+from inrkit.observations import check_options
 from inrkit.registry import PartConfig, domains
 
 from ..common import centre_grid, is_prepared_cache
 from .datasets import find_mesh_files, find_voxel_files
 from .metrics import occupancy_metrics
-from .render import render_occupancy
+from .render import mesh_formats, preview_resolution, render_occupancy
 
 
 class OccupancyDomainConfig(PartConfig):
     resolution: int = pydantic.Field(32, ge=4, le=256, description="voxels per side (32 as the papers; 64 works)")
-    mesh_format: Literal["ply", "obj", "ply+obj", "none"] = "ply"
+    mesh_format: str = pydantic.Field("ply", description="ply, obj, glb, several joined with '+' (ply+obj), or none")
     chamfer_points: int = pydantic.Field(2048, ge=16, description="surface points per shape for the Chamfer distance")
-    preview_size: int = pydantic.Field(128, ge=32, le=1024, description="pixels per item in the preview PNG")
+    preview_size: int = pydantic.Field(256, ge=32, le=1024, description="pixels per item (one view) in the preview PNG")
+
+    @pydantic.field_validator("mesh_format")
+    @classmethod
+    def _formats(cls, v: str) -> str:
+        mesh_formats(v)
+        return v
 
 
 @domains.register("occupancy", config=OccupancyDomainConfig, description="3D shapes: voxel centres in [-1,1]^3 as (x, y, z), occupancy in {0,1}")
@@ -56,10 +61,42 @@ class OccupancyDomain(Domain):
         """accuracy (all voxels), iou (occupied voxels), chamfer (squared, cube units): see metrics.py."""
         return occupancy_metrics(pred, target, n_points=self.config.chamfer_points)
 
+    def preview_resolution(self, resolution=None) -> tuple[int, int, int]:
+        """Where to decode a shape for its preview (at least 64 voxels per side)."""
+        return (preview_resolution(self.resolve_resolution(resolution)[0]),) * 3
+
     def render(self, grids: torch.Tensor, out_dir: Path, stem: str = "samples", meta: dict | None = None,
-               mesh_format: str | None = None) -> list[Path]:
-        """A marching-cubes mesh per item (``mesh_format``, default from the config) and ``{stem}.png``."""
-        return render_occupancy(grids, Path(out_dir), stem, mesh_format or self.config.mesh_format, self.config.preview_size)
+               mesh_format: str | None = None, labels=None, preview: torch.Tensor | None = None,
+               reference: torch.Tensor | None = None, transforms: list | None = None) -> list[Path]:
+        """A marching-cubes mesh per item (``mesh_format``: ply, obj, glb joined by '+', default from
+        the config; ``transforms``: per item (centre, scale) back to source units) and ``{stem}.png``."""
+        try:
+            formats = mesh_format or self.config.mesh_format
+            mesh_formats(formats)
+        except ValueError as err:
+            raise ConfigError(f"--format: {err}") from None
+        return render_occupancy(grids, Path(out_dir), stem, formats, self.config.preview_size, labels=labels,
+                                preview_grids=preview, transforms=transforms)
+
+    # -- a user's own files ---------------------------------------------------------------------
+    observation_options = ("mask", "sentinel")
+
+    def read_observations(self, path: Path, **options):
+        """A partial voxel grid (unobserved: sentinel, NaN or ``mask``) or a point list x, y, z, occupied."""
+        from .observations import read_observations
+
+        return read_observations(self, path, **check_options(options, self.observation_options, "occupancy observations"))
+
+    def read_item(self, path: Path, **options) -> torch.Tensor:
+        from .observations import read_item
+
+        check_options(options, (), "whole voxel grids")
+        return read_item(self, path)
+
+    def render_spread(self, std: torch.Tensor, out_dir: Path, stem: str = "spread", meta: dict | None = None) -> list[Path]:
+        from .observations import render_spread
+
+        return render_spread(self, std, out_dir, stem)
 
     def describe(self) -> dict:
         return {

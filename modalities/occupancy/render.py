@@ -1,4 +1,6 @@
-"""Occupancy outputs: marching-cubes meshes (PLY/OBJ) and a preview PNG drawn without a display.
+"""Occupancy outputs: marching-cubes meshes (PLY/OBJ/GLB through trimesh) and a preview PNG drawn
+without a display; each batch says how many connected components each shape has, and which have
+no surface at all (no mesh is written for those, and the preview tile says so).
 
 The preview is an orthographic, depth-shaded splat of the surface voxels seen from an oblique
 view with +y up (ShapeNet's convention, and the built-in chairs'): pure numpy, so it runs
@@ -13,29 +15,60 @@ import torch
 import trimesh
 from scipy import ndimage
 
-from ..common import tile, write_png
+from ..common import labelled_tile, write_png
 from .voxelize import extract_mesh
 
-MESH_FORMATS = {"ply": ("ply",), "obj": ("obj",), "ply+obj": ("ply", "obj"), "none": ()}
+MESH_FILE_TYPES = ("ply", "obj", "glb")  # what trimesh writes for us; "+" joins several, "none" writes none
 # view: turned 35° about +y (so two sides show), then tilted 25° down onto the top
 _AZIMUTH, _ELEVATION = np.radians(35.0), np.radians(25.0)
 _LIGHT = np.array([-0.4, 0.6, 0.7]) / np.linalg.norm([-0.4, 0.6, 0.7])
 _COLOUR = np.array([0.55, 0.68, 0.85])
+NO_SURFACE = "no surface: every occupancy is <= 0.5, so no mesh is written"
 
 
-def write_meshes(vols: np.ndarray, out_dir: Path, stem: str, formats: tuple[str, ...]) -> list[Path]:
-    """One mesh file per item and format: ``{stem}_{i:03d}.{fmt}``; empty items write nothing."""
-    paths = []
+def mesh_formats(spec: str) -> tuple[str, ...]:
+    """``ply``, ``obj``, ``glb``, ``ply+obj``... or ``none`` → the file types; a ValueError names the known ones."""
+    if spec == "none":
+        return ()
+    parts = tuple(p.strip().lower() for p in str(spec).split("+"))
+    bad = [p for p in parts if p not in MESH_FILE_TYPES]
+    if bad or not parts:
+        raise ValueError(f"mesh format must be one of {', '.join(MESH_FILE_TYPES)} (joined with '+') or none, got '{spec}'")
+    return parts
+
+
+def write_meshes(vols: np.ndarray, out_dir: Path, stem: str, formats: tuple[str, ...],
+                 transforms: list | None = None) -> tuple[list[Path], list[dict]]:
+    """One mesh file per item and format: ``{stem}_{i:03d}.{fmt}``; an item with no surface writes
+    nothing. ``transforms``: per item ``(centre, scale)`` back to the source's units, or None.
+    Returns the paths and, per item, ``{"item", "surface", "components"}``."""
+    paths, info = [], []
     for i, vol in enumerate(vols):
         mesh = extract_mesh(vol)
         if mesh is None:
+            info.append({"item": i, "surface": False, "components": 0})
             continue
-        tm = trimesh.Trimesh(vertices=mesh[0], faces=mesh[1], process=False)
+        verts = mesh[0]
+        if transforms is not None and i < len(transforms) and transforms[i] is not None:
+            centre, scale = transforms[i]
+            verts = verts * float(scale) + np.asarray(centre, dtype=np.float64)
+        tm = trimesh.Trimesh(vertices=verts, faces=mesh[1], process=False)
+        info.append({"item": i, "surface": True, "components": int(tm.body_count)})
         for fmt in formats:
             path = Path(out_dir) / f"{stem}_{i:03d}.{fmt}"
             tm.export(path, file_type=fmt)
             paths.append(path)
-    return paths
+    return paths, info
+
+
+def say_meshes(stem: str, info: list[dict], labels=None) -> str:
+    """The line a user reads about a batch of shapes: components per item, and which have no surface."""
+    parts = []
+    for d in info:
+        name = str(labels[d["item"]]) if labels is not None and d["item"] < len(labels) else f"item {d['item']}"
+        parts.append(f"{name}: {d['components']} connected component{'s' * (d['components'] != 1)}"
+                     if d["surface"] else f"{name}: {NO_SURFACE}")
+    return f"{stem}: " + "; ".join(parts)
 
 
 def _view_rotation() -> np.ndarray:
@@ -119,16 +152,31 @@ def _shade(zbuf: np.ndarray, hit: np.ndarray, step: float) -> np.ndarray:
     return 0.3 + 0.7 * np.clip(n @ _LIGHT, 0, 1)
 
 
-def render_occupancy(grids: torch.Tensor, out_dir: Path, stem: str, mesh_format: str = "ply", size: int = 128) -> list[Path]:
-    """(B, 1, D, H, W) model-space grids → meshes per item plus ``{stem}.png``; the paths written."""
+def preview_resolution(resolution: int) -> int:
+    """Voxels per side to decode a shape at for its preview: at least 64, so surfaces shade smoothly."""
+    return max(int(resolution), 64)
+
+
+def render_occupancy(grids: torch.Tensor, out_dir: Path, stem: str, mesh_format: str = "ply", size: int = 256,
+                     labels=None, preview_grids: torch.Tensor | None = None, transforms: list | None = None,
+                     log=None) -> list[Path]:
+    """(B, 1, D, H, W) model-space grids → meshes per item plus ``{stem}.png`` (one shaded view
+    per item, drawn from ``preview_grids`` when given: the same shapes decoded finer), each tile
+    labelled, an item without a surface marked so; the line :func:`say_meshes` writes goes to
+    ``log`` (stderr by default). Returns the paths written."""
+    import sys
+
     if grids.dim() != 5 or grids.shape[1] != 1:
         raise ValueError(f"expected (B, 1, D, H, W) occupancy grids, got {tuple(grids.shape)}")
-    if mesh_format not in MESH_FORMATS:
-        raise ValueError(f"mesh_format must be one of {', '.join(MESH_FORMATS)}, got '{mesh_format}'")
+    formats = mesh_formats(mesh_format)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vols = grids.detach().float().cpu().numpy()[:, 0]
-    paths = write_meshes(vols, out_dir, stem, MESH_FORMATS[mesh_format])
-    images = np.stack([preview(v, size) for v in vols])
-    paths.append(write_png(tile(images), out_dir / f"{stem}.png"))
+    paths, info = write_meshes(vols, out_dir, stem, formats, transforms)
+    view = vols if preview_grids is None else preview_grids.detach().float().cpu().numpy()[:, 0]
+    names = [str(labels[i]) if labels is not None and i < len(labels) else f"item {i}" for i in range(len(vols))]
+    titles = [n if d["surface"] else f"{n} (no surface)" for n, d in zip(names, info)]
+    images = np.stack([preview(v, size) for v in view])
+    paths.append(write_png(labelled_tile(images, titles), out_dir / f"{stem}.png"))
+    (log or (lambda line: print(line, file=sys.stderr)))(say_meshes(stem, info, names))
     return paths

@@ -1,7 +1,7 @@
-"""The ``sphere`` modality (ERA5): domain, datasets (xarray, GASP .npz, synthetic), metrics, regridding, maps and NetCDF/zarr output."""
-from . import datasets, domain, metrics, regrid, render  # noqa: F401  (importing registers the parts)
+"""The ``sphere`` modality (ERA5): domain, datasets (xarray incl. GRIB, GASP .npz, synthetic, ncep_winds), metrics, regridding, maps and NetCDF/zarr output."""
+from . import datasets, domain, metrics, ncep, regrid, render  # noqa: F401  (importing registers the parts)
 from .domain import SphereDomain, SphereDomainConfig
 from .metrics import latitude_weights
-from .regrid import Regridder, regrid as regrid_field
+from .regrid import ConservativeRegridder, Regridder, regrid as regrid_field
 
-__all__ = ["SphereDomain", "SphereDomainConfig", "Regridder", "latitude_weights", "regrid_field"]
+__all__ = ["SphereDomain", "SphereDomainConfig", "Regridder", "ConservativeRegridder", "latitude_weights", "regrid_field"]

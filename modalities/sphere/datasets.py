@@ -2,12 +2,12 @@
 the built-in ``synthetic`` fields.
 
 Each item is one time step (one file for .npz) as a float32 (1, n_lat, n_lon) model-space
-tensor on the domain's grid. Files are read in full at open time — that is when NaNs, missing
+tensor on the domain's grid. Files are read in full at open time — that is when NaN or inf values, missing
 variables or bad grids are reported, naming the file — and the regridded split is kept in memory.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import datetime
 import math
@@ -22,8 +22,8 @@ from inrkit.errors import DataError
 from inrkit.registry import datasets
 
 from ..common import SplitFields, TensorDataset, select_split
-from .domain import NETCDF_SUFFIXES, looks_like_zarr
-from .regrid import Regridder
+from .domain import XARRAY_SUFFIXES, looks_like_zarr
+from .regrid import make_regridder
 
 DEFAULT_VARIABLE = "2m_temperature"
 # names the same quantity goes by in CDS downloads, CMIP and GASP
@@ -32,6 +32,7 @@ LAT_NAMES = ("latitude", "lat")
 LON_NAMES = ("longitude", "lon")
 TIME_NAMES = ("time", "valid_time")
 CHUNK_STEPS = 256  # time steps read at once: bounds memory on long hourly files
+REGRID = pydantic.Field("bilinear", description="bilinear, or conservative (area-weighted; use it to coarsen)")
 
 _KELVIN = {"k", "kelvin", "kelvins", "degk", "degreesk", "degreek"}
 _CELSIUS = {"c", "degc", "celsius", "degreesc", "degreec", "degreecelsius", "degreescelsius", "degcelsius"}
@@ -71,8 +72,22 @@ def _meta(domain, cfg, source: str, **extra) -> dict:
         "t_min": c.t_min,
         "t_max": c.t_max,
         "scaling": "x = 2 * (T - t_min) / (t_max - t_min) - 1",
+        **({"regrid": cfg.regrid} if hasattr(cfg, "regrid") else {}),
         **extra,
     }
+
+
+def _conversion(domain, what: str, source_grid: tuple[int, int] | None, units: str | None) -> str:
+    """What the fields become, said once at the start of training: grid, units, scaling."""
+    c = domain.config
+    n_lat, n_lon = domain.grid_shape
+    grid = "" if source_grid is None else f" on a {source_grid[0]}x{source_grid[1]} latitude x longitude grid"
+    same = source_grid is not None and tuple(source_grid) == (n_lat, n_lon)
+    how = "are kept on" if same else "are regridded (bilinear, periodic in longitude) to"
+    unit_text = f", converted from {units} to {c.variable_units}" if units and _unit_kind(units) != _unit_kind(c.variable_units) else ""
+    return (f"{what}{grid} {how} the {n_lat}x{n_lon} training grid ({c.layout}){unit_text}, scaled to"
+            f" x = 2 * (T - {c.t_min:g}) / ({c.t_max:g} - {c.t_min:g}) - 1; change the grid with"
+            f" --set model.domain.n_lat=N --set model.domain.n_lon=M")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,6 +96,7 @@ def _meta(domain, cfg, source: str, **extra) -> dict:
 class ERA5XarrayConfig(SplitFields):
     path: str
     variable: str = DEFAULT_VARIABLE
+    regrid: Literal["bilinear", "conservative"] = REGRID
     time: list[str | int | None] | None = pydantic.Field(
         None, description="[start, stop]: dates/labels select by label (inclusive), ints by position"
     )
@@ -103,15 +119,15 @@ def _sources(root: Path) -> list[Path]:
         return [root]
     files = sorted(
         p for p in root.rglob("*")
-        if p.suffix.lower() in NETCDF_SUFFIXES and p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
+        if p.suffix.lower() in XARRAY_SUFFIXES and p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
     )
     if not files:
-        raise DataError(f"{root}: no NetCDF files (.nc) or zarr store found in this folder")
+        raise DataError(f"{root}: no NetCDF (.nc) or GRIB (.grib) files or zarr store found in this folder")
     return files
 
 
 def open_xarray(path: Path):
-    """Any NetCDF (4/HDF5 through h5netcdf, classic through scipy) or zarr (v2/v3) store."""
+    """Any NetCDF (4/HDF5 through h5netcdf, classic through scipy), GRIB (cfgrib) or zarr (v2/v3) store."""
     import xarray as xr
 
     try:
@@ -125,10 +141,26 @@ def open_xarray(path: Path):
                 return xr.open_dataset(path, engine="scipy", chunks=None)
             if magic.startswith(b"\x89HDF"):
                 return xr.open_dataset(path, engine="h5netcdf", chunks=None)
+            if magic.startswith(b"GRIB"):
+                return _open_grib(path)
+    except DataError:
+        raise
     except Exception as err:
         msg = str(err).strip().splitlines()
         raise DataError(f"{path}: cannot be opened with xarray ({type(err).__name__}: {msg[0] if msg else ''})") from None
-    raise DataError(f"{path}: not a NetCDF file (unrecognised header) nor a zarr store")
+    raise DataError(f"{path}: not a NetCDF or GRIB file (unrecognised header) nor a zarr store")
+
+
+def _open_grib(path: Path):
+    """GRIB (ERA5 from the Copernicus store) through cfgrib, an optional extra."""
+    import xarray as xr
+
+    try:
+        import cfgrib  # noqa: F401
+    except ImportError:
+        raise DataError(f"{path}: a GRIB file; reading GRIB needs the 'grib' extra: pip install 'inrkit[grib]'") from None
+    # indexpath "": cfgrib would otherwise write a .idx file beside the user's data
+    return xr.open_dataset(path, engine="cfgrib", chunks=None, backend_kwargs={"indexpath": ""})
 
 
 def _pick_variable(ds, wanted: str, path: Path):
@@ -142,6 +174,16 @@ def _pick_variable(ds, wanted: str, path: Path):
                 return ds[lower[alias]]
     hint = f" (also tried {', '.join(ALIASES[1:])})" if wanted == DEFAULT_VARIABLE else ""
     raise DataError(f"{path}: variable '{wanted}' not found{hint}; variables present: {', '.join(names) or '(none)'}")
+
+
+def _yaml_scalar(value) -> str:
+    """A coordinate label as YAML a user can paste into --set (1000, 850.5, "2020-01-01"), never np.int64(...)."""
+    if isinstance(value, np.datetime64):  # .item() of datetime64[ns] is an int of nanoseconds
+        return f'"{np.datetime_as_string(value, unit="auto")}"'
+    v = value.item() if hasattr(value, "item") else value
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return '"' + str(v).replace('"', '\\"') + '"'
+    return repr(v) if isinstance(v, float) else str(v)
 
 
 def _find_dim(da, names: tuple[str, ...]) -> str | None:
@@ -168,7 +210,7 @@ class _Source:
         extra = [d for d in da.dims if d not in (lat_d, lon_d, time_d)]
         big = [f"{d} ({da.sizes[d]})" for d in extra if da.sizes[d] != 1]
         if big:
-            example = f"{str(extra[0])}: {da[extra[0]].values[0]!r}" if extra[0] in da.coords else f"{extra[0]}: 0"
+            example = f"{extra[0]}: {_yaml_scalar(da[extra[0]].values[0])}" if extra[0] in da.coords else f"{extra[0]}: 0"
             raise DataError(f"{where} has extra dimension(s) {', '.join(big)}; choose one value of each with"
                             f" --set 'data.select={{{example}}}'")
         da = da.squeeze(extra, drop=True) if extra else da
@@ -226,9 +268,9 @@ class _Source:
             raise DataError(f"{self.path}: cannot read variable '{self.variable}' ({type(err).__name__}: {err})") from None
 
 
-def _regridder(lat, lon, domain, where: str) -> Regridder:
+def _regridder(lat, lon, domain, where: str, method: str = "bilinear"):
     try:
-        return Regridder(lat, lon, domain.latitudes(), domain.longitudes())
+        return make_regridder(method, lat, lon, domain.latitudes(), domain.longitudes())
     except ValueError as err:
         raise DataError(f"{where}: bad latitude/longitude grid ({err})") from None
 
@@ -248,30 +290,36 @@ class ERA5Xarray(TensorDataset):
             raise DataError(f"{root}: no time steps" + (f" in time range {config.time}" if config.time else ""))
         keep = select_split(total, config)
         items = np.empty((len(keep), 1, *domain.grid_shape), np.float32)
-        offset, filled, times = 0, 0, []
+        offset, filled, times, origin = 0, 0, [], []
         try:
             for src in sources:
                 where = f"{src.path}: variable '{src.variable}'"
                 shift = unit_offset(src.units, domain.config.variable_units, where)
-                regrid = _regridder(src.lat, src.lon, domain, where)
+                regrid = _regridder(src.lat, src.lon, domain, where, config.regrid)
                 mine = keep[(keep >= offset) & (keep < offset + src.n)] - offset
                 nans = 0
                 for t0 in range(0, src.n, CHUNK_STEPS):
                     block = src.read(t0, min(src.n, t0 + CHUNK_STEPS))
-                    nans += int(np.isnan(block).sum())
+                    nans += int((~np.isfinite(block)).sum())
                     sel = mine[(mine >= t0) & (mine < t0 + len(block))] - t0
                     if nans or not len(sel):
                         continue
                     items[filled : filled + len(sel), 0] = domain.to_model(regrid(block[sel]) + shift)
                     filled += len(sel)
                 if nans:
-                    raise DataError(f"{where} holds {nans} NaN value(s) (missing data); fill or drop them first")
+                    raise DataError(f"{where} holds {nans} non-finite value(s) (NaN: missing data, or inf); fill or drop them first")
                 if src.times is not None:
                     times.extend(src.times[mine])
+                origin.extend((src.path, int(t), shift) for t in mine)
                 offset += src.n
         finally:
             for src in sources:
                 src.ds.close()  # everything needed is in memory now
+        self.times = np.asarray(times) if len(times) == len(keep) else None
+        # the user's own grid, when every file shares one: reconstructions are also rendered there
+        same = all(np.array_equal(s.lat, sources[0].lat) and np.array_equal(s.lon, sources[0].lon) for s in sources)
+        self._source_grid = (sources[0].lat, sources[0].lon) if same else None
+        self._origin = origin
         super().__init__(torch.from_numpy(items), _meta(
             domain, config, str(root),
             files=[str(s.path) for s in sources][:20],
@@ -281,7 +329,37 @@ class ERA5Xarray(TensorDataset):
             n_time_total=total,
             n_items=len(keep),
             time_range=[str(times[0]), str(times[-1])] if times else None,
+            conversion=_conversion(domain, f"{len(keep)} time steps of '{sources[0].variable}'",
+                                   (len(sources[0].lat), len(sources[0].lon)), sources[0].units),
         ))
+
+
+    def item_labels(self, indices) -> list[str]:
+        """Each item's date (ISO), or its position where the data has no time coordinate."""
+        if self.times is None:
+            return [f"time step {i}" for i in indices]
+        return [str(np.datetime_as_string(self.times[i], unit="auto")) if np.issubdtype(self.times.dtype, np.datetime64)
+                else str(self.times[i]) for i in indices]
+
+    def item_coords(self, indices) -> dict | None:
+        """The items' own ``time`` values, for the sample axis of NetCDF outputs."""
+        return None if self.times is None else {"time": self.times[list(indices)]}
+
+    def source_grid(self) -> dict | None:
+        """The files' own latitude/longitude grid (as stored), or None when the files differ."""
+        return None if self._source_grid is None else {"latitude": self._source_grid[0], "longitude": self._source_grid[1]}
+
+    def source_targets(self, indices) -> np.ndarray:
+        """Items as the files hold them, on :meth:`source_grid`, in the domain's units: (k, n_lat, n_lon)."""
+        out = []
+        for i in indices:
+            path, t, shift = self._origin[i]
+            src = _Source(path, self.config)
+            try:
+                out.append(src.read(t, t + 1)[0] + shift)
+            finally:
+                src.ds.close()
+        return np.stack(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +378,7 @@ class ERA5NpzConfig(SplitFields):
     units: str = pydantic.Field(
         "K", min_length=1, description="units of the files' temperature arrays (.npz holds none): K or degC"
     )
+    regrid: Literal["bilinear", "conservative"] = REGRID
 
 
 _NPZ_KEYS = {"lat": LAT_NAMES, "lon": LON_NAMES, "field": ("temperature",) + ALIASES}
@@ -341,19 +420,26 @@ class ERA5Npz(TensorDataset):
         shift = unit_offset(config.units, domain.config.variable_units, f"{root} (data.units)")
         keep = select_split(len(files), config)
         items = np.empty((len(keep), 1, *domain.grid_shape), np.float32)
-        regridders: dict[bytes, Regridder] = {}
+        regridders: dict = {}
         for k, i in enumerate(keep):
             lat, lon, field = _read_npz(files[i])
-            nans = int(np.isnan(field).sum())
+            nans = int((~np.isfinite(field)).sum())
             if nans:
-                raise DataError(f"{files[i]}: temperature holds {nans} NaN value(s)")
+                raise DataError(f"{files[i]}: variable 'temperature' holds {nans} non-finite value(s) (NaN or inf)")
             key = lat.tobytes() + b"|" + lon.tobytes()
             if key not in regridders:
-                regridders[key] = _regridder(lat, lon, domain, str(files[i]))
+                regridders[key] = _regridder(lat, lon, domain, str(files[i]), config.regrid)
             items[k, 0] = domain.to_model(regridders[key](field) + shift)
+        self.files = [files[i] for i in keep]
         super().__init__(torch.from_numpy(items), _meta(
             domain, config, str(root), n_files=len(files), n_items=len(keep), file_units=config.units,
+            conversion=_conversion(domain, f"{len(keep)} .npz fields", tuple(next(iter(regridders.values())).src_shape)
+                                   if regridders else None, config.units),
         ))
+
+
+    def item_labels(self, indices) -> list[str]:
+        return [self.files[i].name for i in indices]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,27 +9,31 @@ store them), longitudes 0 .. 360 - Δ eastwards. Two latitude layouts:
 
 Coordinates are (cos φ cos λ, cos φ sin λ, sin φ). Model space is
 2·(T - t_min)/(t_max - t_min) - 1 with GASP's constants (202.66 K, 320.93 K); values outside
-that range stay outside, they are not clipped. ``resolution`` R means R latitude rows and 2R
-longitudes (R = 92 → 92 × 184), so a finer sample keeps the grid's aspect.
+that range stay outside, they are not clipped. ``resolution`` R means R latitude rows and the
+training grid's aspect in longitude (R = 46 on the 46 × 90 GASP grid → 46 × 90; 92 → 92 × 180);
+``(H, W)`` is exact (``121x240``, WeatherBench2's 1.5° grid, on the command line).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import pydantic
 import torch
 
 from inrkit.domain import Domain
-from inrkit.errors import DataError
+from inrkit.errors import ConfigError, DataError
+from inrkit.observations import check_options
 from inrkit.registry import PartConfig, domains
 
 from ..common import is_prepared_cache
 from .metrics import latitude_weights, sphere_metrics
-from .render import render_maps, to_dataset, write_netcdf, write_zarr_store
+from .render import preview_resolution, render_maps, to_dataset, write_netcdf, write_zarr_store
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
+GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
+XARRAY_SUFFIXES = NETCDF_SUFFIXES + GRIB_SUFFIXES
 
 
 class SphereDomainConfig(PartConfig):
@@ -66,12 +70,15 @@ class SphereDomain(Domain):
 
     # -- the grid ---------------------------------------------------------------------------
     def resolve_resolution(self, resolution) -> tuple[int, int]:
+        """R alone keeps the training grid's aspect (46 → 46 × 90 on the GASP grid); (H, W) is exact."""
         if resolution is None:
             return tuple(self.grid_shape)
-        if isinstance(resolution, int):
-            return (resolution, 2 * resolution)
-        sizes = [int(r) for r in resolution]
-        return (sizes[0], 2 * sizes[0]) if len(sizes) == 1 else (sizes[0], sizes[1])
+        sizes = [int(resolution)] if isinstance(resolution, int) else [int(r) for r in resolution]
+        if len(sizes) == 1:
+            return (sizes[0], max(1, round(sizes[0] * self.config.n_lon / self.config.n_lat)))
+        if len(sizes) != 2 or min(sizes) < 1:
+            raise ConfigError(f"sphere resolution: expected latitude rows x longitudes such as 121x240, got {'x'.join(map(str, sizes))}")
+        return (sizes[0], sizes[1])
 
     def latitudes(self, n_lat: int | None = None) -> np.ndarray:
         """Row latitudes in degrees, north to south."""
@@ -121,7 +128,7 @@ class SphereDomain(Domain):
         return sphere_metrics(pred, target, self.lat_weights(pred.shape[-2]), self.span)
 
     # -- outputs ----------------------------------------------------------------------------
-    def _dataset(self, grids: torch.Tensor, meta: dict | None = None):
+    def _dataset(self, grids: torch.Tensor, meta: dict | None = None, item_coords: dict | None = None):
         g = grids.detach().cpu().float()
         if g.dim() == 3:
             g = g[:, None]
@@ -129,15 +136,48 @@ class SphereDomain(Domain):
             raise ValueError(f"expected (B, 1, n_lat, n_lon) sphere grids, got {tuple(grids.shape)}")
         fields = self.physical(g[:, 0]).numpy()
         lat, lon = self.latitudes(g.shape[-2]), self.longitudes(g.shape[-1])
-        return to_dataset(fields, lat, lon, self.config.variable_units, meta), fields, lat, lon
+        return to_dataset(fields, lat, lon, self.config.variable_units, meta, item_coords), fields, lat, lon
 
-    def render(self, grids: torch.Tensor, out_dir: Path, stem: str = "samples", meta: dict | None = None) -> list[Path]:
-        """``{stem}.png`` (maps with a colour bar) and ``{stem}.nc`` (CF NetCDF, physical units)."""
-        ds, fields, lat, lon = self._dataset(grids, meta)
+    def preview_resolution(self, resolution=None) -> tuple[int, int]:
+        """Where to decode a field for a map a person can read (at least 90 latitude rows)."""
+        return preview_resolution(self.resolve_resolution(resolution))
+
+    def render(self, grids: torch.Tensor, out_dir: Path, stem: str = "samples", meta: dict | None = None,
+               labels: Sequence[str] | None = None, preview: torch.Tensor | None = None,
+               reference: torch.Tensor | None = None, item_coords: dict | None = None) -> list[Path]:
+        """``{stem}.png`` (maps, drawn from ``preview`` when given: the same items decoded finer;
+        with ``reference``, a difference panel per item) and ``{stem}.nc`` (CF NetCDF of ``grids``,
+        physical units; ``item_coords`` such as ``{"time": [...]}`` label its sample axis)."""
+        ds, fields, lat, lon = self._dataset(grids, meta, item_coords)
         out_dir = Path(out_dir)
-        png = render_maps(fields, lat, lon, out_dir / f"{stem}.png", self.config.variable_units)
+        view, vlat, vlon = fields, lat, lon
+        if preview is not None:
+            _, view, vlat, vlon = self._dataset(preview)
+        ref = None if reference is None else self._dataset(reference)[1]
+        lo, hi = (float(np.nanmin(view)), float(np.nanmax(view))) if ref is None else (
+            float(min(np.nanmin(view), np.nanmin(ref))), float(max(np.nanmax(view), np.nanmax(ref))))
+        png = render_maps(view, vlat, vlon, out_dir / f"{stem}.png", self.config.variable_units, vmin=lo, vmax=hi,
+                          titles=labels, reference=ref)
         nc = write_netcdf(ds, out_dir / f"{stem}.nc")
         return [png, nc]
+
+    def grid_coords(self, grid: dict) -> tuple[torch.Tensor, tuple[int, int]]:
+        """A dataset's own ``{latitude, longitude}`` (degrees, any order) → (N, 3) coordinates and its shape."""
+        phi = torch.from_numpy(np.deg2rad(np.asarray(grid["latitude"], np.float64)))
+        lam = torch.from_numpy(np.deg2rad(np.asarray(grid["longitude"], np.float64)))
+        phi, lam = torch.meshgrid(phi, lam, indexing="ij")
+        xyz = torch.stack([phi.cos() * lam.cos(), phi.cos() * lam.sin(), phi.sin()], dim=-1)
+        return xyz.reshape(-1, 3).float(), (len(grid["latitude"]), len(grid["longitude"]))
+
+    def render_on_grid(self, values: torch.Tensor | np.ndarray, grid: dict, out_dir: Path, stem: str,
+                       physical: bool = False, item_coords: dict | None = None, meta: dict | None = None) -> list[Path]:
+        """``{stem}.nc`` on a dataset's own grid: ``values`` (B, 1, n_lat, n_lon) in model space, or
+        (B, n_lat, n_lon) in physical units with ``physical``; coordinates exactly as the files store them."""
+        v = values if physical else self.physical(torch.as_tensor(values).detach().cpu().float())[:, 0]
+        fields = np.asarray(v.numpy() if isinstance(v, torch.Tensor) else v, dtype=np.float64)
+        ds = to_dataset(fields, np.asarray(grid["latitude"]), np.asarray(grid["longitude"]), self.config.variable_units,
+                        meta, item_coords)
+        return [write_netcdf(ds, Path(out_dir) / f"{stem}.nc")]
 
     def write_netcdf(self, grids: torch.Tensor, path: Path, meta: dict | None = None) -> Path:
         return write_netcdf(self._dataset(grids, meta)[0], Path(path))
@@ -163,6 +203,25 @@ class SphereDomain(Domain):
             },
         }
 
+    # -- a user's own files ---------------------------------------------------------------------
+    observation_options = ("units", "variable")
+
+    def read_observations(self, path: Path, **options):
+        """Stations (CSV ``lat, lon, value``) or a NetCDF/zarr of scattered points or a gapped field."""
+        from .observations import read_observations
+
+        return read_observations(self, path, **check_options(options, self.observation_options, "sphere observations"))
+
+    def read_item(self, path: Path, **options) -> torch.Tensor:
+        from .observations import read_item
+
+        return read_item(self, path, **check_options(options, self.observation_options, "sphere fields"))
+
+    def render_spread(self, std: torch.Tensor, out_dir: Path, stem: str = "spread", meta: dict | None = None) -> list[Path]:
+        from .observations import render_spread
+
+        return render_spread(self, std, out_dir, stem, meta)
+
     # -- data -------------------------------------------------------------------------------
     def dataset_for(self, path: Path) -> str:
         path = Path(path)
@@ -177,8 +236,8 @@ class SphereDomain(Domain):
         files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
         if any(p.suffix.lower() == ".npz" for p in files):
             return "era5_npz"
-        if any(p.suffix.lower() in NETCDF_SUFFIXES for p in files):
+        if any(p.suffix.lower() in XARRAY_SUFFIXES for p in files):
             return "era5_xarray"
         raise DataError(
-            f"{path}: no ERA5 data found (expected a NetCDF file, a .zarr store, or a folder of .nc or .npz files)"
+            f"{path}: no ERA5 data found (expected a NetCDF or GRIB file, a .zarr store, or a folder of .nc, .grib or .npz files)"
         )

@@ -1,10 +1,17 @@
-"""Moving lat/lon fields between grids: canonical ordering, then bilinear in latitude, periodic in longitude.
+"""Moving lat/lon fields between grids: canonical ordering, then bilinear or conservative remapping.
 
-Files store latitudes in either order and longitudes on 0..360 or -180..180; a
-:class:`Regridder` sorts the source (latitude ascending, longitude wrapped to [0, 360) and
-ascending, duplicates such as 0 and 360 dropped) and interpolates onto any target grid.
-Targets outside the source's latitude span (a pole row from cell-centred data) take the
-nearest row; longitude wraps around, so there is never an edge.
+Files store latitudes in either order and longitudes on 0..360 or -180..180; both regridders
+sort the source (latitude ascending, longitude wrapped to [0, 360) and ascending, duplicates
+such as 0 and 360 dropped) and map onto any target grid.
+
+* :class:`Regridder` (``bilinear``): interpolation in latitude, periodic in longitude. Targets
+  outside the source's latitude span (a pole row from cell-centred data) take the nearest row.
+  Cheap and smooth, but coarsening by a large factor aliases: each target reads 4 points.
+* :class:`ConservativeRegridder` (``conservative``, first order, as WeatherBench2 coarsens):
+  each target cell is the area-weighted mean of the source cells it overlaps. Cells have edges
+  halfway between neighbouring centres, the outermost at ±90° (the convention of
+  :func:`modalities.sphere.metrics.latitude_weights`); areas are Δ(sin φ)·Δλ, so the weights
+  separate into a latitude and a longitude matrix and the area-weighted global mean is kept.
 """
 from __future__ import annotations
 
@@ -80,6 +87,70 @@ class Regridder:
         return v
 
 
-def regrid(values: np.ndarray, src_lat, src_lon, dst_lat, dst_lon) -> np.ndarray:
-    """One-off form of :class:`Regridder`."""
-    return Regridder(src_lat, src_lon, dst_lat, dst_lon)(values)
+def _lat_edges(lat: np.ndarray) -> np.ndarray:
+    """Edges of cells centred on ascending ``lat``: midpoints, the outermost at ±90°."""
+    return np.clip(np.concatenate([[-90.0], (lat[:-1] + lat[1:]) / 2, [90.0]]), -90.0, 90.0)
+
+
+def _lon_edges(lon: np.ndarray) -> np.ndarray:
+    """Edges of cells centred on ascending ``lon`` in [0, 360), periodic: n + 1 values, last = first + 360."""
+    nxt = np.concatenate([lon[1:], [lon[0] + 360.0]])
+    upper = (lon + nxt) / 2
+    return np.concatenate([[upper[-1] - 360.0], upper])
+
+
+def _overlap(dst: np.ndarray, src: np.ndarray, period: float | None) -> np.ndarray:
+    """(n_dst, n_src) lengths of overlap between the intervals of two edge arrays."""
+    lo, hi = dst[:-1, None], dst[1:, None]
+    out = np.zeros((len(dst) - 1, len(src) - 1))
+    for shift in ((-period, 0.0, period) if period else (0.0,)):
+        out += np.clip(np.minimum(hi, src[None, 1:] + shift) - np.maximum(lo, src[None, :-1] + shift), 0.0, None)
+    return out
+
+
+class ConservativeRegridder:
+    """First-order conservative remapping of (..., n_lat_src, n_lon_src) fields; see the module text."""
+
+    def __init__(self, src_lat, src_lon, dst_lat, dst_lon):
+        self.lat_idx, self.lon_idx, slat, slon = canonical_order(src_lat, src_lon)
+        if len(slat) > 1 and np.any(np.diff(slat) <= 0):
+            raise ValueError("latitudes contain duplicates")
+        self.src_shape = (len(np.asarray(src_lat).ravel()), len(np.asarray(src_lon).ravel()))
+        dlat = np.asarray(dst_lat, np.float64).ravel()
+        dlon = np.mod(np.asarray(dst_lon, np.float64).ravel(), 360.0)
+        self.dst_shape = (len(dlat), len(dlon))
+        # targets in any order: build on the sorted target grid, then put rows/columns back
+        lat_order, lon_order = np.argsort(dlat, kind="stable"), np.argsort(dlon, kind="stable")
+        if np.any(np.diff(dlat[lat_order]) <= 0) or np.any(np.diff(dlon[lon_order]) <= 0):
+            raise ValueError("target grid has duplicate latitudes or longitudes")
+        sin = lambda edges: np.sin(np.deg2rad(edges))  # noqa: E731
+        w_lat = _overlap(sin(_lat_edges(dlat[lat_order])), sin(_lat_edges(slat)), None)
+        w_lon = _overlap(_lon_edges(dlon[lon_order]), _lon_edges(slon), 360.0)
+        self.w_lat = np.empty_like(w_lat)
+        self.w_lat[lat_order] = w_lat / w_lat.sum(1, keepdims=True)
+        self.w_lon = np.empty_like(w_lon)
+        self.w_lon[lon_order] = w_lon / w_lon.sum(1, keepdims=True)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values)
+        if v.shape[-2:] != self.src_shape:
+            raise ValueError(f"field of shape {v.shape[-2:]} does not match the source grid {self.src_shape}")
+        v = v[..., self.lat_idx, :][..., self.lon_idx]
+        return np.einsum("ij,...jk,lk->...il", self.w_lat, v, self.w_lon, optimize=True)
+
+
+METHODS = ("bilinear", "conservative")
+
+
+def make_regridder(method: str, src_lat, src_lon, dst_lat, dst_lon):
+    """The regridder named by ``data.regrid``: ``bilinear`` or ``conservative``."""
+    if method == "conservative":
+        return ConservativeRegridder(src_lat, src_lon, dst_lat, dst_lon)
+    if method == "bilinear":
+        return Regridder(src_lat, src_lon, dst_lat, dst_lon)
+    raise ValueError(f"unknown regrid method '{method}' (expected {' or '.join(METHODS)})")
+
+
+def regrid(values: np.ndarray, src_lat, src_lon, dst_lat, dst_lon, method: str = "bilinear") -> np.ndarray:
+    """One-off form of :func:`make_regridder`."""
+    return make_regridder(method, src_lat, src_lon, dst_lat, dst_lon)(values)

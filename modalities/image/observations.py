@@ -1,0 +1,106 @@
+"""A user's own images: a photo with a mask of what is observed, or a whole (low-resolution) image.
+
+``read_observations(image, mask=MASK)``: the mask (white = observed) must have the image's size;
+both are area-averaged onto the run's grid, a cell is observed when most of it is, and its value
+is the mean of the observed pixels in it (hidden pixels never leak into an observed cell).
+The observations are then the observed cells' centres, ``(y, x)`` in [-1, 1]². ``read_item``
+reads one image as the training data is read (cover-resize, centre crop).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inrkit.errors import DataError
+from inrkit.observations import Observations
+
+from .datasets import _first_line, cover_crop, match_channels, to_model_space
+from .render import render_png_grid
+
+OPAQUE_MODES = {"LA": "L", "RGBA": "RGB", "PA": "RGB"}
+
+
+def _open(path: Path, what: str):
+    from PIL import Image
+
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found")
+    try:
+        im = Image.open(path)
+        im.load()
+    except Exception as err:  # PIL raises many types for truncated or foreign files
+        raise DataError(f"{path}: unreadable {what} ({_first_line(err)})") from None
+    if im.width == 0 or im.height == 0:
+        raise DataError(f"{path}: empty {what}")
+    return im
+
+
+def _pixels(path: Path, channels: int) -> torch.Tensor:
+    """(c, H, W) on [0, 1] in the run's channel count; 1 or 3 channels (or opaque alpha) in the file."""
+    im = _open(path, "image")
+    if im.mode == "1":
+        im = im.convert("L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in OPAQUE_MODES:
+        alpha = np.asarray(im.getchannel("A"))
+        if alpha.min() < 255:
+            raise DataError(f"{path}: image has {len(im.getbands())} channels ({im.mode}) with transparency;"
+                            " expected 1 (gray) or 3 (RGB) — give what is observed as --mask")
+        im = im.convert(OPAQUE_MODES[im.mode])
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float32) / (65535.0 if im.mode.startswith("I;16") else max(float(np.max(im)), 1.0))
+    elif im.mode in ("L", "RGB", "F"):
+        arr = np.asarray(im, dtype=np.float32) / (1.0 if im.mode == "F" else 255.0)
+    else:
+        raise DataError(f"{path}: image has {len(im.getbands())} channels ({im.mode}); expected 1 (gray) or 3 (RGB)")
+    x = torch.from_numpy(np.clip(arr, 0, 1))
+    x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
+    return match_channels(x[None], channels)[0]
+
+
+def _mask(path: Path, size: tuple[int, int], image: Path) -> torch.Tensor:
+    im = _open(path, "mask")
+    if (im.height, im.width) != size:
+        raise DataError(f"{path}: mask is {im.height}x{im.width} pixels, the image {image} is {size[0]}x{size[1]}")
+    return torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) > 127.5)
+
+
+def read_observations(domain, path, mask=None) -> Observations:
+    path = Path(path)
+    if mask is None:
+        raise DataError(f"{path}: image observations need --mask MASK (white = observed), of the image's size")
+    x = _pixels(path, domain.channels)
+    m = _mask(Path(mask), tuple(x.shape[1:]), path).float()
+    if not bool(m.any()):
+        raise DataError(f"{mask}: the mask observes no pixel (white = observed)")
+    h, w = domain.grid_shape
+    frac = F.interpolate(m[None, None], size=(h, w), mode="area")[0]
+    seen = F.interpolate((x * m)[None], size=(h, w), mode="area")[0] / frac.clamp_min(1e-8)
+    cells = frac[0] >= 0.5
+    if not bool(cells.any()):
+        raise DataError(f"{mask}: no cell of the {h}x{w} grid is at least half observed; the mask is too sparse"
+                        " for this run's resolution")
+    values = to_model_space(seen.clamp(0, 1))
+    preview = torch.where(cells[None], values, torch.zeros_like(values))
+    return Observations(
+        domain.grid().float()[cells.reshape(-1)], values.reshape(domain.channels, -1)[:, cells.reshape(-1)].T,
+        source=str(path), units="intensity on [0, 1]", value_scale=0.5, preview=preview,
+        meta={"format": "image + mask", "mask": str(mask), "image_size": list(x.shape[1:]),
+              "observed_fraction": float(cells.float().mean())},
+    )
+
+
+def read_item(domain, path) -> torch.Tensor:
+    x = _pixels(Path(path), domain.channels)
+    return to_model_space(cover_crop(x[None], tuple(domain.grid_shape))[0])
+
+
+def render_spread(std: torch.Tensor, out_dir: Path, stem: str) -> list[Path]:
+    """A gray PNG mosaic of the standard deviation, white = the largest one across all items."""
+    s = std.float()
+    top = float(s.max())
+    return [render_png_grid(2 * s / top - 1 if top > 0 else s - 1, Path(out_dir) / f"{stem}.png")]

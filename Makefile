@@ -37,7 +37,7 @@ DOCS_STAMP := $(VENV)/.installed-docs
 .PHONY: docs
 
 $(DOCS_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/pip install -q -e '.[docs]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[docs]'
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)

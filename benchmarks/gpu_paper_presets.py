@@ -81,7 +81,8 @@ def markdown(rows: list[dict], device: str) -> str:
            "voxels (paper, ShapeNet chairs: 97.25%) and IoU. Mean ± std over held-out items.", "",
            "| modality | preset | VAE steps / s | prior steps / s | held-out metrics | paper |", "|---|---|---|---|---|---|"]
     for r in rows:
-        metrics = ", ".join(f"{k} {v['mean']:.4g} ± {v['std']:.2g}" for k, v in r["metrics"].items()) or r["status"]
+        metrics = ", ".join(f"{k} {v['mean']:.4g} ± " + (f"{v['std']:.2g}" if v.get("std") is not None else "n/a")
+                            for k, v in r["metrics"].items()) or r["status"]
         paper = ", ".join(f"{k} {v}" for k, v in PAPER[r["modality"]].items() if k != "note")
         out.append(f"| {r['modality']} | {r['preset']} | {r['steps']['vae']} / {r['wall_s']['vae']} | "
                    f"{r['steps']['prior']} / {r['wall_s']['prior']} | {metrics} | {paper} |")

@@ -71,7 +71,7 @@ def reconstruct(
     from inrkit_ldmi.reconstruct import reconstruct_file
 
     model = load_run(run, device=device, weights=weights)
-    s = reconstruct_file(model, input, out or Path(run) / "reconstruct", resolution=resolution,
+    s = reconstruct_file(model, input, out or Path(run) / "reconstruct", resolution=parse_resolution(resolution),
                          record={"run": str(run), "weights": weights}, units=units, variable=variable)
     print(f"{input} encoded at {'x'.join(map(str, s['data_grid']))}, rendered at {'x'.join(map(str, s['resolution']))}:")
     for k, v in s["metrics_at_data_grid"].items():

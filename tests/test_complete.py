@@ -102,8 +102,10 @@ def test_image_complete_and_reconstruct(image_run, tmp_path, capsys):
     assert result["observations"]["points"] == 32 and result["observations"]["image_size"] == [32, 32]
     for stem in ("completions-24x24-seed0", "mean-24x24", "spread-24x24", "observed"):
         assert (tmp_path / "c" / f"{stem}.png").stat().st_size > 0
-    with Image.open(tmp_path / "c" / "mean-24x24.png") as im:  # one 24x24 tile and its border
+    with Image.open(tmp_path / "c" / "mean-24x24-pixels.png") as im:  # the exact pixels: one 24x24 tile and its border
         assert 24 <= im.size[0] < 32 and 24 <= im.size[1] < 32
+    with Image.open(tmp_path / "c" / "mean-24x24.png") as im:  # the preview a person looks at
+        assert min(im.size) >= 256
     # reconstruct a low-resolution image, rendered at 4x
     Image.open(folder / "face.png").resize((8, 8)).save(tmp_path / "small.png")
     code, stdout, err = cli(["reconstruct", run, "--input", tmp_path / "small.png", "--resolution", 32,
@@ -111,7 +113,7 @@ def test_image_complete_and_reconstruct(image_run, tmp_path, capsys):
     assert code == 0, err
     rec = json.loads((tmp_path / "r" / "reconstruct.json").read_text())
     assert rec["resolution"] == [32, 32] and rec["metrics_at_data_grid"]["psnr"] > 10
-    with Image.open(tmp_path / "r" / "reconstruction-32x32.png") as im:
+    with Image.open(tmp_path / "r" / "reconstruction-32x32-pixels.png") as im:  # the exact pixels
         assert 32 <= im.size[0] < 40
 
 

@@ -71,6 +71,7 @@ def compare_priors(
     n_samples: int | None = None,
     sample_steps: int = 50,
     fid: FidFn | None = None,
+    fid_features: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
@@ -80,7 +81,8 @@ def compare_priors(
     ``budget_steps`` sets ``train.prior.steps`` of every prior (stage 1 keeps the config's
     ``train.vae.steps``). ``set_overrides``: ``--set`` items; ``prior.<name>.<field>=v`` applies to
     that prior only. ``n_samples``: generated items per run (default: as many as held-out items).
-    ``fid(real, fake)`` → ``{"fid", "fid_status"}`` for image domains (see ``modalities.image.fid``).
+    ``fid(real, fake)`` → ``{"fid", "fid_status"}``, or ``fid_features``: the feature network file
+    the domain's ``sample_metrics`` reads (images: FID, see ``modalities.image.fid``).
     """
     log = log or (lambda msg: None)
     seeds_ = seed_list(seeds)
@@ -94,6 +96,8 @@ def compare_priors(
     point = plan_configs(priors, modality, preset, data, inr, None, None, None, sets, device,
                              config_file=config_file, axis=PRIORS)[0]
     configs, names = point["configs"], list(point["configs"])
+    if fid_features is not None and fid is None:
+        fid = _sample_metric(Recipe.from_config(configs[names[0]]).domain, fid_features)  # a bad file fails before training
     out = Path(out).expanduser()
     prepare_out(out, resume=resume, overwrite=overwrite)
     first = configs[names[0]]
@@ -155,6 +159,13 @@ def compare_priors(
     (out / MARKDOWN_FILE).write_text(markdown(report))
     write_json(out / RESULT_FILE, report)
     return report
+
+
+def _sample_metric(domain, path: str | Path) -> FidFn:
+    features = domain.load_sample_features(Path(path))
+    if features is None:
+        raise ConfigError(f"--fid-features: the '{domain.registry_name}' modality uses no feature network (FID is for images)")
+    return lambda real, fake: domain.sample_metrics(fake, real, features)
 
 
 def _check_heldout(config: dict[str, Any]) -> None:

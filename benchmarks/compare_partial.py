@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from inrkit.io import read_json, write_json
-from inrkit_ldmi.compare import DECODE_FILE, PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, _slug, aggregate
-from inrkit_ldmi.compare_report import write_reports
+from inrkit_ldmi.compare import DECODE_FILE, PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, aggregate, slug
+from inrkit_ldmi.compare.report import write_reports
 
 
 def main(work: Path, out: Path) -> None:
@@ -25,12 +25,12 @@ def main(work: Path, out: Path) -> None:
     settings, points = plan["settings"], plan["points"]
     results, missing = [], 0
     for point in points:
-        base = work / _slug(point["label"]) if point["label"] else work
+        base = work / slug(point["label"]) if point["label"] else work
         rows = []
         for name, config in point["configs"].items():
             runs = []
             for seed in settings["seeds"]:
-                record = base / f"{_slug(name)}-seed{seed}" / RUN_RECORD_FILE
+                record = base / f"{slug(name)}-seed{seed}" / RUN_RECORD_FILE
                 if record.exists():
                     runs.append(read_json(record))
                 else:
@@ -39,7 +39,7 @@ def main(work: Path, out: Path) -> None:
                                  "note": "the comparison's wall-time cap ended before this run finished"})
             # aggregate() takes parameter counts from the first run: lead with a finished one
             runs.sort(key=lambda r: r["status"] != "ok")
-            decode = base / DECODE_FILE.format(name=_slug(name))
+            decode = base / DECODE_FILE.format(name=slug(name))
             decode = read_json(decode) if decode.exists() else None
             rows.append(aggregate(name, copy.deepcopy(config["model"]["hypernet"]), runs, decode))
         results.append({"label": point["label"], "overrides": point["overrides"], "results": rows})

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from inrkit_ldmi.compare import compare
-from inrkit_ldmi.compare_report import rich_tables
+from inrkit_ldmi.compare.report import rich_tables
 
 # Not part of what is measured: fewer DDIM steps for the post-stage previews, no event files.
 QUIET = ["train.tensorboard=false", "train.progress=false", "train.sample_steps=10", "train.n_renders=8"]

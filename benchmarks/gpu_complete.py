@@ -63,10 +63,7 @@ def train(modality: str, out: Path, args) -> "torch.nn.Module":
 
 
 def heldout(model, count: int) -> torch.Tensor:
-    from inrkit.data import open_dataset
-
-    data = dict(model.run_config["data"])
-    val = open_dataset(model.domain, data.pop("path"), split="val", **data)
+    val = model.recipe.dataset("val")
     return torch.stack([val[i] for i in range(min(count, len(val)))]).float()
 
 
@@ -89,10 +86,7 @@ def bench_image(model, args, out: Path) -> dict:
     t = x.repeat_interleave(args.n, 0)
     in_hole = lambda g, tt=t: psnr(g[..., hole], tt[..., hole])  # noqa: E731
     mean_of = lambda g: g.reshape(x.shape[0], args.n, *x.shape[1:]).mean(1)  # noqa: E731
-    from inrkit.data import open_dataset
-
-    data = dict(model.run_config["data"])
-    train_mean = torch.stack(list(open_dataset(model.domain, data.pop("path"), split="train", **data))).mean(0)
+    train_mean = torch.stack(list(model.recipe.dataset("train"))).mean(0)
     _, (iy, ix) = ndimage.distance_transform_edt(hole.numpy(), return_indices=True)
     nn_fill = x[..., torch.from_numpy(iy), torch.from_numpy(ix)]
     model.domain.render(torch.cat([torch.where(keep, x, -torch.ones_like(x)), mean_of(guided), x]), out, "image-inpaint")

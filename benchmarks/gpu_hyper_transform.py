@@ -91,13 +91,10 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("no CUDA GPU here: pass --device cpu (with tiny flags) for a smoke run")
 
-    from inrkit import load_run
-    from inrkit.data import open_dataset
-    from inrkit_ldmi.api import plain
+    from inrkit.runs import Run
+    from inrkit.io import plain
     from inrkit_ldmi.hyper_transform import keep_source_decoder, prepare_hyper_transform
-    from inrkit_ldmi.ldm import LDM, ldm_run_config
-    from inrkit_ldmi.model import LDMI
-    from inrkit_ldmi.presets import preset_config
+    from inrkit.recipe import Recipe
     from inrkit_ldmi.report import hyper_transform_report
     from inrkit.train import resolve_device
 
@@ -106,16 +103,14 @@ def main() -> None:
     stage1 = [*common, f"train.vae.steps={args.steps}"]
 
     # 1. the pre-trained model
-    ldm = LDM.from_config(ldm_run_config(args.modality, args.preset, data=args.data, overrides=[
-        *common, f"train.vae.steps={args.source_steps}", f"train.prior.steps={args.prior_steps}"]))
+    ldm = Recipe.resolve("ldm", args.preset, data=args.data, modality=args.modality, overrides=[
+        *common, f"train.vae.steps={args.source_steps}", f"train.prior.steps={args.prior_steps}"]).build_model()
     src_summary = ldm.fit(out=runs / "ldm", overwrite=True)
-    data_cfg = dict(ldm.run_config["data"])
-    path = data_cfg.pop("path", None)
-    val = open_dataset(ldm.domain, path, split="val", **data_cfg)
+    val = Run.open(runs / "ldm").dataset("val")
 
     # 2. the race: full training (encoder + HD) against hyper-transforming (HD on the frozen encoder)
     results = {}
-    full = LDMI.from_config(preset_config(args.modality, args.preset, stage1, data=args.data))
+    full = Recipe.resolve("ldmi", args.preset, data=args.data, overrides=stage1, modality=args.modality).build_model()
     ht, source = prepare_hyper_transform(runs / "ldm", modality=args.modality, preset=args.preset, data=args.data,
                                          overrides=stage1)
     for name, model in (("full", full), ("hyper_transform", ht)):
@@ -136,7 +131,8 @@ def main() -> None:
         hit = r.pop("curve_obj").reach(target)
         r["reached"] = hit and {"step": hit["step"], "train_s": hit["train_s"]}
 
-    report = hyper_transform_report(load_run(runs / "hyper_transform", device=args.device), out=args.out / "report",
+    ht_run = Run.open(runs / "hyper_transform")
+    report = hyper_transform_report(ht_run, ht_run.load_model(device=args.device), out=args.out / "report",
                                      dataset=val, n_samples=args.report_samples)
     out = {
         "modality": args.modality, "preset": args.preset, "data": str(args.data) if args.data else "built-in",

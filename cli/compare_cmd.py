@@ -62,7 +62,7 @@ def compare_cmd(
     if fid_features is not None or n_samples is not None:
         raise ConfigError("--fid-features and --n-samples belong to --priors (hypernetworks are compared on reconstructions)")
     from inrkit_ldmi.compare import compare
-    from inrkit_ldmi.compare_report import rich_tables
+    from inrkit_ldmi.compare.report import rich_tables
 
     hypernets = hypernets or "hd,mlp"
     report = compare(hypernets=hypernets, modality=modality, data=data, preset=preset, inr=inr,
@@ -84,19 +84,8 @@ def _compare_priors(console, priors, hypernets, sweep, budget_minutes, keep, fid
     from inrkit_ldmi.compare_priors import compare_priors
     from inrkit_ldmi.compare_priors_report import rich_table
 
-    fid = None
-    if fid_features is not None:
-        if modality != "image":
-            raise ConfigError("--fid-features: FID is defined for images (--modality image)")
-        from modalities.image.fid import compute_fid, load_feature_network
-
-        network = load_feature_network(fid_features)  # a bad file fails here, before training
-
-        def fid(real, fake):
-            return compute_fid(real, fake, network)
-
-    report = compare_priors(priors=priors, modality=modality, fid=fid, log=lambda msg: console.print(msg, highlight=False),
-                            **kwargs)
+    report = compare_priors(priors=priors, modality=modality, fid_features=fid_features,
+                            log=lambda msg: console.print(msg, highlight=False), **kwargs)
     console.print(rich_table(report))
     out = kwargs["out"]
     console.print(f"wrote {out / report['files']['json']}, {out / report['files']['markdown']}", highlight=False)

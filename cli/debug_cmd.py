@@ -8,7 +8,7 @@ import typer
 import yaml
 
 from .app import debug_app
-from .train_cmd import resolve_config
+from .train_cmd import resolve_recipe
 
 
 @debug_app.command("config", epilog="Example: inrkit debug config --modality sphere --preset tiny --set model.hypernet.dim=64")
@@ -25,7 +25,8 @@ def debug_config(
     then each setting the preset takes from the reference code, with its resolved value."""
     if preset is None and config is None:
         preset = "paper"
-    cfg = resolve_config(modality, preset, config, sets, data, device)
+    recipe = resolve_recipe("ldmi", modality, preset, config, sets, data, device)
+    cfg = recipe.config
     typer.echo(yaml.safe_dump(cfg, sort_keys=False), nl=False)
     if preset is not None:
         from inrkit_ldmi.presets.references import annotated_references
@@ -35,7 +36,5 @@ def debug_config(
             typer.echo(f"# settings of preset '{preset}' taken from the reference code (value  # reference setting):")
             typer.echo("\n".join(f"# {line}" for line in lines))
     if params:
-        from inrkit_ldmi.model import LDMI
-
-        report = LDMI.from_config(cfg).parameter_report()
+        report = recipe.build_model().parameter_report()
         typer.echo(yaml.safe_dump({"parameters": report}, sort_keys=False), nl=False)

@@ -26,52 +26,15 @@ def evaluate(
     batch_size: int = typer.Option(16, "--batch-size", min=1),
 ) -> None:
     """Writes RUN/eval.json and prints a table (mean ± std over held-out items)."""
-    from inrkit import load_run
-    from inrkit.errors import ConfigError
-    from inrkit.io import write_json
-    from inrkit_ldmi.api import data_path, plain, run_dataset
+    from inrkit_ldmi.evaluate import EVAL_FILE, evaluate_run
 
-    if fid_features is not None and not n_samples:
-        raise ConfigError("--fid-features needs --n-samples N (FID compares N samples with the held-out images)")
-    model = load_run(run, device=device, weights=weights)
-    features = None
-    if fid_features is not None and n_samples and model.domain.registry_name == "image":
-        from modalities.image.fid import load_feature_network
-
-        features = load_feature_network(fid_features)  # a bad file fails here, before sampling
-    val = run_dataset(model.domain, model.run_config.get("data"), "val", path=data)
-    result: dict[str, Any] = {
-        "run": str(run),
-        "weights": weights,
-        "data": {"path": data_path(model, data), "split": "val", "n_items": len(val)},
-        "reconstruction": model.evaluate(val, batch_size=batch_size),
-    }
-    if n_samples:
-        samples = model.sample(n_samples, steps=ddim_steps, seed=seed)
-        result["samples"] = {"n": n_samples, "ddim_steps": ddim_steps, "seed": seed,
-                             **_sample_metrics(model, samples, val, features)}
-    from inrkit_ldmi.hyper_transform import is_hyper_transform_run
-
-    if is_hyper_transform_run(model.run_config):
-        from inrkit_ldmi.report import hyper_transform_report, print_report
-
-        result["hyper_transform"] = hyper_transform_report(model, dataset=val, steps=ddim_steps, seed=seed,
-                                                           batch_size=batch_size)
-    write_json(Path(run) / "eval.json", plain(result))
-    _print(result, Path(run) / "eval.json")
+    result = evaluate_run(run, data=data, n_samples=n_samples, features=fid_features, ddim_steps=ddim_steps,
+                          seed=seed, weights=weights, device=device, batch_size=batch_size)
+    _print(result, Path(run) / EVAL_FILE)
     if "hyper_transform" in result:
+        from inrkit_ldmi.report import print_report
+
         print_report(result["hyper_transform"])
-
-
-def _sample_metrics(model, samples, val, fid_features) -> dict[str, Any]:
-    if model.domain.registry_name != "image":
-        return {"status": f"no sample metrics for the '{model.domain.registry_name}' modality"}
-    import torch
-
-    from modalities.image.fid import compute_fid
-
-    real = torch.stack([val[i] for i in range(len(val))])
-    return compute_fid(real, samples, fid_features)
 
 
 def _print(result: dict[str, Any], where: Path) -> None:

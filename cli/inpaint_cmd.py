@@ -1,14 +1,10 @@
 """``inrkit inpaint RUN``: complete held-out items from partial observations (and render finer)."""
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
-
-from inrkit.domain import parse_resolution
-from inrkit.errors import ConfigError, DataError
 
 from .app import app
 
@@ -34,61 +30,18 @@ def inpaint(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Items sampled and decoded at once (memory)."),
 ) -> None:
     """Mask held-out items, complete them with the guided latent prior, render observed/completions/targets."""
-    import torch
+    from inrkit_ldmi.inpaint import inpaint_run
 
-    from inrkit import load_run
-    from inrkit.io import write_json
-    from inrkit_ldmi.api import check_prior_trained, data_path, plain, run_dataset
-    from inrkit_ldmi.inpaint import inpaint_latents, make_mask
-
-    model = load_run(run, device=device, weights=weights)
-    if not hasattr(model, "prior") or not hasattr(model, "decode"):
-        raise ConfigError(f"{run}: model '{getattr(model, 'registry_name', type(model).__name__)}' cannot inpaint")
-    check_prior_trained(model, weights)  # completions come from the guided prior
-    val = run_dataset(model.domain, model.run_config.get("data"), "val", path=data)
-    if index + count > len(val):
-        raise DataError(f"--index {index} --count {count}: the held-out split has {len(val)} items")
-    x = torch.stack([val[i] for i in range(index, index + count)]).float()
-    grid = tuple(x.shape[2:])
-    observed_cells = make_mask(mask, grid, seed=0 if seed is None else seed)
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-    keep = observed_cells[None, None].expand_as(x)
-    observed = torch.where(keep, x, torch.zeros_like(x))  # 0: the middle of model space
-
-    z = inpaint_latents(model, observed, observed_cells, steps=ddim_steps, guidance=guidance, seed=seed, n=n,
-                        batch_size=batch_size, clip=clip)
-    at_data = model.decode(z, resolution=grid, batch_size=batch_size)
-    shape = model.domain.resolve_resolution(parse_resolution(resolution)) if resolution is not None else grid
-    completions = at_data if shape == grid else model.decode(z, resolution=shape, batch_size=batch_size)
-
-    target = x.repeat_interleave(n, 0)
-    cells = keep.repeat_interleave(n, 0)
-    err = (at_data - target).pow(2)
-    result: dict[str, Any] = {
-        "run": str(run), "weights": weights,
-        "data": {"path": data_path(model, data), "split": "val", "index": index, "count": count},
-        "mask": mask, "observed_fraction": float(observed_cells.float().mean()),
-        "n": n, "ddim_steps": ddim_steps, "guidance": guidance, "clip": clip, "seed": seed,
-        "resolution": list(shape),
-        "mse_observed": float(err[cells].mean()) if bool(cells.any()) else None,
-        "mse_unobserved": float(err[~cells].mean()) if bool((~cells).any()) else None,
-        "metrics": {k: float(v.float().mean()) for k, v in model.domain.metrics(at_data, target).items()},
-    }
-    out = out or Path(run) / "inpaint"
-    meta = {"mask": mask, "seed": seed, "guidance": guidance, "ddim_steps": ddim_steps}
-    size = "x".join(map(str, shape))
-    paths = [*model.domain.render(observed, out, stem=f"observed-{mask.replace(':', '_').replace(',', '_')}", meta=meta),
-             *model.domain.render(completions, out, stem=f"completions-{size}-seed{seed}", meta=meta),
-             *model.domain.render(x, out, stem="targets", meta=meta)]
-    result["files"] = [str(p) for p in paths]
-    write_json(out / "inpaint.json", plain(result))
+    result = inpaint_run(run, data=data, index=index, count=count, mask=mask, n=n, resolution=resolution,
+                         steps=ddim_steps, guidance=guidance, clip=clip, seed=seed, out=out, weights=weights,
+                         device=device, batch_size=batch_size)
     print(f"{count} items x {n} completions, mask {mask} ({result['observed_fraction']:.0%} observed),"
-          f" seed {seed}, {ddim_steps} DDIM steps, guidance {guidance}:")
+          f" seed {result['seed']}, {ddim_steps} DDIM steps, guidance {guidance}:")
     print(f"  mse observed {_fmt(result['mse_observed'])}, unobserved {_fmt(result['mse_unobserved'])}")
     for k, v in result["metrics"].items():
         print(f"  {k} {v:.4g}")
-    for p in [*paths, out / "inpaint.json"]:
+    where = Path(out) if out is not None else Path(run) / "inpaint"
+    for p in [*result["files"], where / "inpaint.json"]:
         print(f"  {p}")
 
 

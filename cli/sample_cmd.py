@@ -34,14 +34,14 @@ def sample(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the prior's denoiser for this run (worth it on a GPU for many samples)."),
 ) -> None:
     """Sample latents from the prior, decode them into INRs and render them."""
-    from inrkit import load_run
-
+    from inrkit.runs import Run
     from inrkit_ldmi.api import check_prior_trained
 
-    model = load_run(run, device=device, weights=weights)
+    opened = Run.open(run)
+    model = opened.load_model(device=device, weights=weights)
     if not hasattr(model, "sample"):
         raise ConfigError(f"{run}: model '{model.registry_name}' cannot sample")
-    check_prior_trained(model, weights)
+    check_prior_trained(opened, model, weights)
     if seed is None:
         seed = secrets.randbelow(2**31)
     shape = model.domain.resolve_resolution(parse_resolution(resolution))

@@ -44,15 +44,15 @@ def check_stage(stage: str) -> None:
         raise ConfigError(f"--stage must be one of {', '.join(STAGES)}, got '{stage}'")
 
 
-def resolve_config(modality: str | None, preset: str | None, config: Path | None, sets: list[str] | None,
-                   data: Path | None, device: str | None) -> dict[str, Any]:
-    """The resolved run config the train command would use (``inrkit debug config`` prints it)."""
-    from inrkit_ldmi.presets import preset_config
+def resolve_recipe(model: str, modality: str | None, preset: str | None, config: Path | None, sets: list[str] | None,
+                   data: Path | None, device: str | None):
+    """The recipe the train command would use (``inrkit debug config`` prints it)."""
+    from inrkit.recipe import Recipe
 
     overrides = list(sets or [])
     if device is not None:
         overrides.append(f"train.device={device}")
-    return preset_config(modality, preset, overrides, config_file=config, data=data)
+    return Recipe.resolve(model, preset, config, data, overrides, modality=modality)
 
 
 def default_out(config: dict[str, Any], preset: str | None) -> Path:
@@ -93,16 +93,14 @@ def train_ldmi(
         return
     if prior_from is not None:
         raise ConfigError("--prior-from belongs to --paradigm hyper-transform")
-    cfg = resolve_config(modality, preset, config, sets, data, device)
-    out = out or default_out(cfg, preset)
+    recipe = resolve_recipe("ldmi", modality, preset, config, sets, data, device)
+    out = out or default_out(recipe.config, preset)
     if devices > 1 and "WORLD_SIZE" not in os.environ:
         _relaunch(devices, modality=modality, data=data, preset=preset, config=config, sets=sets, out=out,
                   resume=resume, overwrite=overwrite, stage=stage, source=source, device=device)
         return
 
-    from inrkit_ldmi.model import LDMI
-
-    fit_and_report(LDMI.from_config(cfg), out, stage, resume=resume, overwrite=overwrite, source=source)
+    fit_and_report(recipe.build_model(), out, stage, resume=resume, overwrite=overwrite, source=source)
 
 
 def fit_and_report(model, out: Path, stage: str, *, resume: bool | str, overwrite: bool, source: str | None) -> None:

@@ -11,7 +11,7 @@ import typer
 
 from .app import train_app
 from .train_cmd import (CONFIG, DATA, DEVICE, DEVICES, MODALITY, OVERWRITE, RESUME, RESUME_OLDER, STAGE, _relaunch, check_stage,
-                        fit_and_report, resume_mode)
+                        fit_and_report, resolve_recipe, resume_mode)
 
 
 @train_app.command("ldm", epilog="Example: inrkit train ldm --modality image --preset tiny --out ldm-run")
@@ -31,17 +31,16 @@ def train_ldm(
     device: Optional[str] = DEVICE,
 ) -> None:
     """Train an LDM: stage 1 encoder + conv decoder (eq. 6), stage 2 the latent diffusion prior (eq. 7)."""
-    from inrkit_ldmi.ldm import LDM, ldm_run_config
-
     check_stage(stage)
     resume = resume_mode(resume, resume_older)
     if preset is None and config is None:
         preset = "paper"
     overrides = list(sets or []) + ([f"train.device={device}"] if device is not None else [])
-    cfg = ldm_run_config(modality, preset, overrides, config_file=config, data=data)
+    recipe = resolve_recipe("ldm", modality, preset, config, overrides, data, None)
+    cfg = recipe.config
     out = out or Path("runs") / f"{cfg['model']['domain']['name']}-ldm-{preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
     if devices > 1 and "WORLD_SIZE" not in os.environ:
         _relaunch(devices, "ldm", modality=modality, data=data, preset=preset, config=config, sets=overrides, out=out,
                   resume=resume, overwrite=overwrite, stage=stage, source=source)
         return
-    fit_and_report(LDM.from_config(cfg), out, stage, resume=resume, overwrite=overwrite, source=source)
+    fit_and_report(recipe.build_model(), out, stage, resume=resume, overwrite=overwrite, source=source)

@@ -4,11 +4,11 @@ from .registry import REGISTRIES, build, list_parts, load_plugins, registry, spe
 
 # Built-in parts register on import (eagerly: an unknown name then always means a missing plugin).
 from . import inrs, hypernets, encoders, decoders, priors, likelihoods  # noqa: E402,F401
-from .runs import load_run  # noqa: E402
+from .runs import Run, load_run  # noqa: E402
 
 __all__ = [
     "REGISTRIES", "build", "list_parts", "registry", "spec_of", "load_plugins",
     "InrkitError", "ConfigError", "DataError", "CheckpointError",
-    "load_run",
+    "Run", "load_run",
 ]
 __version__ = "0.1.0"

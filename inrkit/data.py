@@ -11,24 +11,29 @@ from .errors import DataError
 from .registry import build
 
 
+def dataset_spec(domain, path: str | Path | None = None, name: str | None = None, **fields: Any) -> dict[str, Any]:
+    """The one dataset chooser: ``{name, [path], **fields}`` of the dataset that reads ``path``.
+
+    ``name`` when given (e.g. the built-in ``digits``); else the domain's ``builtin_dataset`` when
+    ``path`` is None, or ``domain.dataset_for(path)`` (the caller checks that ``path`` exists).
+    """
+    if name is not None:
+        return {"name": name, **fields, **({} if path is None else {"path": str(Path(path).expanduser())})}
+    if path is None:
+        return {"name": domain.builtin_dataset, **fields}
+    path = Path(path).expanduser()
+    return {"name": domain.dataset_for(path), "path": str(path), **fields}
+
+
 def open_dataset(domain, path: str | Path | None = None, split: str = "train", name: str | None = None, **overrides: Any):
-    """The dataset called ``name`` when given (e.g. the built-in ``digits``); else the domain's
-    built-in dataset when ``path`` is None, or the dataset that reads ``path``.
+    """The dataset :func:`dataset_spec` chooses, built for ``split``.
 
     ``overrides`` are dataset config fields (``None`` values are ignored).
     """
-    if name is not None:
-        if path is not None:
-            overrides["path"] = str(Path(path).expanduser())
-        return build("datasets", name, context={"domain": domain}, split=split, **overrides)
-    if path is None:
-        name = domain.builtin_dataset
-        return build("datasets", name, context={"domain": domain}, split=split, **overrides)
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"data path does not exist: {path}")
-    name = domain.dataset_for(path)
-    return build("datasets", name, context={"domain": domain}, path=str(path), split=split, **overrides)
+    if name is None and path is not None and not Path(path).expanduser().exists():
+        raise DataError(f"data path does not exist: {Path(path).expanduser()}")
+    spec = dataset_spec(domain, path, name, split=split, **overrides)
+    return build("datasets", spec.pop("name"), context={"domain": domain}, **spec)
 
 
 class SmallSplitWarning(UserWarning):

@@ -37,6 +37,23 @@ class Domain:
     grid_shape: tuple[int, ...]
     # name of the likelihood that suits the data ("gaussian" for continuous, "bernoulli" for occupancy)
     default_likelihood: str = "gaussian"
+    # the ``datasets`` entry that needs no files (what a run trains on without --data)
+    builtin_dataset: str
+
+    def dataset_for(self, path: Path) -> str:
+        """The ``datasets`` name that reads a user's ``path`` (a DataError if none does)."""
+        from .errors import DataError
+
+        raise DataError(f"{type(self).__name__} reads no files ({path})")
+
+    def load_sample_features(self, path: Path | None):
+        """The feature network of :meth:`sample_metrics` from a user's file (None: not used here);
+        called before sampling, so a bad file fails early."""
+        return None
+
+    def sample_metrics(self, samples: torch.Tensor, real: torch.Tensor, features=None) -> dict:
+        """Metrics of generated model-space grids against held-out ones (e.g. FID for images)."""
+        return {"status": f"no sample metrics for the '{getattr(self, 'registry_name', type(self).__name__)}' modality"}
 
     def grid(self, resolution: Sequence[int] | int | None = None) -> torch.Tensor:
         """(N, d) coordinates at cell centres, flattened in the grid's C order."""

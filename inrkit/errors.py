@@ -17,6 +17,10 @@ class ConfigError(InrkitError):
     """A configuration value failed validation."""
 
 
+class FieldError(ConfigError):
+    """A ConfigError whose message already starts with the config field it is about."""
+
+
 class DataError(InrkitError):
     """A dataset file is missing, unreadable or holds invalid values."""
 

@@ -1,6 +1,8 @@
 """Atomic file writes and safetensors weights (never pickle)."""
 from __future__ import annotations
 
+import math
+
 import json
 import os
 import tempfile
@@ -109,3 +111,20 @@ def load_state(module: torch.nn.Module, path: Path, strict: bool = True) -> None
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise CheckpointError(f"{path}: weights do not match the model ({first})") from None
+
+
+def plain(x):
+    """JSON-safe copy (numpy arrays and scalars, tensors, paths) of run metadata; non-finite floats → None."""
+    if isinstance(x, dict):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if isinstance(x, torch.Tensor):
+        return plain(x.tolist())
+    if hasattr(x, "tolist"):
+        return plain(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None  # JSON has no inf/nan; e.g. a Chamfer distance to an empty shape
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return str(x)

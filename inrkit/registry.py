@@ -134,8 +134,11 @@ class Registry:
             raise ConfigError(format_validation_error(err, f"{self.kind}/{name}", entry.config)) from None
 
     def build(self, name: str, context: dict[str, Any] | None = None, **config: Any):
-        cfg = self.validate(config, name=name)
-        return self.get(name).cls(cfg, **(context or {}))
+        return self.create(name, self.validate(config, name=name), context)
+
+    def create(self, name: str, config: PartConfig, context: dict[str, Any] | None = None):
+        """Construct the part from a config ``validate`` already returned (no second validation)."""
+        return self.get(name).cls(config, **(context or {}))
 
 
 REGISTRIES: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}

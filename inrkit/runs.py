@@ -11,20 +11,26 @@
       checkpoints/checkpoint-{stage}-{step}/
       samples/, reconstructions/, summary.json, eval.json
 
-``load_run(path)`` rebuilds any saved model from the registry names and configs in
-``config.yaml`` (the ``models`` registry), with no code from the user.
+:class:`Run` opens or creates one: ``Run.open(path).load_model()`` rebuilds any saved model from
+the registry names and configs in ``config.yaml`` (through its recipe, :mod:`inrkit.recipe`)
+with no code from the user (``load_run(path)`` for short); ``Run.create(path, recipe)`` and
+``run.fit(model, engine)`` train one, the held-out split handed to the model's end-of-stage
+hooks by the trainer.
 """
 from __future__ import annotations
 
 import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import SCHEMA_VERSION, dump_yaml, load_yaml
-from .errors import CheckpointError, ConfigError, os_error_message
-from .registry import registry
+from .data import open_dataset
+from .errors import CheckpointError, ConfigError, InrkitError, os_error_message
+from .io import plain, save_state, write_json
 from .runlock import LOCK_FILE, RunLock
 
 CONFIG_FILE = "config.yaml"
@@ -105,13 +111,6 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def build_model(model_spec: dict[str, Any]):
-    """A model from its plain-data spec ``{name: ..., **fields}`` through the ``models`` registry."""
-    spec = dict(model_spec)
-    name = spec.pop("name")
-    return registry("models").build(name, **spec)
-
-
 def weights_path(run_dir: Path, weights: str) -> Path:
     """``final``/``ema`` → model.safetensors; a checkpoint name or a path → its weights file."""
     if weights in ("final", "ema"):
@@ -125,31 +124,246 @@ def weights_path(run_dir: Path, weights: str) -> Path:
     raise CheckpointError(f"weights '{weights}' not found in {run_dir} (use final, ema, a checkpoint name or a file)")
 
 
-def load_run(path: str | Path, device: str | torch.device | None = None, weights: str = "final"):
-    """Rebuild the model saved in a run directory and load its weights (eval mode).
+class Run:
+    """A run directory and what it holds: its recipe, weights, checkpoints and held-out split.
 
-    ``weights``: ``final`` (model.safetensors), ``ema`` (the same, with EMA copies swapped into
-    the live weights by models that keep them), or a checkpoint (``checkpoint-vae-500``, a
-    checkpoint directory or a ``.safetensors`` file).
+    ``Run.open(path)`` reads a run (any written before, too); ``Run.create(path, recipe)`` makes or
+    reopens one to train into; ``run.fit(model)`` trains a model with an engine and writes the
+    weights and summary; ``run.load_model()`` is the one way to get a model and its weights back.
     """
-    from .train.checkpoint import load_model_weights
-    from .train.engine import resolve_device
 
-    run_dir = Path(path).expanduser()
-    config = read_run_config(run_dir)
-    file = weights_path(run_dir, weights)
-    model = build_model(config["model"])
-    model.to(resolve_device(device or "auto"))
+    def __init__(self, path: str | Path, config: dict[str, Any], recipe=None):
+        self.path = Path(path).expanduser()
+        self.config = config
+        self._recipe = recipe
+        self._lock, self._created = None, False
+
+    # -- opening and creating ------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path) -> "Run":
+        """An existing run directory (a CheckpointError if it is none)."""
+        return cls(path, read_run_config(path))
+
+    @classmethod
+    def create(cls, path: str | Path, recipe, *, resume: bool | str = False, overwrite: bool = False,
+               engine=None) -> "Run":
+        """The run directory ``path`` for ``recipe``: created, or reopened with ``resume`` (its model
+        must be the recipe's), or replaced with ``overwrite`` (only if it is an inrkit run). Rank 0
+        prepares and locks it (a second trainer is refused) and the other ranks learn whether that
+        worked; :meth:`fit` releases the lock (or :meth:`release`)."""
+        if resume not in (False, True, "older"):
+            raise ConfigError(f"resume must be False, True or 'older', got {resume!r}")
+        created = not Path(path).expanduser().exists()
+        lock = on_main(engine, f"preparing the run directory {path}",
+                       lambda: claim_run_dir(path, resume=bool(resume), overwrite=overwrite))
+        run = cls(path, recipe.config, recipe)
+        run._lock, run._created = lock, created
+        try:
+            if resume and is_run_dir(run.path):
+                # resolved, so that fields added since the run was written compare at their defaults
+                saved = Run.open(run.path).recipe.config["model"]
+                check_same_model(saved, recipe.config["model"], run.path)
+        except BaseException:
+            run.release()
+            raise
+        return run
+
+    def release(self) -> None:
+        """Give up the run lock taken by :meth:`create` (a no-op for an opened run)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    @property
+    def recipe(self):
+        """The run's :class:`inrkit.recipe.Recipe` (resolved from config.yaml on first use)."""
+        if self._recipe is None:
+            from .recipe import Recipe
+
+            self._recipe = Recipe.from_config(self.config)
+        return self._recipe
+
+    # -- weights ---------------------------------------------------------------------------------
+    def load_model(self, device: str | torch.device | None = None, weights: str = "final"):
+        """The run's model with its weights (eval mode): ``final`` (model.safetensors), ``ema`` (the same,
+        with EMA copies swapped into the live weights by models that keep them), or a checkpoint
+        (``checkpoint-vae-500``, a checkpoint directory or a ``.safetensors`` file)."""
+        from .train.checkpoint import load_model_weights
+        from .train.engine import resolve_device
+
+        file = weights_path(self.path, weights)
+        model = self.recipe.build_model()
+        model.to(resolve_device(device or "auto"))
+        load_model_weights(model, file)
+        if weights == "ema":
+            apply = getattr(model, "use_ema_weights", None)
+            if apply is None:
+                raise CheckpointError(f"{self.path}: model '{self.config['model']['name']}' keeps no EMA weights")
+            apply()
+        return model.eval()
+
+    # -- data --------------------------------------------------------------------------------------
+    def data_path(self, path: str | Path | None = None) -> str | None:
+        """Where :meth:`dataset` reads from: ``path`` or the run's own (None: the built-in set)."""
+        return str(path) if path is not None else (self.config.get("data") or {}).get("path")
+
+    def dataset(self, split: str = "val", path: str | Path | None = None):
+        """One split of the run's data (``val``: the held-out split); a ``path`` given here
+        (``--data``) replaces the run's data, its dataset fields included."""
+        if path is None:
+            return self.recipe.dataset(split)
+        return open_dataset(self.recipe.domain, str(path), split=split)
+
+    # -- training ----------------------------------------------------------------------------------
+    def fit(self, model, engine, stages: tuple[str, ...] | None = None, resume: bool | str = False,
+            init_from: str | Path | None = None, on_step=None, dataset=None) -> dict[str, Any]:
+        """Train ``model`` (built from this run's recipe) into the run; returns the run summary.
+
+        ``dataset``: a user's ``Dataset`` in place of the recipe's data (then no held-out split).
+        ``stages`` without the first one continues from the earlier stages' newest checkpoints
+        (or from ``init_from``: a run directory or a weights file). Every checkpoint the run
+        continues from must load before anything of the run is rewritten; ``resume="older"`` sets
+        corrupt newest ones aside and continues from the newest intact ones. A folder this run
+        created is removed again if training fails before its config was written.
+        """
+        try:
+            return self._fit(model, engine, stages, resume, init_from, on_step, dataset)
+        except BaseException:
+            if self._created and engine.is_main and not is_run_dir(self.path):
+                shutil.rmtree(self.path, ignore_errors=True)  # made by this run, and nothing of a run in it yet
+            raise
+        finally:
+            self.release()
+
+    def _fit(self, model, engine, stages, resume, init_from, on_step, dataset) -> dict[str, Any]:
+        from .train import Trainer
+        from .train import checkpoint as ckpt
+
+        order = tuple(model.stages)
+        stages, continues = stage_plan(model, stages)
+        model.to(engine.device)
+        if init_from is not None:
+            load_initial(model, Path(init_from))
+        if (resume or continues) and is_run_dir(self.path):
+            on_main(engine, f"checking the checkpoints of {self.path}",
+                    lambda: check_checkpoints(self.path, order, resume))
+        if continues and init_from is None:
+            for earlier in order[: order.index(stages[0])]:
+                if ckpt.latest_checkpoint(self.path, earlier) is None:
+                    raise CheckpointError(f"stage '{stages[0]}' needs a trained '{earlier}' stage, and {self.path} has"
+                                          f" none (train it first, or pass --from RUN)")
+        if dataset is not None:
+            train_ds, val_ds = dataset, None
+        else:
+            train_ds, val_ds = self.dataset("train"), self.dataset("val")
+        if engine.is_main:
+            save_run_config(self.path, self.config)
+            info = run_info(model, train_ds, val_ds, engine, init_from)
+            write_json(self.path / RUN_INFO_FILE, plain(info))
+            if info["data"].get("conversion"):  # what the user's data becomes, said once
+                print(f"data: {info['data']['conversion']}", file=sys.stderr)
+        engine.barrier()
+
+        t0 = time.perf_counter()
+        trainer = Trainer(model, self.recipe.train_config, self.path, engine=engine, on_step=on_step, heldout=val_ds,
+                          run_config=self.config)
+        summary = trainer.fit(train_ds, stages=stages, resume=bool(resume))
+        result = {
+            "stages": summary,
+            "wall_time_s": round(time.perf_counter() - t0, 3),
+            "n_train": len(train_ds),
+            "n_val": len(val_ds) if val_ds is not None else 0,
+            "parameters": model.parameter_report(),
+            "device": str(engine.device),
+            "world_size": engine.world_size,
+        }
+        if engine.is_main:
+            save_state(model, self.path / WEIGHTS_FILE)
+            write_json(self.path / SUMMARY_FILE, plain(result))
+        engine.barrier()
+        return result
+
+
+def on_main(engine, what: str, fn):
+    """``fn()`` on rank 0 alone (or without an engine); every rank raises if it failed there."""
+    error: InrkitError | None = None
+    result = None
+    is_main = engine is None or engine.is_main
+    if is_main:
+        try:
+            result = fn()
+        except InrkitError as err:
+            error = err
+    ok = error is None if engine is None else engine.broadcast_flag(error is None)
+    if not ok:
+        raise error or InrkitError(f"rank 0 failed {what}")
+    return result
+
+
+def check_checkpoints(run_dir: Path, order: tuple[str, ...], resume) -> None:
+    from .train import checkpoint as ckpt
+
+    ckpt.recover_interrupted(run_dir)
+    for stage in order:
+        ckpt.set_aside_corrupt(run_dir, stage, use_older=resume == "older")
+
+
+def check_same_model(saved: dict, new: dict, run_dir: Path) -> None:
+    def first_diff(a, b, prefix="model"):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                d = first_diff(a.get(k), b.get(k), f"{prefix}.{k}")
+                if d:
+                    return d
+            return None
+        return None if a == b else f"{prefix} ({a!r} in the run, {b!r} now)"
+
+    diff = first_diff(saved, new)
+    if diff:
+        raise ConfigError(f"{run_dir}: cannot continue this run with a different model: {diff}")
+
+
+def load_initial(model, source: Path) -> None:
+    from .train.checkpoint import load_model_weights
+
+    file = source / WEIGHTS_FILE if source.is_dir() else source
+    if not file.exists():
+        raise CheckpointError(f"--from: no weights at {file}")
     load_model_weights(model, file)
-    if weights == "ema":
-        apply = getattr(model, "use_ema_weights", None)
-        if apply is None:
-            raise CheckpointError(f"{run_dir}: model '{config['model']['name']}' keeps no EMA weights")
-        apply()
-    model.eval()
-    model.run_dir = run_dir
-    model.run_config = config
-    return model
+
+
+def run_info(model, train_ds, val_ds, engine, init_from) -> dict[str, Any]:
+    from . import __version__
+
+    meta = getattr(train_ds, "meta", None) or {}
+    return {
+        "inrkit_version": __version__,
+        "torch_version": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": list(sys.argv),
+        "domain": model.domain.describe(),
+        "data": {"train": meta, "n_train": len(train_ds), "n_val": len(val_ds) if val_ds is not None else 0,
+                 "conversion": meta.get("conversion")},
+        "parameters": model.parameter_report(),
+        "device": str(engine.device),
+        "world_size": engine.world_size,
+        "init_from": str(init_from) if init_from else None,
+    }
+
+
+def load_run(path: str | Path, device: str | torch.device | None = None, weights: str = "final"):
+    """The model saved in a run directory, with its weights (``Run.open(path).load_model(...)``)."""
+    return Run.open(path).load_model(device, weights)
+
+
+def stage_plan(model, stages) -> tuple[tuple[str, ...], bool]:
+    """The stages to train (``None``/``all``: every one) and whether they continue earlier ones."""
+    order = tuple(model.stages)
+    stages = tuple(order if stages in (None, "all", ("all",)) else stages)
+    for s in stages:
+        if s not in order:
+            raise ConfigError(f"unknown stage '{s}'; this model trains: {', '.join(order)}")
+    return stages, stages[0] != order[0]
 
 
 def save_pretrained(model, path: str | Path) -> Path:
@@ -166,7 +380,8 @@ def save_pretrained(model, path: str | Path) -> Path:
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not is_run_dir(path))):
         raise ConfigError(f"refusing to write into {path}: it exists and is not an empty folder or an inrkit run")
     path.mkdir(parents=True, exist_ok=True)
-    config = {k: v for k, v in (getattr(model, "run_config", None) or {}).items() if k != "model"}
+    recipe = getattr(model, "recipe", None)
+    config = {k: v for k, v in (recipe.config if recipe is not None else {}).items() if k != "model"}
     save_state(model, path / WEIGHTS_FILE)
     save_run_config(path, {"model": spec_of(model), **config})
     return path

@@ -1,27 +1,17 @@
-"""Training LDMI into a run directory (what ``LDMI.fit`` and ``inrkit train ldmi`` call)."""
+"""Training a latent model into a run directory (what ``LDMI.fit`` and ``inrkit train ldmi`` call)."""
 from __future__ import annotations
 
-import math
-import shutil
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.data import Dataset
 
-import inrkit
-from inrkit.config import deep_merge
-from inrkit.data import open_dataset
-from inrkit.errors import CheckpointError, ConfigError, InrkitError
-from inrkit.io import save_state, write_json
+from inrkit.errors import ConfigError
+from inrkit.recipe import Recipe
 from inrkit.registry import spec_of
-from inrkit.runs import CONFIG_FILE, RUN_INFO_FILE, SUMMARY_FILE, WEIGHTS_FILE, claim_run_dir, read_run_config, save_run_config
-from inrkit.train import Engine, Trainer
+from inrkit.runs import CONFIG_FILE, SUMMARY_FILE, WEIGHTS_FILE, Run, stage_plan
+from inrkit.train import Engine
 from inrkit.train import checkpoint as ckpt
-
-from .config import LDMITrainConfig, resolve_run_config
 
 
 def fit(model, data=None, out: str | Path = "runs/ldmi", stages: tuple[str, ...] | None = None,
@@ -37,202 +27,34 @@ def fit(model, data=None, out: str | Path = "runs/ldmi", stages: tuple[str, ...]
     newest checkpoints (they are renamed ``corrupt-checkpoint-...``) from the newest intact ones;
     with ``resume=True`` a corrupt one is an error before anything of the run is rewritten.
     """
-    run_cfg = dict(model.run_config or {"model": spec_of(model)})
-    if train_overrides:
-        run_cfg["train"] = deep_merge(run_cfg.get("train", {}), train_overrides)
+    recipe = model.recipe or Recipe.from_config({"model": spec_of(model)}, model=spec_of(model)["name"])
     user_dataset = data if isinstance(data, Dataset) else None
-    if data is not None and user_dataset is None:
-        run_cfg["data"] = {**run_cfg.get("data", {}), "path": str(data)}
-    run_cfg = resolve_run_config(run_cfg)
-    if spec_of(model) != run_cfg["model"]:
+    if train_overrides or (data is not None and user_dataset is None):
+        recipe = recipe.with_changes(train=train_overrides, data=None if user_dataset is not None else data)
+    if spec_of(model) != recipe.config["model"]:
         raise ConfigError("model: the run config's model section does not describe this model")
-    model.run_config = run_cfg
-    train_cfg = LDMITrainConfig(**run_cfg["train"])
+    model.recipe = recipe
+    stages, continues = stage_plan(model, stages)
     owns_engine = engine is None
-    engine = engine or Engine(train_cfg.device)
+    engine = engine or Engine(recipe.train_config.device)
     try:
-        return _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume, overwrite, init_from, on_step)
+        run = Run.create(out, recipe, resume=resume or continues, overwrite=overwrite, engine=engine)
+        return run.fit(model, engine, stages=stages, resume=resume, init_from=init_from, on_step=on_step,
+                       dataset=user_dataset)
     finally:
         if owns_engine:
             engine.close()
 
 
-def _train(model, run_cfg, train_cfg, engine, user_dataset, out, stages, resume, overwrite, init_from, on_step):
-    order = tuple(model.stages)
-    if resume not in (False, True, "older"):
-        raise ConfigError(f"resume must be False, True or 'older', got {resume!r}")
-    stages = tuple(order if stages in (None, "all", ("all",)) else stages)
-    for s in stages:
-        if s not in order:
-            raise ConfigError(f"unknown stage '{s}'; this model trains: {', '.join(order)}")
-    continues = stages[0] != order[0]
-    model.to(engine.device)
-    if init_from is not None:
-        _load_initial(model, Path(init_from))  # a bad --from fails before any folder is made
-    created = not Path(out).expanduser().exists()
-    run_dir, lock = _prepare_on_main(engine, out, resume=bool(resume) or continues, overwrite=overwrite)
-    try:
-        return _train_locked(model, run_cfg, train_cfg, engine, user_dataset, run_dir, stages, resume, continues,
-                             init_from, on_step)
-    except BaseException:
-        if created and engine.is_main and not (run_dir / CONFIG_FILE).exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # made by this call, and nothing of a run in it yet
-        raise
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _train_locked(model, run_cfg, train_cfg, engine, user_dataset, run_dir, stages, resume, continues, init_from, on_step):
-    order = tuple(model.stages)
-    if (resume or continues) and (run_dir / CONFIG_FILE).exists():
-        _check_same_model(read_run_config(run_dir)["model"], run_cfg["model"], run_dir)
-        # every checkpoint the run continues from must load before anything of the run is rewritten
-        _on_main(engine, f"checking the checkpoints of {run_dir}", lambda: _check_checkpoints(run_dir, order, resume))
-    if continues and init_from is None:
-        for earlier in order[: order.index(stages[0])]:
-            if ckpt.latest_checkpoint(run_dir, earlier) is None:
-                raise CheckpointError(f"stage '{stages[0]}' needs a trained '{earlier}' stage, and {run_dir} has none"
-                                      f" (train it first, or pass --from RUN)")
-
-    if user_dataset is not None:
-        train_ds, val_ds = user_dataset, None
-    else:
-        train_ds = run_dataset(model.domain, run_cfg["data"], "train")
-        val_ds = run_dataset(model.domain, run_cfg["data"], "val")
-    model._eval_data = val_ds
-
-    if engine.is_main:
-        save_run_config(run_dir, run_cfg)
-        info = _run_info(model, train_ds, val_ds, engine, init_from)
-        write_json(run_dir / RUN_INFO_FILE, plain(info))
-        if info["data"].get("conversion"):  # what the user's data becomes, said once
-            print(f"data: {info['data']['conversion']}", file=sys.stderr)
-    engine.barrier()
-
-    t0 = time.perf_counter()
-    trainer = Trainer(model, train_cfg, run_dir, engine=engine, on_step=on_step)
-    summary = trainer.fit(train_ds, stages=stages, resume=bool(resume))
-    result = {
-        "stages": summary,
-        "wall_time_s": round(time.perf_counter() - t0, 3),
-        "n_train": len(train_ds),
-        "n_val": len(val_ds) if val_ds is not None else 0,
-        "parameters": model.parameter_report(),
-        "device": str(engine.device),
-        "world_size": engine.world_size,
-    }
-    if engine.is_main:
-        save_state(model, run_dir / WEIGHTS_FILE)
-        write_json(run_dir / SUMMARY_FILE, plain(result))
-    engine.barrier()
-    return result
-
-
-def _on_main(engine: Engine, what: str, fn):
-    """``fn()`` on rank 0 alone; every rank raises if it failed there (no rank is left waiting)."""
-    error: InrkitError | None = None
-    result = None
-    if engine.is_main:
-        try:
-            result = fn()
-        except InrkitError as err:
-            error = err
-    if not engine.broadcast_flag(error is None):
-        raise error or InrkitError(f"rank 0 failed {what}")
-    return result
-
-
-def _prepare_on_main(engine: Engine, out, **kwargs):
-    """Rank 0 checks, creates and locks the run directory; the others learn whether that worked."""
-    lock = _on_main(engine, f"preparing the run directory {out}", lambda: claim_run_dir(out, **kwargs))
-    return Path(out).expanduser(), lock
-
-
-def _check_checkpoints(run_dir: Path, order: tuple[str, ...], resume) -> None:
-    ckpt.recover_interrupted(run_dir)
-    for stage in order:
-        ckpt.set_aside_corrupt(run_dir, stage, use_older=resume == "older")
-
-
-def _check_same_model(saved: dict, new: dict, run_dir: Path) -> None:
-    def first_diff(a, b, prefix="model"):
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
-                d = first_diff(a.get(k), b.get(k), f"{prefix}.{k}")
-                if d:
-                    return d
-            return None
-        return None if a == b else f"{prefix} ({a!r} in the run, {b!r} now)"
-
-    diff = first_diff(saved, new)
-    if diff:
-        raise ConfigError(f"{run_dir}: cannot continue this run with a different model: {diff}")
-
-
-def _load_initial(model, source: Path) -> None:
-    file = source / WEIGHTS_FILE if source.is_dir() else source
-    if not file.exists():
-        raise CheckpointError(f"--from: no weights at {file}")
-    ckpt.load_model_weights(model, file)
-
-
-def _run_info(model, train_ds, val_ds, engine, init_from) -> dict[str, Any]:
-    meta = getattr(train_ds, "meta", None) or {}
-    return {
-        "inrkit_version": inrkit.__version__,
-        "torch_version": torch.__version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "argv": list(sys.argv),
-        "domain": model.domain.describe(),
-        "data": {"train": meta, "n_train": len(train_ds), "n_val": len(val_ds) if val_ds is not None else 0,
-                 "conversion": meta.get("conversion")},
-        "parameters": model.parameter_report(),
-        "device": str(engine.device),
-        "world_size": engine.world_size,
-        "init_from": str(init_from) if init_from else None,
-    }
-
-
-def run_dataset(domain, data_cfg: dict[str, Any] | None, split: str, path: str | Path | None = None):
-    """One split of a run's ``data`` section (its path and dataset fields); a ``path`` given here
-    (``--data``) replaces the run's data, fields included."""
-    if path is not None:
-        return open_dataset(domain, str(path), split=split)
-    fields = dict(data_cfg or {})
-    return open_dataset(domain, fields.pop("path", None), split=split, **fields)
-
-
-def data_path(model, path: str | Path | None = None) -> str | None:
-    """Where ``run_dataset(..., path=path)`` reads from: ``path`` or the run's own (None: built-in)."""
-    return str(path) if path is not None else (model.run_config.get("data") or {}).get("path")
-
-
-def plain(x):
-    """JSON-safe copy (numpy arrays and scalars, tensors, paths) of run metadata."""
-    if isinstance(x, dict):
-        return {str(k): plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        return plain(x.tolist())
-    if hasattr(x, "tolist"):
-        return plain(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None  # JSON has no inf/nan; e.g. a Chamfer distance to an empty shape
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    return str(x)
-
-
-def check_prior_trained(model, weights: str) -> None:
-    """Refuse to sample from weights whose latent prior was never trained (a ``vae`` checkpoint,
-    or a run trained with ``--stage vae`` only), naming the weights that do hold a trained prior."""
+def check_prior_trained(run: Run, model, weights: str) -> None:
+    """Refuse to sample from weights of ``run`` whose latent prior was never trained (a ``vae``
+    checkpoint, or a run trained with ``--stage vae`` only), naming the weights that do hold a
+    trained prior."""
     from .hyper_transform import is_hyper_transform_run
 
-    if "prior" not in model.stages or is_hyper_transform_run(getattr(model, "run_config", None) or {}):
+    if "prior" not in model.stages or is_hyper_transform_run(run.config):
         return  # the standard-normal prior needs no training; a hyper-transform run's comes trained from its source
-    run_dir = Path(model.run_dir)
+    run_dir = run.path
     name = Path(str(weights)).name
     summary_file = run_dir / SUMMARY_FILE
     trained_stages = None

@@ -1,7 +1,7 @@
 """A fair comparison of latent priors: one frozen stage-1 model, stage 2 trained once per prior.
 
 One base run config is planned as for hypernetworks (:func:`inrkit_ldmi.compare.plan_configs`,
-along the ``prior`` axis): each prior's config is the base with ``model.prior`` replaced and
+along the :data:`~inrkit_ldmi.compare.PRIORS` axis): each prior's config is the base with ``model.prior`` replaced and
 nothing else, checked before training. Stage 1 (encoder + hypernetwork, eq. 6) is trained once,
 under the base config's seed; every prior's stage 2 starts from those frozen weights, with the
 same step budget and the same seeds (which fix the prior's initial weights and its batches).
@@ -40,11 +40,14 @@ import torch
 from inrkit.distances import nn_distances, set_frechet_distance
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError
 from inrkit.io import load_tensors, save_state, write_json
+from inrkit.recipe import Recipe
 from inrkit.runs import SUMMARY_FILE, WEIGHTS_FILE, prepare_run_dir, save_run_config
 from inrkit.train import resolve_device
 
-from . import compare as cmp
-from .config import build_part, resolve_run_config
+from .compare import (PRIORS, StepClock, build_model, environment, is_oom, plan_configs, resolved, seed_list, slug, sync,
+                      train_one)
+from .compare.aggregate import stats
+from .compare.folder import MARKDOWN_FILE, PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, prepare_out, reusable
 
 STAGE1 = "stage1"
 QUALITY = ("latent_nn_gen_to_heldout", "latent_nn_heldout_to_gen", "latent_frechet",
@@ -68,6 +71,7 @@ def compare_priors(
     n_samples: int | None = None,
     sample_steps: int = 50,
     fid: FidFn | None = None,
+    fid_features: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
@@ -77,10 +81,11 @@ def compare_priors(
     ``budget_steps`` sets ``train.prior.steps`` of every prior (stage 1 keeps the config's
     ``train.vae.steps``). ``set_overrides``: ``--set`` items; ``prior.<name>.<field>=v`` applies to
     that prior only. ``n_samples``: generated items per run (default: as many as held-out items).
-    ``fid(real, fake)`` → ``{"fid", "fid_status"}`` for image domains (see ``modalities.image.fid``).
+    ``fid(real, fake)`` → ``{"fid", "fid_status"}``, or ``fid_features``: the feature network file
+    the domain's ``sample_metrics`` reads (images: FID, see ``modalities.image.fid``).
     """
     log = log or (lambda msg: None)
-    seed_list = cmp._seeds(seeds)
+    seeds_ = seed_list(seeds)
     if budget_steps is not None and budget_steps < 1:
         raise ConfigError(f"--budget-steps must be >= 1, got {budget_steps}")
     if n_samples is not None and n_samples < 2:
@@ -88,30 +93,32 @@ def compare_priors(
     if sample_steps < 1:
         raise ConfigError(f"--sample-steps must be >= 1, got {sample_steps}")
     sets = list(set_overrides or []) + ([f"train.prior.steps={budget_steps}"] if budget_steps is not None else [])
-    point = cmp.plan_configs(priors, modality, preset, data, inr, None, None, None, sets, device,
-                             config_file=config_file, axis="prior")[0]
+    point = plan_configs(priors, modality, preset, data, inr, None, None, None, sets, device,
+                             config_file=config_file, axis=PRIORS)[0]
     configs, names = point["configs"], list(point["configs"])
+    if fid_features is not None and fid is None:
+        fid = _sample_metric(Recipe.from_config(configs[names[0]]).domain, fid_features)  # a bad file fails before training
     out = Path(out).expanduser()
-    cmp._prepare_out(out, resume=resume, overwrite=overwrite)
+    prepare_out(out, resume=resume, overwrite=overwrite)
     first = configs[names[0]]
     settings = {
         "priors": names, "modality": first["model"]["domain"]["name"],
         "preset": preset if preset is not None or config_file is not None else "paper",
         "config_file": None if config_file is None else str(config_file), "data": None if data is None else str(data),
         "inr": inr, "budget_steps": budget_steps, "stage1_steps": first["train"]["vae"]["steps"],
-        "stage1_seed": first["train"]["seed"], "seeds": seed_list, "set_overrides": list(set_overrides or []),
-        "n_samples": n_samples, "sample_steps": sample_steps, **cmp._environment(first),
+        "stage1_seed": first["train"]["seed"], "seeds": seeds_, "set_overrides": list(set_overrides or []),
+        "n_samples": n_samples, "sample_steps": sample_steps, **environment(first),
     }
-    write_json(out / cmp.PLAN_FILE, {"settings": settings, "points": [point]})
+    write_json(out / PLAN_FILE, {"settings": settings, "points": [point]})
 
     _check_heldout(first)
     stage1_dir = out / STAGE1
-    stage1 = cmp._reusable(stage1_dir, first) if resume else None
+    stage1 = reusable(stage1_dir, first) if resume else None
     if stage1 is None:
         log(f"stage 1 (once, seed {first['train']['seed']}): training into {stage1_dir}")
-        stage1 = cmp.train_one(first, stage1_dir, overwrite=stage1_dir.exists())
+        stage1 = train_one(first, stage1_dir, overwrite=stage1_dir.exists())
         stage1["run_dir"] = STAGE1
-        write_json(stage1_dir / cmp.RUN_RECORD_FILE, stage1)
+        write_json(stage1_dir / RUN_RECORD_FILE, stage1)
     else:
         log(f"stage 1: reused {stage1_dir}")
     if stage1["status"] != "ok":
@@ -119,24 +126,24 @@ def compare_priors(
 
     held = HeldOut(first, stage1_dir / WEIGHTS_FILE, n_samples)
     rows = []
-    total, done = len(names) * len(seed_list), 0
+    total, done = len(names) * len(seeds_), 0
     for name in names:
         runs = []
-        for seed in seed_list:
+        for seed in seeds_:
             done += 1
             config = copy.deepcopy(configs[name])
             config["train"]["seed"] = seed
-            config = resolve_run_config(config)
-            run_dir = out / f"{cmp._slug(name)}-seed{seed}"
+            config = resolved(config)
+            run_dir = out / f"{slug(name)}-seed{seed}"
             where = f"[{done}/{total}] {name} seed {seed}"
-            record = cmp._reusable(run_dir, config) if resume else None
+            record = reusable(run_dir, config) if resume else None
             if record is not None:
                 log(f"{where}: reused {run_dir}")
             else:
                 log(f"{where}: stage 2 into {run_dir}")
                 record = train_prior(config, run_dir, held, sample_steps, fid, out / f".{run_dir.name}-init.safetensors")
                 record["run_dir"] = str(run_dir.relative_to(out))
-                write_json(run_dir / cmp.RUN_RECORD_FILE, record)
+                write_json(run_dir / RUN_RECORD_FILE, record)
             runs.append(record)
         rows.append(aggregate(name, configs[name]["model"]["prior"], runs))
 
@@ -144,20 +151,25 @@ def compare_priors(
 
     report = {"schema_version": 1, "axis": "model.prior", "settings": settings,
               "fairness": {"differ_only_under": "model.prior", "checked_pairs": len(names) * (len(names) - 1) // 2,
-                           "same_stage1": STAGE1, "same_seeds": seed_list, "same_budget": {"prior_steps": budget_steps}},
+                           "same_stage1": STAGE1, "same_seeds": seeds_, "same_budget": {"prior_steps": budget_steps}},
               "stage1": {k: stage1.get(k) for k in ("run_dir", "seed", "steps_reached", "wall_time_s", "heldout",
                                                     "hypernet_params", "inr_params", "encoder_params")},
               "reference": held.reference, "n_heldout": held.n_val, "results": rows,
-              "files": {"json": cmp.RESULT_FILE, "markdown": cmp.MARKDOWN_FILE}}
-    (out / cmp.MARKDOWN_FILE).write_text(markdown(report))
-    write_json(out / cmp.RESULT_FILE, report)
+              "files": {"json": RESULT_FILE, "markdown": MARKDOWN_FILE}}
+    (out / MARKDOWN_FILE).write_text(markdown(report))
+    write_json(out / RESULT_FILE, report)
     return report
 
 
-def _check_heldout(config: dict[str, Any]) -> None:
-    from .api import run_dataset
+def _sample_metric(domain, path: str | Path) -> FidFn:
+    features = domain.load_sample_features(Path(path))
+    if features is None:
+        raise ConfigError(f"--fid-features: the '{domain.registry_name}' modality uses no feature network (FID is for images)")
+    return lambda real, fake: domain.sample_metrics(fake, real, features)
 
-    n = len(run_dataset(build_part("domains", config["model"]["domain"]), config["data"], "val"))
+
+def _check_heldout(config: dict[str, Any]) -> None:
+    n = len(Recipe.from_config(config).dataset("val"))
     if n < 2:
         raise ConfigError(f"the held-out split has {n} item(s); sample distances need at least 2 (add data)")
 
@@ -169,10 +181,8 @@ class HeldOut:
     def __init__(self, config: dict[str, Any], stage1_weights: Path, n_samples: int | None):
         self.weights = stage1_weights
         model = load_stage1(config, stage1_weights)
-        val = cmp._val_dataset(model, config)
-        from .api import run_dataset
-
-        train = run_dataset(model.domain, config["data"], "train")
+        recipe = Recipe.from_config(config)
+        val, train = recipe.dataset("val"), recipe.dataset("train")
         self.n_val = len(val)
         self.n = n_samples or self.n_val
         self.x = torch.stack([val[i] for i in range(len(val))]).float()
@@ -195,7 +205,7 @@ class HeldOut:
 
 def load_stage1(config: dict[str, Any], weights: Path):
     """The run's model with the stage-1 weights (everything but the prior, which stays as built)."""
-    model = cmp.build_model(config)
+    model = build_model(config)
     tensors = load_tensors(weights, device="cpu")
     own = model.state_dict()
     mine = {k: v for k, v in tensors.items() if not k.startswith("prior.")}
@@ -210,7 +220,7 @@ def load_stage1(config: dict[str, Any], weights: Path):
 def train_prior(config: dict[str, Any], run_dir: Path, held: HeldOut, sample_steps: int, fid: FidFn | None,
                 init_file: Path) -> dict[str, Any]:
     """Stage 2 of one prior and seed from the frozen stage-1 weights, then its samples' numbers;
-    status ``ok``, ``failed`` (the loss diverged) or ``oom``, as :func:`compare.train_one`."""
+    status ``ok``, ``failed`` (the loss diverged) or ``oom``, as :func:`inrkit_ldmi.compare.train_one`."""
     record: dict[str, Any] = {"seed": int(config["train"]["seed"]), "status": "ok"}
     try:
         _train_and_sample(config, run_dir, held, sample_steps, fid, init_file, record)
@@ -219,7 +229,7 @@ def train_prior(config: dict[str, Any], run_dir: Path, held: HeldOut, sample_ste
     except InrkitError as err:
         record.update(status="failed", error=str(err))
     except Exception as err:  # noqa: BLE001 (only exhausted memory is an outcome; the rest is re-raised)
-        if not cmp.is_oom(err):
+        if not is_oom(err):
             raise
         record.update(status="oom", error=str(err).splitlines()[0][:300])
     return record
@@ -234,7 +244,7 @@ def _train_and_sample(config, run_dir, held, sample_steps, fid, init_file, recor
         prepare_run_dir(run_dir, overwrite=True)  # an unfinished run of this comparison: start it again
     if "prior" in model.stages:
         steps, batch = int(config["train"]["prior"]["steps"]), int(config["train"]["prior"]["batch_size"])
-        clock = cmp.StepClock(device, steps, warmup=max(1, min(10, steps // 5)), deadline=None, stage="prior")
+        clock = StepClock(device, steps, warmup=max(1, min(10, steps // 5)), stage="prior")
         save_state(model, init_file)
         try:
             summary = model.fit(out=run_dir, stages=("prior",), init_from=init_file, on_step=clock)
@@ -251,13 +261,13 @@ def _train_and_sample(config, run_dir, held, sample_steps, fid, init_file, recor
         record["train"] = {"steps": 0, "wall_time_s": 0.0, "items_per_s": None, "note": "nothing to train"}
     model.eval()
     model.sample_latents(2, steps=sample_steps, seed=seed)  # warm-up
-    cmp._sync(device)
+    sync(device)
     t0 = time.perf_counter()
     z = model.sample_latents(held.n, steps=sample_steps, seed=seed)
-    cmp._sync(device)
+    sync(device)
     t1 = time.perf_counter()
     x = model.decode(z)
-    cmp._sync(device)
+    sync(device)
     t2 = time.perf_counter()
     record["sampling"] = {"n": held.n, "steps": sample_steps, "prior_ms_per_item": 1e3 * (t1 - t0) / held.n,
                           "decode_ms_per_item": 1e3 * (t2 - t1) / held.n, "total_ms_per_item": 1e3 * (t2 - t0) / held.n}
@@ -269,17 +279,17 @@ def _train_and_sample(config, run_dir, held, sample_steps, fid, init_file, recor
 def aggregate(name: str, spec: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One prior: its runs' numbers as mean ± std over seeds."""
     ok = [r for r in runs if r["status"] == "ok"]
-    quality = {k: cmp._stats([(r.get("quality") or {}).get(k) for r in ok]) for k in QUALITY}
+    quality = {k: stats([(r.get("quality") or {}).get(k) for r in ok]) for k in QUALITY}
     fid_status = next((r["quality"].get("fid_status") for r in ok if r.get("quality")), None)
     return {
         "prior": name, "status": "ok" if len(ok) == len(runs) else next(r["status"] for r in runs if r["status"] != "ok"),
         "spec": spec, "prior_params": runs[0].get("prior_params"),
-        "train_steps": cmp._stats([r["train"]["steps"] for r in ok]),
-        "train_items_per_s": cmp._stats([r["train"]["items_per_s"] for r in ok]),
+        "train_steps": stats([r["train"]["steps"] for r in ok]),
+        "train_items_per_s": stats([r["train"]["items_per_s"] for r in ok]),
         "train_note": next((r["train"].get("note") for r in ok if r["train"].get("note")), None),
-        "sample_prior_ms_per_item": cmp._stats([r["sampling"]["prior_ms_per_item"] for r in ok]),
-        "sample_decode_ms_per_item": cmp._stats([r["sampling"]["decode_ms_per_item"] for r in ok]),
-        "sample_total_ms_per_item": cmp._stats([r["sampling"]["total_ms_per_item"] for r in ok]),
+        "sample_prior_ms_per_item": stats([r["sampling"]["prior_ms_per_item"] for r in ok]),
+        "sample_decode_ms_per_item": stats([r["sampling"]["decode_ms_per_item"] for r in ok]),
+        "sample_total_ms_per_item": stats([r["sampling"]["total_ms_per_item"] for r in ok]),
         "quality": quality, "fid_status": fid_status,
         "runs": runs,
     }

@@ -1,5 +1,6 @@
-"""LDMI configs: the model section (part specs checked by their registries), the train section,
-and the whole run config, resolved into plain data that ``config.yaml`` stores.
+"""LDMI configs: the model section (part specs checked by their registries, each once), the train
+section, and the records of how a run came about. A run config is resolved by
+:class:`inrkit.recipe.Recipe` into the plain data that ``config.yaml`` stores.
 
 Run config layout (YAML)::
 
@@ -11,20 +12,19 @@ Run config layout (YAML)::
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
 from pydantic import Field
 
-from inrkit.config import SCHEMA_VERSION, apply_overrides
-from inrkit.errors import ConfigError, InrkitError
+from inrkit.errors import ConfigError, FieldError, InrkitError
 from inrkit.registry import PartConfig, format_validation_error, registry
 from inrkit.train import StageConfig, TrainConfig
 
 # model section key → registry kind
 PART_KINDS = {
     "domain": "domains",
+    "decoder": "decoders",
     "encoder": "encoders",
     "inr": "inrs",
     "hypernet": "hypernets",
@@ -33,12 +33,13 @@ PART_KINDS = {
 }
 
 
-class FieldError(ConfigError):
-    """A ConfigError whose message already starts with the config field it is about."""
-
-
 def validate_part(kind: str, spec: Any, where: str) -> dict[str, Any]:
     """A part spec (``{name, **fields}`` or just a name) → its full spec with every default filled."""
+    return check_part(kind, spec, where)[0]
+
+
+def check_part(kind: str, spec: Any, where: str) -> tuple[dict[str, Any], PartConfig]:
+    """A part spec → (its full spec, its validated config)."""
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict):
@@ -52,7 +53,7 @@ def validate_part(kind: str, spec: Any, where: str) -> dict[str, Any]:
         raise
     except InrkitError as err:
         raise FieldError(f"{where}: {err}") from None
-    return {"name": spec["name"], **cfg.model_dump(mode="json")}
+    return {"name": spec["name"], **cfg.model_dump(mode="json")}, cfg
 
 
 def build_part(kind: str, spec: dict[str, Any], **context):
@@ -61,7 +62,36 @@ def build_part(kind: str, spec: dict[str, Any], **context):
     return registry(kind).build(name, context=context, **fields)
 
 
-class LDMIConfig(PartConfig):
+class PartsConfig(PartConfig):
+    """A model section made of registered parts: each validated once, while the section is; the
+    validated configs (and the domain, built once) are kept to build the parts from."""
+
+    _parts: dict[str, PartConfig] = pydantic.PrivateAttr(default_factory=dict)
+    _domain: Any = pydantic.PrivateAttr(None)
+
+    def _validate(self, field: str, spec: Any) -> dict[str, Any]:
+        """Validate one part's spec (``{name, **fields}`` or a name), keep its config, return its full spec."""
+        plain, self._parts[field] = check_part(PART_KINDS[field], spec, f"model.{field}")
+        return plain
+
+    def _validate_domain(self):
+        self.domain = self._validate("domain", self.domain)
+        self._domain = self.build("domain")
+        return self._domain
+
+    def build(self, field: str, **context):
+        """The part of ``field`` built from its kept config (``context``: what it needs at run time)."""
+        if field == "domain" and self._domain is not None:
+            return self._domain
+        if field not in self._parts:  # a section built field by field (model_construct): validate now
+            setattr(self, field, self._validate(field, getattr(self, field)))
+        return registry(PART_KINDS[field]).create(getattr(self, field)["name"], self._parts[field], context)
+
+    def built_domain(self):
+        return self.build("domain")
+
+
+class LDMIConfig(PartsConfig):
     """The ``model`` section. INR ``in_dim``/``out_dim`` and the likelihood follow the domain."""
 
     domain: dict[str, Any] | str
@@ -79,18 +109,17 @@ class LDMIConfig(PartConfig):
 
     @pydantic.model_validator(mode="after")
     def _resolve_parts(self):
-        self.domain = validate_part("domains", self.domain, "model.domain")
-        domain = build_part("domains", self.domain)
+        domain = self._validate_domain()
         inr = {"name": self.inr} if isinstance(self.inr, str) else dict(self.inr)
         for key, want, what in (("in_dim", domain.coord_dim, "coordinate dimension"), ("out_dim", domain.channels, "channels")):
             if inr.get(key) is not None and inr[key] != want:
                 raise FieldError(f"model.inr.{key}={inr[key]} does not match the domain's {what} ({want}); leave it unset")
             inr[key] = want
-        self.inr = validate_part("inrs", inr, "model.inr")
-        self.encoder = validate_part("encoders", self.encoder, "model.encoder")
-        self.hypernet = validate_part("hypernets", self.hypernet, "model.hypernet")
-        self.prior = validate_part("priors", self.prior, "model.prior")
-        self.likelihood = validate_part("likelihoods", self.likelihood or domain.default_likelihood, "model.likelihood")
+        self.inr = self._validate("inr", inr)
+        self.encoder = self._validate("encoder", self.encoder)
+        self.hypernet = self._validate("hypernet", self.hypernet)
+        self.prior = self._validate("prior", self.prior)
+        self.likelihood = self._validate("likelihood", self.likelihood or domain.default_likelihood)
         return self
 
 
@@ -107,63 +136,20 @@ class LDMITrainConfig(TrainConfig):
     n_renders: int = Field(8, ge=1, description="samples and reconstructions rendered after each stage")
 
 
-class RunConfig(PartConfig):
-    schema_version: int = SCHEMA_VERSION
-    model: dict[str, Any]
-    data: dict[str, Any] = Field(default_factory=lambda: {"path": None})
-    train: dict[str, Any] = Field(default_factory=dict)
-    # how the weights came about; hyper-transform runs also record their source (inrkit_ldmi.hyper_transform)
+class RunRecords(PartConfig):
+    """How a run's weights came about; hyper-transform runs also record their source (inrkit_ldmi.hyper_transform)."""
+
     paradigm: Literal["full", "hyper-transform"] = "full"
     hyper_transform: dict[str, Any] | None = None
 
 
-def resolve_data(data: dict[str, Any], domain) -> dict[str, Any]:
-    """Check the data section against the dataset that will read it (the user's fields only)."""
-    data = dict(data or {})
-    if "split" in data:
-        raise ConfigError("data.split: the split is chosen by the trainer (train for training, val for metrics)")
-    path = data.get("path")
-    fields = {k: v for k, v in data.items() if k != "path"}
-    if fields.get("name"):  # a dataset chosen by name, e.g. the built-in digits instead of faces
-        spec = dict(fields) if path is None else {**fields, "path": str(Path(str(path)).expanduser())}
-    elif path is None:
-        name = domain.builtin_dataset
-        spec = {"name": name, **fields}
-    else:
-        p = Path(str(path)).expanduser()
-        if not p.exists():
-            raise ConfigError(f"data.path: {p} does not exist")
-        name = domain.dataset_for(p)
-        spec = {"name": name, "path": str(p), **fields}
-    validate_part("datasets", spec, "data")
-    return {"path": None if path is None else str(path), **fields}
+RECORDS = tuple(RunRecords.model_fields)
 
 
-def resolve_run_config(raw: dict[str, Any]) -> dict[str, Any]:
-    """Preset + file + overrides → the fully resolved run config (plain data), or a ConfigError."""
+def check_records(raw: dict[str, Any]) -> dict[str, Any]:
+    """The records a run config stores: none for an ordinary (``full``) run."""
     try:
-        run = RunConfig(**raw)
+        records = RunRecords(**raw)
     except pydantic.ValidationError as err:
-        raise ConfigError(format_validation_error(err, "config", RunConfig)) from None
-    if run.schema_version != SCHEMA_VERSION:
-        raise ConfigError(f"schema_version {run.schema_version} is not supported (this inrkit writes {SCHEMA_VERSION})")
-    model = dict(run.model)
-    model.setdefault("name", "ldmi")
-    model_spec = validate_part("models", model, "model")
-    try:
-        train = LDMITrainConfig(**run.train)
-    except pydantic.ValidationError as err:
-        raise ConfigError(format_validation_error(err, "train", LDMITrainConfig)) from None
-    domain = build_part("domains", model_spec["domain"])
-    data = resolve_data(run.data, domain)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "model": model_spec,
-        "data": data,
-        "train": train.model_dump(mode="json"),
-        **({"paradigm": run.paradigm, "hyper_transform": run.hyper_transform} if run.paradigm != "full" else {}),
-    }
-
-
-# one way to apply --set overrides across inrkit (name changes replace a part's spec)
-apply_sets = apply_overrides
+        raise ConfigError(format_validation_error(err, "config", RunRecords)) from None
+    return records.model_dump(mode="json") if records.paradigm != "full" else {}

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from inrkit.errors import ConfigError, DataError
-from inrkit.priors.ddim import randn
+from inrkit.priors.samplers import randn
 
 LIKELIHOODS = ("gaussian", "laplace")
 Operator = Callable[[torch.Tensor], torch.Tensor]

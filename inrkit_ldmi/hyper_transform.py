@@ -28,9 +28,9 @@ from torch import nn
 from inrkit.config import parse_override
 from inrkit.errors import ConfigError
 from inrkit.io import save_tensors
+from inrkit.config import apply_overrides
+from inrkit.recipe import Recipe
 from inrkit.registry import PartConfig, format_validation_error
-
-from .config import apply_sets, build_part, resolve_run_config
 from .model import LDMI
 from .sources import Source, check_weights, load_prior, load_source
 
@@ -158,8 +158,6 @@ def hyper_transform_config(source: Source, modality: str | None = None, preset: 
                            ) -> tuple[dict[str, Any], HyperTransformOptions, dict[str, Any]]:
     """The resolved LDMI run config (HD, INR, training from the preset; encoder, prior, domain and data
     from the source), the hyper-transform options, and the latent adaptation record."""
-    from .presets import preset_config
-
     rest, raw_options = _split_overrides(overrides)
     options = _options(raw_options)
     for item in rest:
@@ -168,23 +166,22 @@ def hyper_transform_config(source: Source, modality: str | None = None, preset: 
     src_modality = (source.domain or {}).get("name")
     if modality is not None and src_modality is not None and modality != src_modality:
         raise ConfigError(f"--modality {modality} does not match the source's domain '{src_modality}' ({source.path})")
-    base = preset_config(modality or src_modality, preset, None, config_file=config_file, data=data)
-    preset_domain = build_part("domains", base["model"]["domain"])
-    preset_encoder = build_part("encoders", base["model"]["encoder"], in_channels=preset_domain.channels,
-                                grid_shape=tuple(preset_domain.grid_shape))
+    recipe = Recipe.resolve("ldmi", preset, config_file, data, modality=modality or src_modality)
+    preset_encoder = recipe.model_config.build("encoder", in_channels=recipe.domain.channels,
+                                               grid_shape=tuple(recipe.domain.grid_shape))
     preset_latent = tuple(int(n) for n in preset_encoder.latent_shape)
 
-    cfg = copy.deepcopy(base)
+    cfg = copy.deepcopy(recipe.config)
     if source.domain is not None:
         # the frozen encoder (and prior) learnt this grid; the source's data too, unless --data is given
         cfg["model"]["domain"] = copy.deepcopy(source.domain)
         if source.data is not None and data is None:
             cfg["data"] = copy.deepcopy(source.data)
-    cfg = apply_sets(cfg, rest)
+    cfg = apply_overrides(cfg, rest)
     for key in ("in_dim", "out_dim"):  # the preset resolved them for its own domain: refill for this one
         if key not in " ".join(rest):
             cfg["model"]["inr"].pop(key, None)
-    domain = build_part("domains", resolve_run_config(cfg)["model"]["domain"])
+    domain = Recipe.from_config(cfg).domain
     if domain.channels != source.in_channels:
         raise ConfigError(
             f"hyper-transform: the source encodes ({source.in_channels}, H, W) data but the data are"
@@ -202,7 +199,7 @@ def hyper_transform_config(source: Source, modality: str | None = None, preset: 
     patch = int(cfg["model"]["hypernet"].get("patch_size") or 1)
     adaptation = latent_adaptation(preset_latent, source_latent, patch) if cfg["model"]["hypernet"]["name"] == "hd" \
         else {"preset_latent_shape": list(preset_latent), "source_latent_shape": list(source_latent)}
-    return resolve_run_config(cfg), options, adaptation
+    return Recipe.from_config(cfg).config, options, adaptation
 
 
 # -- training --------------------------------------------------------------------------------------
@@ -258,7 +255,7 @@ def train_hyper_transform(*, source: str | Path | None, modality: str | None = N
     overrides = list(overrides or []) + ([f"train.device={device}"] if device is not None else [])
     model, src = prepare_hyper_transform(source, prior_from=prior_from, modality=modality, preset=preset,
                                          config_file=config_file, data=data, overrides=overrides)
-    domain = model.run_config["model"]["domain"]["name"]
+    domain = model.recipe.config["model"]["domain"]["name"]
     out = Path(out) if out is not None else Path("runs") / f"{domain}-hyper-transform-{time.strftime('%Y%m%d-%H%M%S')}"
     if devices > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch(devices, source=source, modality=modality, data=data, preset=preset, config_file=config_file,
@@ -267,7 +264,7 @@ def train_hyper_transform(*, source: str | Path | None, modality: str | None = N
                         on_step=on_step)
     if int(os.environ.get("RANK", "0")) == 0:
         keep_source_decoder(out, src)
-    return {**summary, "run_dir": str(out), SECTION: model.run_config[SECTION]}
+    return {**summary, "run_dir": str(out), SECTION: model.recipe.config[SECTION]}
 
 
 def is_hyper_transform_run(config: dict[str, Any]) -> bool:

@@ -19,7 +19,8 @@ from inrkit.errors import ConfigError
 from inrkit.likelihoods import gaussian_kl
 from inrkit.registry import PartConfig, models
 
-from .config import build_part, resolve_run_config
+from inrkit.recipe import Recipe
+
 from .stats import summarise
 
 
@@ -41,17 +42,16 @@ class LatentModel(nn.Module, abc.ABC):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.domain = build_part("domains", config.domain)
-        self.encoder = build_part("encoders", config.encoder, in_channels=self.domain.channels,
-                                  grid_shape=tuple(self.domain.grid_shape))
+        self.domain = config.built_domain()
+        self.encoder = config.build("encoder", in_channels=self.domain.channels, grid_shape=tuple(self.domain.grid_shape))
         self.latent_shape = tuple(int(s) for s in self.encoder.latent_shape)
         self._build_decoder(config)
-        self.prior = build_part("priors", config.prior, latent_shape=self.latent_shape)
-        self.likelihood = build_part("likelihoods", config.likelihood)
+        self.prior = config.build("prior", latent_shape=self.latent_shape)
+        self.likelihood = config.build("likelihood")
         # The training grid; not saved (the domain config rebuilds it).
         self.register_buffer("coords", self.domain.grid().float(), persistent=False)
-        self.run_config: dict[str, Any] | None = None
-        self._eval_data = None
+        # the configuration it was built from (set by Recipe.build_model; ``fit`` trains with it)
+        self.recipe: Recipe | None = None
 
     @abc.abstractmethod
     def _build_decoder(self, config) -> None:
@@ -64,22 +64,25 @@ class LatentModel(nn.Module, abc.ABC):
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def from_config(cls, config):
-        """From the model's config object, a model section, or a whole run config (kept for ``fit``)."""
+        """From the model's config object, a model section, a whole run config or a :class:`Recipe`
+        (a run config is kept as the model's recipe, for ``fit``)."""
         if isinstance(config, cls.config_class):
             return cls(config)
-        run = resolve_run_config(config) if "model" in config else None
-        spec = dict(run["model"] if run else config)
+        if isinstance(config, Recipe) or "model" in config:
+            recipe = config if isinstance(config, Recipe) else Recipe.from_config(config, model=cls.model_name)
+            if recipe.model_name != cls.model_name:
+                raise ConfigError(f"model.name: '{recipe.model_name}' is not an {cls.model_name.upper()} model")
+            return recipe.build_model(cls)
+        spec = dict(config)
         name = spec.pop("name", cls.model_name)
         if name != cls.model_name:
             raise ConfigError(f"model.name: '{name}' is not an {cls.model_name.upper()} model")
-        seed = (run or {}).get("train", {}).get("seed")
-        # train.seed decides the initial weights too, whatever the caller's RNG state (which is left as it was)
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(int(seed))
-            model = cls(models.validate(spec, name=cls.model_name))
-        model.run_config = run
-        return model
+        return cls(models.validate(spec, name=cls.model_name))
+
+    @classmethod
+    def from_preset(cls, modality: str, preset: str = "paper", overrides: list[str] | None = None):
+        """The model of a shipped preset (with ``--set`` style overrides), e.g. ``LDMI.from_preset("image", "tiny")``."""
+        return cls.from_config(Recipe.resolve(cls.model_name, preset, overrides=overrides, modality=modality))
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, weights: str = "final"):
@@ -171,32 +174,29 @@ class LatentModel(nn.Module, abc.ABC):
         if stage == "prior":
             self.prior.update_ema()
 
-    def preview(self, stage: str, step: int, run_dir: Path) -> list[Path]:
-        where = Path(run_dir) / "previews" / f"{stage}-{step}"
-        n = self._train_cfg().get("n_renders", 8)
-        return self._render(where if stage == "prior" else None, where if stage == "vae" else None, n)
+    def preview(self, stage: str, step: int, context) -> list[Path]:
+        where = Path(context.run_dir) / "previews" / f"{stage}-{step}"
+        return self._render(context, where if stage == "prior" else None, where if stage == "vae" else None)
 
-    def after_stage(self, stage: str, run_dir: Path | None) -> dict[str, Any]:
+    def after_stage(self, stage: str, context) -> dict[str, Any]:
+        """Held-out metrics after stage ``vae`` and renders after each stage (``context``: the trainer's StageContext)."""
         out: dict[str, Any] = {}
-        if self._eval_data is not None and stage == "vae":  # the prior stage leaves reconstructions as they are
-            out["heldout"] = self.evaluate(self._eval_data)
-        if run_dir is not None:
-            run_dir = Path(run_dir)
-            paths = self._render(run_dir / "samples" / f"after-{stage}", run_dir / "reconstructions" / f"after-{stage}",
-                                 self._train_cfg().get("n_renders", 8))
+        if context.heldout is not None and stage == "vae":  # the prior stage leaves reconstructions as they are
+            out["heldout"] = self.evaluate(context.heldout)
+        if context.run_dir is not None:
+            run_dir = Path(context.run_dir)
+            paths = self._render(context, run_dir / "samples" / f"after-{stage}", run_dir / "reconstructions" / f"after-{stage}")
             out["renders"] = [str(p.relative_to(run_dir)) for p in paths]
         return out
 
-    def _train_cfg(self) -> dict[str, Any]:
-        return (self.run_config or {}).get("train", {})
-
-    def _render(self, sample_dir: Path | None, recon_dir: Path | None, n: int) -> list[Path]:
+    def _render(self, context, sample_dir: Path | None, recon_dir: Path | None) -> list[Path]:
         """Samples from the prior, and held-out reconstructions next to their targets."""
         paths: list[Path] = []
+        n, heldout = getattr(context.config, "n_renders", 8), context.heldout
         if sample_dir is not None:
-            paths += self.render_samples(sample_dir, n, steps=self._train_cfg().get("sample_steps", 50), seed=0)
-        if recon_dir is not None and self._eval_data is not None and len(self._eval_data) > 0:
-            paths += self.render_reconstructions(self._eval_data, recon_dir, n)
+            paths += self.render_samples(sample_dir, n, steps=getattr(context.config, "sample_steps", 50), seed=0)
+        if recon_dir is not None and heldout is not None and len(heldout) > 0:
+            paths += self.render_reconstructions(heldout, recon_dir, n)
         return paths
 
     @torch.no_grad()

@@ -12,7 +12,6 @@ an LDM is not an LDMI (it has no INR), so it does not inherit from one.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
@@ -21,11 +20,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from inrkit.config import deep_merge, load_yaml
 from inrkit.errors import ConfigError
-from inrkit.registry import PartConfig, models, registry
+from inrkit.recipe import register_recipe
+from inrkit.registry import models, registry
 
-from .config import apply_sets, build_part, resolve_run_config, validate_part
+from .config import RECORDS, LDMITrainConfig, PartsConfig, check_records
 from .latent_model import LatentModel, count_params, random_points
 
 
@@ -39,7 +38,7 @@ def mirror_decoder(encoder_spec: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, **{k: v for k, v in encoder_spec.items() if k in fields and k != "name"}}
 
 
-class LDMConfig(PartConfig):
+class LDMConfig(PartsConfig):
     """The ``model`` section of an LDM run."""
 
     domain: dict[str, Any] | str
@@ -54,12 +53,11 @@ class LDMConfig(PartConfig):
 
     @pydantic.model_validator(mode="after")
     def _resolve_parts(self):
-        self.domain = validate_part("domains", self.domain, "model.domain")
-        domain = build_part("domains", self.domain)
-        self.encoder = validate_part("encoders", self.encoder, "model.encoder")
-        self.decoder = validate_part("decoders", self.decoder or mirror_decoder(self.encoder), "model.decoder")
-        self.prior = validate_part("priors", self.prior, "model.prior")
-        self.likelihood = validate_part("likelihoods", self.likelihood or domain.default_likelihood, "model.likelihood")
+        domain = self._validate_domain()
+        self.encoder = self._validate("encoder", self.encoder)
+        self.decoder = self._validate("decoder", self.decoder or mirror_decoder(self.encoder))
+        self.prior = self._validate("prior", self.prior)
+        self.likelihood = self._validate("likelihood", self.likelihood or domain.default_likelihood)
         return self
 
 
@@ -69,16 +67,11 @@ class LDM(LatentModel):
     config_class = LDMConfig
 
     def _build_decoder(self, config: LDMConfig) -> None:
-        self.decoder = build_part("decoders", config.decoder, out_channels=self.domain.channels,
-                                  grid_shape=tuple(self.domain.grid_shape), latent_shape=self.latent_shape)
+        self.decoder = config.build("decoder", out_channels=self.domain.channels,
+                                    grid_shape=tuple(self.domain.grid_shape), latent_shape=self.latent_shape)
 
     def vae_modules(self) -> tuple[nn.Module, ...]:
         return (self.encoder, self.decoder)
-
-    # -- construction --------------------------------------------------------------------
-    @classmethod
-    def from_preset(cls, modality: str, preset: str = "paper", overrides: list[str] | None = None) -> "LDM":
-        return cls.from_config(ldm_run_config(modality, preset, overrides))
 
     def parameter_report(self) -> dict[str, Any]:
         return {"encoder": count_params(self.encoder), "decoder": count_params(self.decoder),
@@ -116,7 +109,7 @@ class LDM(LatentModel):
         return torch.cat(outs) if outs else torch.empty(0, self.domain.channels, *shape)
 
 
-# -- run configs --------------------------------------------------------------------------------
+# -- the recipe: LDMI's, with the decoder in place of inr + hypernet -------------------------------
 LDMI_ONLY = ("inr", "hypernet")
 
 
@@ -128,31 +121,6 @@ def ldm_from_ldmi_config(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def ldm_run_config(modality: str | None = None, preset: str | None = None, overrides: list[str] | None = None,
-                   config_file: str | Path | None = None, data: str | Path | None = None) -> dict[str, Any]:
-    """The resolved LDM run config: LDMI preset (its encoder, prior, data, training) ← file ← data ← --set.
-
-    LDM runs have no presets of their own: an LDM is the baseline of the same-named LDMI preset.
-    """
-    from .presets import load_preset
-
-    file_cfg = load_yaml(config_file) if config_file is not None else {}
-    file_model = file_cfg.get("model") or {}
-    if file_model.get("name", "ldm") != "ldm":
-        raise ConfigError(f"{config_file}: model.name is '{file_model['name']}', not ldm")
-    domain = file_model.get("domain")
-    file_modality = domain if isinstance(domain, str) else (domain or {}).get("name")
-    modality = modality or file_modality
-    if modality is None:
-        raise ConfigError("--modality is required (or a --config file whose model.domain names it)")
-    if file_modality is not None and file_modality != modality:
-        raise ConfigError(f"--modality {modality} does not match the config's model.domain.name '{file_modality}'")
-    base = {} if (config_file is not None and preset is None) else ldm_from_ldmi_config(load_preset(modality, preset or "paper"))
-    config = deep_merge(base, file_cfg)
-    config.setdefault("model", {}).setdefault("name", "ldm")
-    if isinstance(config["model"].get("domain"), str) or config["model"].get("domain") is None:
-        config["model"]["domain"] = {"name": modality}
-    if data is not None:
-        fields = {k: v for k, v in (file_cfg.get("data") or {}).items() if k != "path"}
-        config["data"] = {"path": str(data), **fields}
-    return resolve_run_config(apply_sets(config, overrides))
+# LDM runs have no presets of their own: an LDM is the baseline of the same-named LDMI preset.
+register_recipe("ldm", train_config=LDMITrainConfig, base="ldmi", transform=ldm_from_ldmi_config, records=RECORDS,
+                check_records=check_records)

@@ -13,10 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from inrkit.recipe import register_recipe
 from inrkit.registry import models
 
-from .config import LDMIConfig, build_part
+from .config import RECORDS, LDMIConfig, LDMITrainConfig, check_records
 from .latent_model import LatentModel, count_params, random_points
+from .presets import load_preset
 
 
 @models.register("ldmi", config=LDMIConfig, description="LDMI: latent diffusion over INRs with a hypernetwork decoder (HD)")
@@ -25,19 +27,12 @@ class LDMI(LatentModel):
     config_class = LDMIConfig
 
     def _build_decoder(self, config: LDMIConfig) -> None:
-        inr = build_part("inrs", config.inr)
-        self.hypernet = build_part("hypernets", config.hypernet, inr=inr, latent_shape=self.latent_shape)
+        self.hypernet = config.build("hypernet", inr=config.build("inr"), latent_shape=self.latent_shape)
 
     def vae_modules(self) -> tuple[nn.Module, ...]:
         return (self.encoder, self.hypernet)
 
     # -- construction ----------------------------------------------------------------------
-    @classmethod
-    def from_preset(cls, modality: str, preset: str = "paper", overrides: list[str] | None = None) -> "LDMI":
-        from .presets import preset_config
-
-        return cls.from_config(preset_config(modality, preset, overrides))
-
     def _last_layer(self):
         last = getattr(self.hypernet, "last_layer", None)
         return last() if last is not None else None
@@ -101,3 +96,6 @@ class LDMI(LatentModel):
             values = self.hypernet.decode(zb, coords, chunk=chunk)
             outs.append(self.domain.to_grid(self.domain.postprocess(values.float()), shape).cpu())
         return torch.cat(outs) if outs else torch.empty(0, self.domain.channels, *shape)
+
+
+register_recipe("ldmi", train_config=LDMITrainConfig, presets=load_preset, records=RECORDS, check_records=check_records)

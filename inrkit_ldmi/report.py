@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from inrkit.errors import ConfigError
 from inrkit.io import load_tensors, write_json
 
-from .api import run_dataset
 from .config import build_part
 from .stats import stat_text, summarise
 from .hyper_transform import SECTION, SOURCE_DECODER_FILE, is_hyper_transform_run
@@ -25,10 +24,10 @@ from .sources import check_weights
 REPORT_DIR = "hyper_transform_report"
 
 
-def source_decoder(model) -> torch.nn.Module:
-    """The conv decoder the run kept from its source, on the model's device, eval mode."""
-    run_dir = Path(model.run_dir)
-    spec = model.run_config[SECTION]["source_decoder"]
+def source_decoder(run, model) -> torch.nn.Module:
+    """The conv decoder the run (an :class:`inrkit.runs.Run`) kept from its source, on the model's device, eval mode."""
+    run_dir = run.path
+    spec = run.config[SECTION]["source_decoder"]
     grid = tuple(model.domain.grid_shape)
     decoder = build_part("decoders", spec, out_channels=model.domain.channels, grid_shape=grid,
                          latent_shape=tuple(model.latent_shape))
@@ -58,20 +57,24 @@ def side_by_side(columns: list[torch.Tensor], size: tuple[int, ...], gap: int = 
 
 
 @torch.no_grad()
-def hyper_transform_report(model, out: str | Path | None = None, dataset=None, n_samples: int = 8,
+def hyper_transform_report(run, model=None, out: str | Path | None = None, dataset=None, n_samples: int = 8,
                            steps: int = 50, seed: int = 0, upscale: int = 4, batch_size: int = 16) -> dict[str, Any]:
     """Recon metrics of HD and conv decoder on the same held-out latents, and sample renders of both
-    from the same prior draws. ``model``: a loaded hyper-transform run (``inrkit.load_run``)."""
-    config = getattr(model, "run_config", None) or {}
+    from the same prior draws. ``run``: a hyper-transform run (an :class:`inrkit.runs.Run` or its
+    path); ``model``: its loaded model (default: its final weights); ``dataset``: default its held-out split."""
+    from inrkit.runs import Run
+
+    run = run if isinstance(run, Run) else Run.open(run)
+    config = run.config
     if not is_hyper_transform_run(config):
-        raise ConfigError(f"{getattr(model, 'run_dir', 'model')}: not a hyper-transform run (config.yaml has no"
-                          f" 'paradigm: hyper-transform')")
-    run_dir = Path(model.run_dir)
+        raise ConfigError(f"{run.path}: not a hyper-transform run (config.yaml has no 'paradigm: hyper-transform')")
+    model = model if model is not None else run.load_model()
+    run_dir = run.path
     out = Path(out) if out is not None else run_dir / REPORT_DIR
-    decoder = source_decoder(model)
+    decoder = source_decoder(run, model)
     domain = model.domain
     if dataset is None:
-        dataset = run_dataset(domain, config.get("data"), "val")
+        dataset = run.dataset("val")
 
     was = model.training
     model.eval()

@@ -207,7 +207,7 @@ def run_sections(run_dir: Path) -> list[str]:
 
 # -- a comparison ---------------------------------------------------------------------------------
 def compare_sections(out: Path, report: dict[str, Any]) -> list[str]:
-    from .compare_report import table_rows
+    from .compare.report import table_rows
 
     settings = report.get("settings") or {}
     rows = [[k, json.dumps(v) if isinstance(v, (dict, list)) else v] for k, v in settings.items()]

@@ -5,6 +5,7 @@ inrkit names them), so every test that trains on them also checks the plugin pat
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,47 @@ def toy_run_config(**train) -> dict:
 @pytest.fixture
 def toy_config():
     return toy_run_config
+
+
+@contextlib.contextmanager
+def count_parts():
+    """Counts every registry validation of a spec and every construction of a part, by (kind,
+    name), while the block runs: ``with count_parts() as (validated, built): ...``."""
+    import collections
+
+    from inrkit.registry import Registry
+
+    validated, built = collections.Counter(), collections.Counter()
+    validate, create = Registry.validate, Registry.create
+
+    def counting_validate(self, spec, name=None):
+        if not isinstance(spec, PartConfig):  # an already validated config passes through unchecked
+            validated[self.kind, (spec or {}).get("name", name)] += 1
+        return validate(self, spec, name)
+
+    def counting_create(self, name, config, context=None):
+        built[self.kind, name] += 1
+        return create(self, name, config, context)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Registry, "validate", counting_validate)
+        mp.setattr(Registry, "create", counting_create)
+        yield validated, built
+
+
+def resolved(config: dict) -> dict:
+    """A plain run config resolved by its recipe (what config.yaml stores)."""
+    from inrkit.recipe import Recipe
+
+    return Recipe.from_config(config).config
+
+
+def recipe_config(model: str, modality: str | None = None, preset: str | None = None, overrides=None,
+                  config_file=None, data=None) -> dict:
+    """``Recipe.resolve(...)``'s plain config for ``model`` (ldmi or ldm)."""
+    from inrkit.recipe import Recipe
+
+    return Recipe.resolve(model, preset, config_file, data, overrides, modality=modality).config
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -208,7 +208,9 @@ def test_oom_point_is_recorded_not_a_crash(tmp_path, monkeypatch):
 
 
 def test_point_too_large_for_the_disk_is_not_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(cmp, "_free_disk", lambda path: 1000)
+    from inrkit_ldmi.compare import execute
+
+    monkeypatch.setattr(execute, "free_disk", lambda path: 1000)
     report = cmp.compare(["mlp"], "image", preset="tiny", budget_steps=1, seeds=2, out=tmp_path / "c", set_overrides=TINY)
     row = report["points"][0]["results"][0]
     assert row["status"] == "disk" and row["runs"][0]["predicted"] and "GiB" in row["runs"][0]["error"]
@@ -294,3 +296,19 @@ def test_partial_report_from_the_records_of_a_cut_off_comparison(swept, tmp_path
     assert mlp16["inr_params"] == full["points"][1]["results"][1]["inr_params"]
     assert all(row["decode_ms"] > 0 for point in part["points"] for row in point["results"])
     assert "| not run |" in (tmp_path / "report" / "compare.md").read_text()
+
+
+def test_the_axis_of_comparison_is_a_parameter_of_the_plan():
+    """Another model section can be compared the same way: the configs then differ only there."""
+    priors = cmp.Axis("prior", "priors", "--priors", "prior")
+    points = cmp.plan_configs(["gaussian", "diffusion"], "image", "tiny", None, None, 2, None, None,
+                              TINY + ["prior.diffusion.model_channels=8"], "cpu", axis=priors)
+    cfgs = points[0]["configs"]
+    assert cfgs["gaussian"]["model"]["prior"]["name"] == "gaussian"
+    assert cfgs["diffusion"]["model"]["prior"]["model_channels"] == 8
+    assert cmp.plan.config_differences(cfgs["gaussian"], cfgs["diffusion"])[0].startswith("model.prior")
+    cmp.check_fair(cfgs, priors)
+    with pytest.raises(ConfigError, match="differ outside model.hypernet"):
+        cmp.check_fair(cfgs)
+    with pytest.raises(ConfigError, match="--priors"):
+        cmp.plan_configs(["gaussian", "gaussian"], "image", "tiny", None, None, 2, None, None, TINY, "cpu", axis=priors)

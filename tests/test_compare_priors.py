@@ -100,7 +100,7 @@ def test_resume_reuses_stage1_and_every_run(compared, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(cp.cmp, "train_one", no_training)
+    monkeypatch.setattr(cp, "train_one", no_training)
     monkeypatch.setattr(cp, "train_prior", no_training)
     before = json.loads((compared / "compare.json").read_text())
     logs = []

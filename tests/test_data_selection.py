@@ -4,7 +4,7 @@ import pytest
 import inrkit
 from inrkit.data import open_dataset
 from inrkit.errors import ConfigError, InrkitError
-from inrkit_ldmi.config import resolve_data
+from inrkit.recipe import resolve_data
 
 
 def test_open_dataset_by_name_overrides_the_builtin_default():
@@ -17,7 +17,7 @@ def test_open_dataset_by_name_overrides_the_builtin_default():
 
 def test_run_config_data_name_is_validated():
     domain = inrkit.build("domains", "image", resolution=8, channels=1)
-    assert resolve_data({"path": None, "name": "digits"}, domain)["name"] == "digits"
+    assert resolve_data({"path": None, "name": "digits"}, domain)[0]["name"] == "digits"
     with pytest.raises(InrkitError, match="digits"):
         resolve_data({"path": None, "name": "digitz"}, domain)
     with pytest.raises(ConfigError, match="n_itemz"):

@@ -79,9 +79,9 @@ def test_evaluate_cli_fid_features_pt2(tmp_path, capsys):
     samples = json.loads((run / "eval.json").read_text())["samples"]
     assert samples["fid_status"] == "ok" and samples["fid_n_fake"] == 3 and samples["fid_feature_dim"] == 6
     # the same number from the held-out images and the same seeded samples, with the module itself
-    from inrkit_ldmi.api import run_dataset
+    from inrkit.runs import Run
 
-    val = run_dataset(model.domain, model.run_config.get("data"), "val")
+    val = Run.open(run).dataset("val")
     real = torch.stack([val[i] for i in range(len(val))])
     assert samples["fid_n_real"] == len(val) >= 2
     expected = compute_fid(real, model.sample(3, steps=1, seed=0), net)["fid"]

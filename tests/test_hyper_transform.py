@@ -11,13 +11,11 @@ from safetensors.torch import load_file, save_file
 
 import inrkit
 from inrkit.errors import ConfigError
-from inrkit_ldmi.config import resolve_run_config
 from inrkit_ldmi.hyper_transform import build_model, hyper_transform_config, train_hyper_transform
 from inrkit_ldmi.model import LDMI
-from inrkit_ldmi.presets import preset_config
 from inrkit_ldmi.sources import load_source
 
-from conftest import run_cli
+from conftest import recipe_config, resolved, run_cli
 
 diffusers = pytest.importorskip("diffusers", reason="diffusers (the 'test' extra) writes the AutoencoderKL fixtures")
 
@@ -60,9 +58,9 @@ def test_cli_from_an_inrkit_ldm_run(ldm_run, tmp_path):
     assert config["paradigm"] == "hyper-transform" and config["model"]["name"] == "ldmi"
     assert config["hyper_transform"]["source"]["kind"] == "inrkit-ldm"
     assert config["hyper_transform"]["source"]["path"] == str(ldm_run.resolve())
-    assert resolve_run_config(config)["hyper_transform"] == config["hyper_transform"]  # the record survives re-resolving
+    assert resolved(config)["hyper_transform"] == config["hyper_transform"]  # the record survives re-resolving
     # reused as a recipe (train ldmi --config, compare --config), the run's config trains fully: no paradigm record
-    recipe = preset_config(config_file=out / "config.yaml")
+    recipe = recipe_config("ldmi", config_file=out / "config.yaml")
     assert "paradigm" not in recipe and recipe["model"] == config["model"]
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["stages"]) == ["vae"]  # the source's trained prior is kept, not retrained

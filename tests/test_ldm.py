@@ -7,7 +7,8 @@ import torch
 import inrkit
 from inrkit.errors import ConfigError
 from inrkit_ldmi.autoencoder_kl import AutoencoderKLConfig, AutoencoderKLDecoder, AutoencoderKLEncoder
-from inrkit_ldmi.ldm import LDM, ldm_run_config, mirror_decoder
+from conftest import recipe_config
+from inrkit_ldmi.ldm import LDM, mirror_decoder
 from inrkit_ldmi.sources import _legacy_names
 
 from conftest import run_cli
@@ -18,7 +19,7 @@ TINY = ["model.encoder.base_channels=8", "model.prior.model_channels=16", "train
 
 
 def test_ldm_config_comes_from_the_ldmi_preset_with_a_mirrored_decoder():
-    cfg = ldm_run_config("image", "tiny")
+    cfg = recipe_config("ldm", "image", "tiny")
     model = cfg["model"]
     assert model["name"] == "ldm" and "hypernet" not in model and "inr" not in model
     enc, dec = model["encoder"], model["decoder"]
@@ -26,17 +27,17 @@ def test_ldm_config_comes_from_the_ldmi_preset_with_a_mirrored_decoder():
     for key in ("base_channels", "channel_mult", "num_res_blocks", "mid_attention"):
         assert dec[key] == enc[key]
     # an explicit decoder field wins over the mirror
-    cfg = ldm_run_config("image", "tiny", ["model.decoder.name=conv2d", "model.decoder.base_channels=4"])
+    cfg = recipe_config("ldm", "image", "tiny", ["model.decoder.name=conv2d", "model.decoder.base_channels=4"])
     assert cfg["model"]["decoder"]["base_channels"] == 4
     with pytest.raises(ConfigError, match="model.decoder"):
-        ldm_run_config("image", "tiny", ["model.decoder.name=conv9d"])
+        recipe_config("ldm", "image", "tiny", ["model.decoder.name=conv9d"])
     with pytest.raises(ConfigError, match="no decoder mirrors encoder 'nope'"):
         mirror_decoder({"name": "nope"})
 
 
 def test_ldm_vae_stage_learns_and_decodes_at_any_resolution():
     torch.manual_seed(0)
-    model = LDM.from_config(ldm_run_config("image", "tiny", ["model.domain.resolution=8", "model.encoder.base_channels=8"]))
+    model = LDM.from_config(recipe_config("ldm", "image", "tiny", ["model.domain.resolution=8", "model.encoder.base_channels=8"]))
     assert model.stages == ("vae", "prior")
     x = torch.rand(4, 1, 8, 8) * 2 - 1
     params = list(model.stage_parameters("vae"))
@@ -68,7 +69,7 @@ def test_train_ldm_cli_run_reloads(tmp_path):
         args += ["--set", item]
     assert run_cli(args) == 0
     model = inrkit.load_run(out)
-    assert isinstance(model, LDM) and model.run_config["model"]["name"] == "ldm"
+    assert isinstance(model, LDM) and inrkit.runs.Run.open(out).config["model"]["name"] == "ldm"
     a = model.sample(2, steps=2, seed=3)
     assert torch.equal(a, model.sample(2, steps=2, seed=3)) and a.shape == (2, 1, 16, 16)
     assert (out / "samples" / "after-prior").is_dir() and (out / "summary.json").is_file()

@@ -11,10 +11,10 @@ import inrkit
 from inrkit.data import open_dataset
 from inrkit.errors import CheckpointError, ConfigError
 from inrkit.train.logging import read_metrics
-from inrkit_ldmi.config import apply_sets
+from inrkit.config import apply_overrides
 from inrkit_ldmi.model import LDMI
 
-from conftest import toy_run_config
+from conftest import recipe_config, toy_run_config
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_prior_stage_alone_needs_a_trained_vae(tmp_path):
 
 
 def test_gaussian_prior_has_only_the_vae_stage(tmp_path):
-    cfg = apply_sets(toy_run_config(), ["model.prior.name=gaussian"])
+    cfg = apply_overrides(toy_run_config(), ["model.prior.name=gaussian"])
     model = LDMI.from_config(cfg)
     assert model.stages == ("vae",)
     assert model.config.prior == {"name": "gaussian"}
@@ -159,7 +159,7 @@ def test_existing_run_is_refused_unless_resume_or_overwrite(trained, tmp_path):
 
 def test_resume_with_a_different_model_is_refused(tmp_path):
     LDMI.from_config(toy_run_config()).fit(out=tmp_path / "r", stages=("vae",))
-    other = LDMI.from_config(apply_sets(toy_run_config(), ["model.inr.width=8"]))
+    other = LDMI.from_config(apply_overrides(toy_run_config(), ["model.inr.width=8"]))
     with pytest.raises(ConfigError, match="model.inr.width"):
         other.fit(out=tmp_path / "r", resume=True)
 
@@ -193,11 +193,10 @@ def test_evaluate_reports_mean_and_std(trained):
 
 
 def test_train_seed_decides_the_initial_weights():
-    from inrkit_ldmi.presets import preset_config
 
     def weights(seed):
         torch.manual_seed(seed + 100)  # the caller's RNG state must not matter
-        model = LDMI.from_config(preset_config("sphere", "tiny", [f"train.seed={seed}"]))
+        model = LDMI.from_config(recipe_config("ldmi", "sphere", "tiny", [f"train.seed={seed}"]))
         return model.state_dict()
 
     a, b, c = weights(0), weights(0), weights(1)

@@ -131,7 +131,7 @@ def test_split_sizes_and_spread_unavailable_below_two_items(tmp_path, capsys):
 
 
 def test_compare_markdown_keeps_one_number_format_per_column():
-    from inrkit_ldmi.compare_report import markdown
+    from inrkit_ldmi.compare.report import markdown
 
     stat = {"mean": 20.0, "std": None, "n": 1, "per_seed": [20.0]}
     rows = [{"hypernet": name, "hypernet_params": hp, "inr_params": inr, "inr_per_hypernet_param": inr / hp,

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 import inrkit
-from inrkit.priors.ddim import ddim_sample, ddim_timesteps, previous_timestep
+from inrkit.priors.samplers import ddim_sample, ddim_timesteps, previous_timestep
 from inrkit.priors.schedule import NoiseSchedule
 from inrkit_ldmi.config import build_part
 from inrkit_ldmi.model import LDMI

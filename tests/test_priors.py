@@ -10,7 +10,7 @@ import torch
 import inrkit
 from inrkit.errors import ConfigError, DataError
 from inrkit.io import load_state, save_state
-from inrkit.priors.ddim import SPACINGS, ddim_timesteps
+from inrkit.priors.samplers import SPACINGS, ddim_timesteps
 from inrkit.priors.ema import EMA
 from inrkit.priors.schedule import NoiseSchedule, make_betas
 

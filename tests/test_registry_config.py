@@ -11,10 +11,10 @@ import importlib
 reg = importlib.import_module("inrkit.registry")
 from inrkit.errors import ConfigError, InrkitError
 from inrkit.registry import PartConfig
-from inrkit_ldmi.config import apply_sets, resolve_run_config
-from inrkit_ldmi.presets import available_presets, load_preset, preset_config
+from inrkit.config import apply_overrides
+from inrkit_ldmi.presets import available_presets, load_preset
 
-from conftest import ToyGrid, toy_run_config
+from conftest import ToyGrid, recipe_config, resolved, toy_run_config
 
 
 def test_unknown_name_names_the_closest_match():
@@ -27,9 +27,9 @@ def test_unknown_name_names_the_closest_match():
 
 
 def test_unknown_part_in_a_run_config_names_the_field():
-    cfg = apply_sets(toy_run_config(), ["model.hypernet.name=hdd"])
+    cfg = apply_overrides(toy_run_config(), ["model.hypernet.name=hdd"])
     with pytest.raises(ConfigError, match=r"model\.hypernet: unknown hypernet 'hdd'.*Did you mean 'hd'"):
-        resolve_run_config(cfg)
+        resolved(cfg)
 
 
 @pytest.mark.parametrize("override, field, bad", [
@@ -40,44 +40,44 @@ def test_unknown_part_in_a_run_config_names_the_field():
     ("trian.seed=1", "config", "trian"),
 ])
 def test_misspelt_field_is_an_error_naming_it(override, field, bad):
-    cfg = apply_sets(toy_run_config(), [override])
+    cfg = apply_overrides(toy_run_config(), [override])
     with pytest.raises(ConfigError) as err:
-        resolve_run_config(cfg)
+        resolved(cfg)
     msg = str(err.value)
     assert msg.startswith(field + ":") and f"unknown field '{bad}'" in msg and "\n" not in msg
 
 
 def test_wrong_value_type_is_an_error():
     with pytest.raises(ConfigError, match=r"train: 'vae.steps'='many'"):
-        resolve_run_config(apply_sets(toy_run_config(), ["train.vae.steps=many"]))
+        resolved(apply_overrides(toy_run_config(), ["train.vae.steps=many"]))
     with pytest.raises(ConfigError, match="batch_size"):
-        resolve_run_config(apply_sets(toy_run_config(), ["train.prior.batch_size=0"]))
+        resolved(apply_overrides(toy_run_config(), ["train.prior.batch_size=0"]))
 
 
 def test_set_parses_yaml_values_and_changing_a_name_drops_old_fields():
-    cfg = apply_sets({"a": {"b": 1}}, ["a.b=3", "a.c=1e-4", "a.d=true", "a.e=[2, 4]", "a.f=siren", "x.y.z=null"])
+    cfg = apply_overrides({"a": {"b": 1}}, ["a.b=3", "a.c=1e-4", "a.d=true", "a.e=[2, 4]", "a.f=siren", "x.y.z=null"])
     assert cfg == {"a": {"b": 3, "c": 1e-4, "d": True, "e": [2, 4], "f": "siren"}, "x": {"y": {"z": None}}}
-    cfg = resolve_run_config(apply_sets(toy_run_config(), ["model.hypernet.name=mlp", "model.hypernet.hidden=[32]"]))
+    cfg = resolved(apply_overrides(toy_run_config(), ["model.hypernet.name=mlp", "model.hypernet.hidden=[32]"]))
     assert cfg["model"]["hypernet"]["name"] == "mlp" and cfg["model"]["hypernet"]["hidden"] == [32]
     assert "dim" not in cfg["model"]["hypernet"]
     with pytest.raises(ConfigError, match="key=value"):
-        apply_sets({}, ["novalue"])
+        apply_overrides({}, ["novalue"])
 
 
 def test_resolution_fills_inr_dims_and_the_domains_likelihood():
-    cfg = resolve_run_config(toy_run_config())
+    cfg = resolved(toy_run_config())
     assert (cfg["model"]["inr"]["in_dim"], cfg["model"]["inr"]["out_dim"]) == (2, 1)
     assert cfg["model"]["inr"]["w0"] == 30.0  # defaults written out: the stored config is complete
-    cfg = resolve_run_config(apply_sets(toy_run_config(), ["model.likelihood=null"]))
+    cfg = resolved(apply_overrides(toy_run_config(), ["model.likelihood=null"]))
     assert cfg["model"]["likelihood"]["name"] == ToyGrid.default_likelihood
     with pytest.raises(ConfigError, match=r"model\.inr\.in_dim=3 does not match"):
-        resolve_run_config(apply_sets(toy_run_config(), ["model.inr.in_dim=3"]))
-    assert resolve_run_config(cfg) == cfg  # resolving is idempotent
+        resolved(apply_overrides(toy_run_config(), ["model.inr.in_dim=3"]))
+    assert resolved(cfg) == cfg  # resolving is idempotent
 
 
 def test_data_split_is_the_trainers_choice():
     with pytest.raises(ConfigError, match="data.split"):
-        resolve_run_config(apply_sets(toy_run_config(), ["data.split=val"]))
+        resolved(apply_overrides(toy_run_config(), ["data.split=val"]))
 
 
 def test_duplicate_registration_is_refused():
@@ -141,7 +141,7 @@ def test_presets_exist_for_every_modality_and_unknown_ones_are_named():
 @pytest.mark.parametrize("modality", ["image", "sphere", "occupancy"])
 def test_every_preset_resolves(modality):
     for preset in available_presets()[modality]:
-        cfg = preset_config(modality, preset)
+        cfg = recipe_config("ldmi", modality, preset)
         assert cfg["model"]["domain"]["name"] == modality
         assert cfg["model"]["hypernet"]["name"] == ("mlp" if preset.startswith("gasp") else "hd")
 
@@ -149,16 +149,16 @@ def test_every_preset_resolves(modality):
 def test_paper_image_preset_matches_the_papers_sizes():
     from inrkit_ldmi.model import LDMI
 
-    model = LDMI.from_config(preset_config("image", "paper"))
+    model = LDMI.from_config(recipe_config("ldmi", "image", "paper"))
     assert model.latent_shape == (3, 16, 16)
     assert model.inr.num_params == 198_915
     assert model.hypernet.n_weight_tokens == 259
     assert model.likelihood.registry_name == "l1_lpips_patchgan"
-    assert LDMI.from_config(preset_config("image", "inrkit-v1")).likelihood.config.sigma == 0.1
+    assert LDMI.from_config(recipe_config("ldmi", "image", "inrkit-v1")).likelihood.config.sigma == 0.1
 
 
 def test_sphere_paper_preset_latent_and_inr():
-    cfg = preset_config("sphere", "paper")
+    cfg = recipe_config("ldmi", "sphere", "paper")
     inr = inrkit.build("inrs", cfg["model"]["inr"].pop("name"), **cfg["model"]["inr"])
     assert (inr.in_dim, inr.out_dim) == (3, 1) and inr.num_params == 198_657
     from inrkit_ldmi.config import build_part
@@ -174,7 +174,7 @@ def test_data_path_replaces_the_builtin_datasets_fields(tmp_path):
 
     for i in range(3):
         Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
-    cfg = preset_config("image", "tiny", data=tmp_path)
+    cfg = recipe_config("ldmi", "image", "tiny", data=tmp_path)
     assert cfg["data"] == {"path": str(tmp_path)}
     with pytest.raises(ConfigError, match="data.path"):
-        preset_config("image", "tiny", data=tmp_path / "missing")
+        recipe_config("ldmi", "image", "tiny", data=tmp_path / "missing")

@@ -17,7 +17,7 @@ from ..registry import PartConfig, priors
 from ..errors import ConfigError, DataError
 from ..nn import ChannelMult
 from .base import ScaledPrior
-from .ddim import Callback, ddim_sample, ddpm_sample, randn
+from .samplers import Callback, ddim_sample, ddpm_sample, randn
 from .ema import EMA
 from .guided import dps_ddim
 from .mlp_denoiser import MLPDenoiser

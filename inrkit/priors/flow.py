@@ -21,7 +21,7 @@ from torch.func import functional_call
 from ..errors import ConfigError, DataError
 from ..registry import PartConfig, priors
 from .base import ScaledPrior
-from .ddim import randn
+from .samplers import randn
 from .ema import EMA
 from .flow_layers import AffineCoupling, Flow, Planar, coupling_masks
 

@@ -5,8 +5,8 @@ import torch
 
 from ..registry import PartConfig, priors
 from .base import Prior
-from .ddim import randn
 from .guided import optimise_latents
+from .samplers import randn
 
 
 class GaussianPriorConfig(PartConfig):

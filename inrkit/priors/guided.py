@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ConfigError
 from .base import GuideLoss
-from .ddim import ddim_timesteps, previous_timestep
+from .samplers import ddim_timesteps, previous_timestep
 
 
 def _check(steps: int, guidance: float, clip: float | None) -> None:

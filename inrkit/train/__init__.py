@@ -1,6 +1,6 @@
 """Generic training: a distributed engine, a multi-stage trainer, checkpoints and logs."""
 from .config import StageConfig, TrainConfig
 from .engine import Engine, resolve_device
-from .trainer import Trainer
+from .trainer import StageContext, Trainer
 
-__all__ = ["Engine", "StageConfig", "TrainConfig", "Trainer", "resolve_device"]
+__all__ = ["Engine", "StageConfig", "StageContext", "TrainConfig", "Trainer", "resolve_device"]

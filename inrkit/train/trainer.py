@@ -13,11 +13,14 @@ and optionally
 - ``prepare_stage(stage, dataset) -> dataset | None``: called before a stage (freeze, cache
   latents...); the dataset it returns is what the stage iterates;
 - ``after_step(stage)``: after each optimiser step (EMA updates);
-- ``preview(stage, step, run_dir)``: every ``sample_every`` steps on the main process; the PNG
+- ``preview(stage, step, context)``: every ``sample_every`` steps on the main process; the PNG
   paths it returns (if any) go to TensorBoard;
-- ``after_stage(stage, run_dir) -> dict``: on the main process when a stage ends (renders,
+- ``after_stage(stage, context) -> dict``: on the main process when a stage ends (renders,
   held-out metrics); what it returns goes into the run summary (``heldout`` and ``renders`` to
   TensorBoard too).
+
+The hooks' ``context`` (:class:`StageContext`) holds what the run gives them: the output folder,
+the held-out data and the train config. A model keeps none of it.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import contextlib
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,10 +40,19 @@ from ..errors import ConfigError, InrkitError, Interrupted
 from . import checkpoint as ckpt
 from .config import StageConfig, TrainConfig
 from .engine import Engine, to_device
-from .fast import DeviceData, StepLogs, all_finite, make_optimizer
+from .fast import DeviceData, StepLogs, all_finite, make_optimizer, to_channels_last
 from .logging import MetricsLogger, StageProgress
 from .sampler import StepBatchSampler
 from .stopping import StopOnSignals
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What the end-of-stage and preview hooks get from the run."""
+
+    run_dir: Path | None  # the output folder (None: a run that writes nothing)
+    heldout: Any  # the held-out dataset, or None
+    config: TrainConfig  # the whole train config (render counts, sampling steps...)
 
 
 class _StageStep(nn.Module):
@@ -62,12 +75,16 @@ class Trainer:
         run_dir: str | Path | None = None,
         engine: Engine | None = None,
         on_step: Callable[[str, int, dict], None] | None = None,
+        heldout=None,
+        run_config: dict[str, Any] | None = None,
     ):
         self.model = model
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.engine = engine or Engine(config.device)
         self.on_step = on_step
+        self.context = StageContext(self.run_dir, heldout, config)
+        self.run_config = run_config  # the resolved run config, TensorBoard's hparams
         if self.run_dir is not None and self.engine.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
@@ -99,7 +116,6 @@ class Trainer:
     def use_bf16(self) -> bool:
         p = self.config.precision
         return p == "bf16" or (p == "auto" and self.engine.device.type == "cuda")
-
 
     def _autocast(self):
         if not self.use_bf16:
@@ -157,7 +173,7 @@ class Trainer:
                 summary[stage].update(self._after_stage(stage))
                 self._log_stage_end(stage, summary[stage])
             heldout = [s.get("heldout") for s in summary.values() if s.get("heldout")]
-            self.logger.log_hparams(getattr(self.model, "run_config", None) or self.config.model_dump(mode="json"),
+            self.logger.log_hparams(self.run_config or self.config.model_dump(mode="json"),
                                     heldout[-1] if heldout else None)
         finally:
             self.logger.close()
@@ -180,7 +196,7 @@ class Trainer:
         hook = getattr(self.model, "after_stage", None)
         if hook is not None and self.engine.is_main:
             self.model.eval()
-            out = hook(stage, self.run_dir) or {}
+            out = hook(stage, self.context) or {}
         self.engine.barrier()
         return out
 
@@ -304,7 +320,7 @@ class Trainer:
                     if preview is not None and self.run_dir is not None:
                         model.eval()
                         with torch.no_grad():
-                            self.logger.log_images(stage, step, preview(stage, step, self.run_dir))
+                            self.logger.log_images(stage, step, preview(stage, step, self.context))
                         model.train()
                 if self.on_step is not None:
                     self.on_step(stage, step, last)
@@ -346,17 +362,6 @@ class Trainer:
         if not params:
             raise InrkitError(f"stage '{stage}' has no trainable parameters")
         return params
-
-
-
-def to_channels_last(model: nn.Module) -> None:
-    """Channels-last weights for every 2D/3D convolution (their outputs follow): the layout
-    that bf16 tensor-core convolutions run fastest in. Checkpoints are unaffected (saved contiguous)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.to(memory_format=torch.channels_last)
-        elif isinstance(m, nn.Conv3d):
-            m.to(memory_format=torch.channels_last_3d)
 
 
 def stage_lr(cfg: StageConfig, step: int, global_batch: int | None = None) -> float:

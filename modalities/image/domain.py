@@ -69,6 +69,20 @@ class ImageDomain(Domain):
         """psnr (dB, [0,1] clamped), ssim (Gaussian 11/1.5, [0,1]), mse (model space)."""
         return image_metrics(pred, target)
 
+    def load_sample_features(self, path):
+        """FID's feature network (TorchScript ``.pt`` or ``.pt2``); see :mod:`modalities.image.fid`."""
+        if path is None:
+            return None
+        from .fid import load_feature_network
+
+        return load_feature_network(path)
+
+    def sample_metrics(self, samples: torch.Tensor, real: torch.Tensor, features=None) -> dict:
+        """FID of the samples against the held-out images (unavailable without a feature network)."""
+        from .fid import compute_fid
+
+        return compute_fid(real, samples, features)
+
     def physical(self, grids: torch.Tensor) -> torch.Tensor:
         """Model space → intensities on [0, 1] (clamped), as saved in PNGs."""
         return to_unit(grids)

@@ -91,6 +91,21 @@ def test_device_data_yields_tuples_for_tensor_datasets():
         assert a[:, 0].tolist() == [float(i) for i in idx] and torch.equal(b, -a)
 
 
+def test_device_data_batches_are_lazy_for_a_wall_clock_budget():
+    """A minutes budget plans up to 10^9 steps (compare --budget-minutes): the batches must come one
+    block at a time. Listing the steps first (the old code) filled 35 GB of host memory per run
+    on the GPU and had the kernel kill comparison workers; 10^12 steps fail at once that way."""
+    import itertools
+
+    from inrkit.train.sampler import StepBatchSampler
+
+    dd = DeviceData.maybe(torch.utils.data.TensorDataset(torch.arange(10.0)[:, None]), "always", torch.device("cpu"))
+    sampler = StepBatchSampler(10, 4, 10**12, start=5, seed=1)
+    first = list(itertools.islice(dd.batches(sampler, block=3), 4))
+    for k, (a,) in enumerate(first):
+        assert a[:, 0].tolist() == [float(i) for i in sampler.indices(5 + k)]
+
+
 class Convy(nn.Module):
     """A conv stack with GroupNorm, trained on 2D grids: channels-last must not change its losses."""
 

@@ -96,9 +96,9 @@ class DeviceData:
 
     def batches(self, sampler: StepBatchSampler, block: int = 256) -> Iterator[Any]:
         """One batch per step of ``sampler``; index lists travel to the device ``block`` steps at a time."""
-        steps = list(range(sampler.start, sampler.steps))
-        for lo in range(0, len(steps), block):
-            chunk = steps[lo : lo + block]
+        # lazily: a wall-clock budget plans up to 10^9 steps, whose list alone would fill the host's memory
+        for lo in range(sampler.start, sampler.steps, block):
+            chunk = range(lo, min(lo + block, sampler.steps))
             idx = torch.tensor([sampler.indices(s) for s in chunk], dtype=torch.long)
             if self.device.type == "cuda":
                 idx = idx.pin_memory()

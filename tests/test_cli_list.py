@@ -8,7 +8,7 @@ import pkgutil
 import pytest
 
 import inrkit
-from inrkit.registry import KINDS, registry
+from inrkit.registry import KINDS, get_registry
 
 
 def run(args, capsys):
@@ -28,7 +28,7 @@ def test_list_prints_every_entry_of_every_registry(capsys):
     assert code == 0
     for kind in KINDS:
         assert kind in out
-        for name in registry(kind).names():
+        for name in get_registry(kind).names():
             assert name in out, f"{kind}/{name} missing from `inrkit list`"
 
 
@@ -69,7 +69,7 @@ def test_every_part_class_is_registered(package, base_path, kind):
     inrkit.load_plugins()
     mod, name = base_path.split(":")
     base = getattr(importlib.import_module(mod), name)
-    registered = {registry(kind).get(n).cls for n in registry(kind).names()}
+    registered = {get_registry(kind).get(n).cls for n in get_registry(kind).names()}
     found = [cls for cls in _classes(package, base) if not inspect.isabstract(cls)]
     assert found, f"no {kind} classes found under {package}"
     missing = [cls.__qualname__ for cls in found

@@ -212,7 +212,7 @@ def test_priors_declare_whether_they_can_be_guided():
         check_guidable(Model())
     import inrkit
 
-    reg = inrkit.registry("priors")
+    reg = inrkit.get_registry("priors")
     assert reg.get("diffusion").cls.guidable() and reg.get("gaussian").cls.guidable()
     assert all(isinstance(reg.get(n).cls.guidable(), bool) for n in reg.names())
 

@@ -34,8 +34,8 @@ def expected_items(d, times):
 
 
 def test_registered_through_the_plugin():
-    assert {"image", "sphere"} <= set(inrkit.registry("domains").names())
-    assert {"era5_xarray", "era5_npz", "synthetic"} <= set(inrkit.registry("datasets").names())
+    assert {"image", "sphere"} <= set(inrkit.get_registry("domains").names())
+    assert {"era5_xarray", "era5_npz", "synthetic"} <= set(inrkit.get_registry("datasets").names())
 
 
 # -- grid ------------------------------------------------------------------------------------

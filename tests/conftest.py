@@ -45,9 +45,6 @@ class ToyGrid(Domain):
         ys, xs = torch.meshgrid(_centres(h), _centres(w), indexing="ij")
         return torch.stack([ys.reshape(-1), xs.reshape(-1)], -1)
 
-    def sample(self, n, generator=None):
-        return torch.rand(n, 2, generator=generator) * 2 - 1
-
     def metrics(self, pred, target):
         mse = (pred - target).pow(2).flatten(1).mean(1)
         return {"mse": mse, "psnr": -10 * torch.log10(mse.clamp_min(1e-10) / 4)}

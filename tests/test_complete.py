@@ -18,8 +18,8 @@ from PIL import Image
 from inrkit.data import open_dataset
 from inrkit_ldmi.model import LDMI
 from modalities.sphere.synthetic import synthetic_fields
-from conftest import recipe_config
-from test_cli_train import cli, one_line_error
+
+from conftest import cli, one_line_error, recipe_config
 
 SMALL = {
     "image": ["model.domain.resolution=8", "model.encoder.base_channels=8", "model.prior.model_channels=16",

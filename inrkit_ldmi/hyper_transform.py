@@ -201,7 +201,7 @@ def hyper_transform_config(source: Source, modality: str | None = None, preset: 
 
 
 # -- training --------------------------------------------------------------------------------------
-def build_model(source: Source, config: dict[str, Any], options: HyperTransformOptions,
+def frozen_source_model(source: Source, config: dict[str, Any], options: HyperTransformOptions,
                 prior_weights: dict[str, torch.Tensor] | None = None) -> HyperTransformLDMI:
     """The LDMI to train: the source's encoder (and prior) weights loaded and frozen, a fresh HD."""
     model = HyperTransformLDMI.from_config(config)
@@ -231,7 +231,7 @@ def prepare_hyper_transform(source: str | Path | None, prior_from: str | Path | 
     record = {"source": src.describe(), "adaptation": adaptation, **options.model_dump(mode="json"),
               "source_decoder": src.decoder}
     cfg = {**cfg, "paradigm": PARADIGM, SECTION: record}  # config.yaml records how the run came about
-    return build_model(src, cfg, options, prior_weights=None if prior is None else prior[1]), src
+    return frozen_source_model(src, cfg, options, prior_weights=None if prior is None else prior[1]), src
 
 
 def keep_source_decoder(run_dir: str | Path, source: Source) -> None:
@@ -275,6 +275,6 @@ def is_hyper_transform_run(config: dict[str, Any]) -> bool:
     return config.get("paradigm") == PARADIGM
 
 
-__all__ = ["HyperTransformLDMI", "HyperTransformOptions", "build_model", "fit_hyper_transform", "hyper_transform_config",
-           "is_hyper_transform_run", "keep_source_decoder", "latent_adaptation", "prepare_hyper_transform",
-           "train_hyper_transform"]
+__all__ = ["HyperTransformLDMI", "HyperTransformOptions", "fit_hyper_transform", "frozen_source_model",
+           "hyper_transform_config", "is_hyper_transform_run", "keep_source_decoder", "latent_adaptation",
+           "prepare_hyper_transform", "train_hyper_transform"]

@@ -157,7 +157,7 @@ def test_same_seed_same_encoder_init():
         for seed in (0, 1):
             cfg = json.loads(json.dumps(cfgs[name]))
             cfg["train"]["seed"] = seed
-            models[name, seed] = cmp.build_model(cfg).encoder.state_dict()
+            models[name, seed] = cmp.seeded_model(cfg).encoder.state_dict()
 
     def same(a, b):
         return all(torch.equal(a[k], b[k]) for k in a)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import inrkit
 from inrkit.errors import ConfigError
-from inrkit_ldmi.hyper_transform import build_model, hyper_transform_config, train_hyper_transform
+from inrkit_ldmi.hyper_transform import frozen_source_model, hyper_transform_config, train_hyper_transform
 from inrkit_ldmi.model import LDMI
 from inrkit_ldmi.sources import load_source
 
@@ -107,7 +107,7 @@ def test_frozen_parts_stay_bit_identical_and_only_the_hd_learns(ldm_run, tmp_pat
     src = load_source(ldm_run)
     cfg, options, adaptation = hyper_transform_config(src, preset="tiny", overrides=HT)
     assert adaptation["adapted"] is False and adaptation["hd_tokens"] == 16
-    model = build_model(src, cfg, options)
+    model = frozen_source_model(src, cfg, options)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     modes = []
     model.fit(out=tmp_path / "ht", on_step=lambda stage, step, logs: modes.append((model.encoder.training, model.prior.training)))

@@ -17,7 +17,8 @@ from typing import Any, Literal
 import pydantic
 from pydantic import Field
 
-from inrkit.errors import ConfigError, FieldError, InrkitError
+from inrkit.errors import ConfigError, FieldError
+from inrkit.recipe import validate_spec
 from inrkit.registry import PartConfig, format_validation_error, get_registry
 from inrkit.train import StageConfig, TrainConfig
 
@@ -44,15 +45,9 @@ def check_part(kind: str, spec: Any, where: str) -> tuple[dict[str, Any], PartCo
         spec = {"name": spec}
     if not isinstance(spec, dict):
         raise FieldError(f"{where}: expected a part spec {{name: ..., <fields>}}, got {spec!r}")
-    reg = get_registry(kind)
     if "name" not in spec:
-        raise FieldError(f"{where}: missing 'name' (known: {', '.join(reg.names())})")
-    try:
-        cfg = reg.validate(spec)
-    except FieldError:
-        raise
-    except InrkitError as err:
-        raise FieldError(f"{where}: {err}") from None
+        raise FieldError(f"{where}: missing 'name' (known: {', '.join(get_registry(kind).names())})")
+    cfg = validate_spec(kind, spec, where)
     return {"name": spec["name"], **cfg.model_dump(mode="json")}, cfg
 
 

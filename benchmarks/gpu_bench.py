@@ -46,7 +46,7 @@ from inrkit.inrs import fused_sine
 from inrkit.train import Trainer
 from inrkit_ldmi.model import LDMI
 from inrkit_ldmi.config import LDMITrainConfig
-from inrkit_ldmi.presets import preset_config
+from inrkit.recipe import Recipe
 
 DEV = torch.device("cuda")
 # The sizes the GPU-speed goals are stated for (encoder base 128): the presets that were
@@ -185,7 +185,7 @@ def count_step_flops(modality: str, sets: list[str], batch: int) -> float:
     """Model FLOPs of one stage-1 step (forward + backward), counted on the PyTorch paths."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg = preset_config(modality, PRESET, sets + ["model.inr.kernel=torch"])
+    cfg = Recipe.resolve("ldmi", PRESET, overrides=sets + ["model.inr.kernel=torch"], modality=modality).config
     model = LDMI.from_config(cfg).to(DEV)
     ds = open_dataset(model.domain, None, "train")
     x = torch.stack([ds[i % len(ds)] for i in range(batch)]).to(DEV)
@@ -199,7 +199,8 @@ def count_step_flops(modality: str, sets: list[str], batch: int) -> float:
 
 def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm: int, profiler=None) -> dict:
     """Time steps ``warm+1..steps`` of stage 1 through ``Trainer.fit`` (no run directory)."""
-    cfg = preset_config(modality, PRESET, sets + (["train.device=cpu"] if DEV.type == "cpu" else []))
+    cfg = Recipe.resolve("ldmi", PRESET, overrides=sets + (["train.device=cpu"] if DEV.type == "cpu" else []),
+                         modality=modality).config
     cfg["train"].update({k: v for k, v in train.items() if k != "vae"})
     cfg["train"]["vae"].update({"steps": steps, "warmup": 0, **train.get("vae", {})})
     cfg["train"].update({"progress": False, "tensorboard": False, "log_every": steps, "checkpoint_every": 0,
@@ -372,7 +373,7 @@ def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 
 
 def sample_section(out: Path, bmm: dict) -> dict:
     res = {}
-    cfg = preset_config("sphere", PRESET, [])
+    cfg = Recipe.resolve("ldmi", PRESET, modality="sphere").config
     model = LDMI.from_config(cfg).to(DEV).eval()
     for compiled in (False, True):
         if compiled:
@@ -392,7 +393,7 @@ def sample_section(out: Path, bmm: dict) -> dict:
             res[f"ddim{steps}{'_compiled' if compiled else ''}"] = {"n": n, "seconds": dt, "latents_per_s": n / dt}
             print("sample", steps, compiled, dt, flush=True)
     # rendering: 8 image INRs (SIREN 2→256×4→3) at 256² and 1024²
-    img = LDMI.from_config(preset_config("image", PRESET, [])).to(DEV).eval()
+    img = LDMI.from_preset("image", PRESET).to(DEV).eval()
     z = torch.randn(8, *img.latent_shape, device=DEV)
     with torch.no_grad():
         params = {k: v.float() for k, v in img.hypernet(z).items()}

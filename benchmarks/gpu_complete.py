@@ -50,14 +50,13 @@ QUICK = {
 
 def train(modality: str, out: Path, args) -> "torch.nn.Module":
     from inrkit_ldmi.model import LDMI
-    from inrkit_ldmi.presets import preset_config
 
     steps = 40 if args.quick else 20000
     sets = (QUICK if args.quick else TRAIN)[modality] + [
         f"train.vae.steps={steps}", f"train.prior.steps={steps}", f"train.vae.max_minutes={args.vae_min}",
         f"train.prior.max_minutes={args.prior_min}", "train.vae.lr_schedule=cosine", "train.prior.lr_schedule=cosine",
         "train.progress=false", "train.checkpoint_every=0", "train.n_renders=4", "train.sample_steps=20"]
-    model = LDMI.from_config(preset_config(modality, "tiny", sets))
+    model = LDMI.from_preset(modality, "tiny", overrides=sets)
     model.fit(out=out / modality, overwrite=True)
     return model
 

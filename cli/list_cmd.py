@@ -5,7 +5,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from inrkit.registry import KINDS, registry
+from inrkit.registry import KINDS, get_registry
 
 from .app import app
 
@@ -16,10 +16,10 @@ def list_parts(
     pattern: str = typer.Option("*", "--filter", help="Wildcard on names, e.g. 'conv*'."),
 ) -> None:
     """Print every registered part: name, one-line description and config fields."""
-    kinds = [registry(kind).kind] if kind else list(KINDS)
+    kinds = [get_registry(kind).kind] if kind else list(KINDS)
     console = Console(width=160)
     for k in kinds:
-        reg = registry(k)
+        reg = get_registry(k)
         table = Table(title=k, show_lines=False, expand=False)
         table.add_column("name", style="bold")
         table.add_column("description")

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -16,6 +13,7 @@ from rich.table import Table
 from inrkit.errors import ConfigError
 
 from .app import train_app
+from .launch import is_main_process, needs_launch, relaunch
 
 STAGES = ("all", "vae", "prior")
 PARADIGMS = ("full", "hyper-transform")
@@ -87,7 +85,7 @@ def train_ldmi(
     if preset is None and config is None:
         preset = "paper"
     if paradigm == "hyper-transform":
-        _hyper_transform(modality=modality, data=data, preset=preset, config_file=config, overrides=list(sets or []),
+        _hyper_transform(modality=modality, data=data, preset=preset, config=config, sets=list(sets or []),
                          out=out, resume=resume, overwrite=overwrite, source=source, prior_from=prior_from,
                          devices=devices, device=device, stage=stage)
         return
@@ -95,9 +93,9 @@ def train_ldmi(
         raise ConfigError("--prior-from belongs to --paradigm hyper-transform")
     recipe = resolve_recipe("ldmi", modality, preset, config, sets, data, device)
     out = out or default_out(recipe.config, preset)
-    if devices > 1 and "WORLD_SIZE" not in os.environ:
-        _relaunch(devices, modality=modality, data=data, preset=preset, config=config, sets=sets, out=out,
-                  resume=resume, overwrite=overwrite, stage=stage, source=source, device=device)
+    if needs_launch(devices):
+        relaunch(devices, "ldmi", modality=modality, data=data, preset=preset, config=config, sets=sets, out=out,
+                 resume=resume, overwrite=overwrite, stage=stage, source=source, device=device)
         return
 
     fit_and_report(recipe.build_model(), out, stage, resume=resume, overwrite=overwrite, source=source)
@@ -107,38 +105,31 @@ def fit_and_report(model, out: Path, stage: str, *, resume: bool | str, overwrit
     """Train ``model`` into ``out`` (all stages or one) and, on rank 0, print the summary."""
     summary = model.fit(out=out, stages=None if stage == "all" else (stage,), resume=resume, overwrite=overwrite,
                         init_from=source)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         _print_summary(summary, out)
 
 
-def _hyper_transform(**kwargs) -> None:
+def _hyper_transform(*, source: str | None, prior_from: str | None, modality: str | None, data: Path | None,
+                     preset: str | None, config: Path | None, sets: list[str], device: str | None, out: Path | None,
+                     stage: str, resume: bool | str, overwrite: bool, devices: int) -> None:
+    """``--paradigm hyper-transform``: the model prepared by the library (its errors come before any
+    launch), then trained here or, with ``--devices N``, by torchrun's processes."""
     if importlib.util.find_spec("inrkit_ldmi.hyper_transform") is None:
         raise ConfigError("--paradigm hyper-transform is not available in this installation (inrkit_ldmi.hyper_transform is missing)")
-    from inrkit_ldmi.hyper_transform import train_hyper_transform
+    from inrkit_ldmi.hyper_transform import PARADIGM, fit_hyper_transform, prepare_hyper_transform
 
-    summary = train_hyper_transform(**kwargs)
-    if "stages" in summary and int(os.environ.get("RANK", "0")) == 0:
-        _print_summary(summary, Path(summary["run_dir"]))
-
-
-def _relaunch(devices: int, command: str = "ldmi", **opts) -> None:
-    """Run this same ``train <command>`` under torchrun with one process per device; every rank trains, rank 0 writes."""
-    args = ["train", command]
-    for key, flag in (("modality", "--modality"), ("data", "--data"), ("preset", "--preset"), ("config", "--config"),
-                      ("out", "--out"), ("stage", "--stage"), ("source", "--from"), ("device", "--device")):
-        if opts.get(key) is not None:
-            args += [flag, str(opts[key])]
-    for item in opts.get("sets") or []:
-        args += ["--set", item]
-    if opts.get("resume"):
-        args.append("--resume-older" if opts["resume"] == "older" else "--resume")
-    if opts.get("overwrite"):
-        args.append("--overwrite")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "cli.main", *args]
-    print("launching: " + " ".join(cmd), file=sys.stderr)
-    code = subprocess.call(cmd)
-    if code != 0:
-        raise typer.Exit(code)
+    overrides = sets + ([f"train.device={device}"] if device is not None else [])
+    model, src = prepare_hyper_transform(source, prior_from=prior_from, modality=modality, preset=preset,
+                                         config_file=config, data=data, overrides=overrides)
+    out = out or default_out(model.recipe.config, PARADIGM)
+    if needs_launch(devices):
+        relaunch(devices, "ldmi", paradigm=PARADIGM, source=source, prior_from=prior_from, modality=modality, data=data,
+                 preset=preset, config=config, sets=sets, device=device, out=out, stage=stage, resume=resume,
+                 overwrite=overwrite)
+        return
+    summary = fit_hyper_transform(model, src, out, stage=stage, resume=resume, overwrite=overwrite)
+    if is_main_process():
+        _print_summary(summary, out)
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:

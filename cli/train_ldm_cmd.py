@@ -2,7 +2,6 @@
 pre-trained model that ``inrkit train ldmi --paradigm hyper-transform --from RUN`` starts from."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -10,7 +9,8 @@ from typing import Optional
 import typer
 
 from .app import train_app
-from .train_cmd import (CONFIG, DATA, DEVICE, DEVICES, MODALITY, OVERWRITE, RESUME, RESUME_OLDER, STAGE, _relaunch, check_stage,
+from .launch import needs_launch, relaunch
+from .train_cmd import (CONFIG, DATA, DEVICE, DEVICES, MODALITY, OVERWRITE, RESUME, RESUME_OLDER, STAGE, check_stage,
                         fit_and_report, resolve_recipe, resume_mode)
 
 
@@ -39,8 +39,8 @@ def train_ldm(
     recipe = resolve_recipe("ldm", modality, preset, config, overrides, data, None)
     cfg = recipe.config
     out = out or Path("runs") / f"{cfg['model']['domain']['name']}-ldm-{preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if devices > 1 and "WORLD_SIZE" not in os.environ:
-        _relaunch(devices, "ldm", modality=modality, data=data, preset=preset, config=config, sets=overrides, out=out,
-                  resume=resume, overwrite=overwrite, stage=stage, source=source)
+    if needs_launch(devices):
+        relaunch(devices, "ldm", modality=modality, data=data, preset=preset, config=config, sets=overrides, out=out,
+                 resume=resume, overwrite=overwrite, stage=stage, source=source)
         return
     fit_and_report(recipe.build_model(), out, stage, resume=resume, overwrite=overwrite, source=source)

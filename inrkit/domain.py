@@ -67,10 +67,6 @@ class Domain:
             return (resolution,) * len(self.grid_shape)
         return tuple(int(r) for r in resolution)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(n, d) random coordinates from the domain (training at resolutions that do not fit)."""
-        raise NotImplementedError
-
     def to_grid(self, values: torch.Tensor, resolution: Sequence[int] | int | None = None) -> torch.Tensor:
         """(B, N, c) → (B, c, *grid)."""
         shape = self.resolve_resolution(resolution)

@@ -31,7 +31,7 @@ import torch
 from .config import SCHEMA_VERSION, apply_overrides, deep_merge, load_yaml
 from .data import dataset_spec
 from .errors import ConfigError, FieldError, InrkitError
-from .registry import PartConfig, format_validation_error, load_plugins, registry
+from .registry import PartConfig, format_validation_error, get_registry, load_plugins
 from .train.config import TrainConfig
 
 
@@ -196,7 +196,7 @@ class Recipe:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.train_config.seed))
             if cls is None:
-                model = registry("models").create(self.model_name, self.model_config)
+                model = get_registry("models").create(self.model_name, self.model_config)
             else:
                 model = cls(self.model_config)
         model.recipe = self
@@ -205,13 +205,13 @@ class Recipe:
     def dataset(self, split: str):
         """The ``train`` or ``val`` split of the recipe's data (the domain built once, shared)."""
         cfg = self.dataset_config.model_copy(update={"split": split})
-        return registry("datasets").create(self.dataset_name, cfg, {"domain": self.domain})
+        return get_registry("datasets").create(self.dataset_name, cfg, {"domain": self.domain})
 
 
 def validate_spec(kind: str, spec: dict[str, Any], where: str) -> PartConfig:
-    """``registry(kind).validate`` with errors that start with the config field ``where``."""
+    """``get_registry(kind).validate`` with errors that start with the config field ``where``."""
     try:
-        return registry(kind).validate(spec)
+        return get_registry(kind).validate(spec)
     except FieldError:
         raise
     except InrkitError as err:
@@ -224,7 +224,7 @@ def model_domain(model_config: PartConfig):
     if built is not None:
         return built()
     spec = dict(model_config.domain)
-    return registry("domains").build(spec.pop("name"), **spec)
+    return get_registry("domains").build(spec.pop("name"), **spec)
 
 
 def resolve_data(data: dict[str, Any], domain) -> tuple[dict[str, Any], str, PartConfig]:

@@ -153,7 +153,9 @@ datasets = REGISTRIES["datasets"]
 models = REGISTRIES["models"]
 
 
-def registry(kind: str) -> Registry:
+def get_registry(kind: str) -> Registry:
+    """The registry of one kind (``get_registry("inrs")`` is :data:`inrs`); a misspelt kind is an
+    error naming the known ones and the closest match."""
     if kind not in REGISTRIES:
         close = difflib.get_close_matches(kind, KINDS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -164,12 +166,12 @@ def registry(kind: str) -> Registry:
 def list_parts(kind: str, pattern: str = "*") -> list[str]:
     """Sorted names registered under ``kind`` that match a shell-style wildcard, as timm's
     ``list_models('res*')``: ``list_parts("hypernets", "h*")`` → ``['hd']``."""
-    return registry(kind).names(pattern)
+    return get_registry(kind).names(pattern)
 
 
 def build(kind: str, name: str, context: dict[str, Any] | None = None, **config: Any):
     """Validate ``config`` against the entry's model and construct the part."""
-    return registry(kind).build(name, context=context, **config)
+    return get_registry(kind).build(name, context=context, **config)
 
 
 def spec_of(part) -> dict[str, Any]:

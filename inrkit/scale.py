@@ -15,7 +15,7 @@ import torch
 
 from .config import parse_part_spec
 from .errors import ConfigError
-from .registry import build, registry
+from .registry import build, get_registry
 
 CPU_MEMORY_NOTE = "unavailable on CPU"
 
@@ -70,7 +70,7 @@ def scale_report(
         spec = _as_spec(item, "hypernetwork")
         name = spec.pop("name")
         shape = tuple(int(s) for s in spec.pop("latent_shape", latent_shape))
-        inr_part = registry("inrs").build(inr_spec["name"], **{k: v for k, v in inr_spec.items() if k != "name"})
+        inr_part = get_registry("inrs").build(inr_spec["name"], **{k: v for k, v in inr_spec.items() if k != "name"})
         model = build("hypernets", name, context={"inr": inr_part, "latent_shape": shape}, **spec).to(device).eval()
         rep = model.parameter_report()
         hyper = rep.get("reference_total", rep["total"])

@@ -44,7 +44,7 @@ from inrkit.recipe import Recipe
 from inrkit.runs import SUMMARY_FILE, WEIGHTS_FILE, prepare_run_dir, save_run_config
 from inrkit.train import resolve_device
 
-from .compare import (PRIORS, StepClock, build_model, environment, is_oom, plan_configs, resolved, seed_list, slug, sync,
+from .compare import (PRIORS, StepClock, environment, is_oom, plan_configs, resolved, seed_list, seeded_model, slug, sync,
                       train_one)
 from .compare.aggregate import stats
 from .compare.folder import MARKDOWN_FILE, PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, prepare_out, reusable
@@ -205,7 +205,7 @@ class HeldOut:
 
 def load_stage1(config: dict[str, Any], weights: Path):
     """The run's model with the stage-1 weights (everything but the prior, which stays as built)."""
-    model = build_model(config)
+    model = seeded_model(config)
     tensors = load_tensors(weights, device="cpu")
     own = model.state_dict()
     mine = {k: v for k, v in tensors.items() if not k.startswith("prior.")}

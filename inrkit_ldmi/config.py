@@ -17,8 +17,9 @@ from typing import Any, Literal
 import pydantic
 from pydantic import Field
 
-from inrkit.errors import ConfigError, FieldError, InrkitError
-from inrkit.registry import PartConfig, format_validation_error, registry
+from inrkit.errors import ConfigError, FieldError
+from inrkit.recipe import validate_spec
+from inrkit.registry import PartConfig, format_validation_error, get_registry
 from inrkit.train import StageConfig, TrainConfig
 
 # model section key → registry kind
@@ -44,22 +45,16 @@ def check_part(kind: str, spec: Any, where: str) -> tuple[dict[str, Any], PartCo
         spec = {"name": spec}
     if not isinstance(spec, dict):
         raise FieldError(f"{where}: expected a part spec {{name: ..., <fields>}}, got {spec!r}")
-    reg = registry(kind)
     if "name" not in spec:
-        raise FieldError(f"{where}: missing 'name' (known: {', '.join(reg.names())})")
-    try:
-        cfg = reg.validate(spec)
-    except FieldError:
-        raise
-    except InrkitError as err:
-        raise FieldError(f"{where}: {err}") from None
+        raise FieldError(f"{where}: missing 'name' (known: {', '.join(get_registry(kind).names())})")
+    cfg = validate_spec(kind, spec, where)
     return {"name": spec["name"], **cfg.model_dump(mode="json")}, cfg
 
 
 def build_part(kind: str, spec: dict[str, Any], **context):
     fields = dict(spec)
     name = fields.pop("name")
-    return registry(kind).build(name, context=context, **fields)
+    return get_registry(kind).build(name, context=context, **fields)
 
 
 class PartsConfig(PartConfig):
@@ -85,7 +80,7 @@ class PartsConfig(PartConfig):
             return self._domain
         if field not in self._parts:  # a section built field by field (model_construct): validate now
             setattr(self, field, self._validate(field, getattr(self, field)))
-        return registry(PART_KINDS[field]).create(getattr(self, field)["name"], self._parts[field], context)
+        return get_registry(PART_KINDS[field]).create(getattr(self, field)["name"], self._parts[field], context)
 
     def built_domain(self):
         return self.build("domain")

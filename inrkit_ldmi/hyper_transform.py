@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -203,7 +201,7 @@ def hyper_transform_config(source: Source, modality: str | None = None, preset: 
 
 
 # -- training --------------------------------------------------------------------------------------
-def build_model(source: Source, config: dict[str, Any], options: HyperTransformOptions,
+def frozen_source_model(source: Source, config: dict[str, Any], options: HyperTransformOptions,
                 prior_weights: dict[str, torch.Tensor] | None = None) -> HyperTransformLDMI:
     """The LDMI to train: the source's encoder (and prior) weights loaded and frozen, a fresh HD."""
     model = HyperTransformLDMI.from_config(config)
@@ -214,11 +212,13 @@ def build_model(source: Source, config: dict[str, Any], options: HyperTransformO
     return model.freeze(prior=prior_state is not None, options=options)
 
 
-def prepare_hyper_transform(source: str | Path, prior_from: str | Path | None = None, modality: str | None = None,
+def prepare_hyper_transform(source: str | Path | None, prior_from: str | Path | None = None, modality: str | None = None,
                             preset: str | None = None, config_file: str | Path | None = None,
                             data: str | Path | None = None, overrides: list[str] | None = None,
                             ) -> tuple[HyperTransformLDMI, Source]:
     """The model ready to ``fit`` (run config with the hyper-transform record set), and its source."""
+    if source is None:
+        raise ConfigError("--paradigm hyper-transform needs --from SOURCE (an inrkit ldm run or a diffusers AutoencoderKL folder)")
     src = load_source(source)
     prior = load_prior(prior_from) if prior_from is not None else None
     cfg, options, adaptation = hyper_transform_config(
@@ -231,7 +231,7 @@ def prepare_hyper_transform(source: str | Path, prior_from: str | Path | None = 
     record = {"source": src.describe(), "adaptation": adaptation, **options.model_dump(mode="json"),
               "source_decoder": src.decoder}
     cfg = {**cfg, "paradigm": PARADIGM, SECTION: record}  # config.yaml records how the run came about
-    return build_model(src, cfg, options, prior_weights=None if prior is None else prior[1]), src
+    return frozen_source_model(src, cfg, options, prior_weights=None if prior is None else prior[1]), src
 
 
 def keep_source_decoder(run_dir: str | Path, source: Source) -> None:
@@ -240,58 +240,41 @@ def keep_source_decoder(run_dir: str | Path, source: Source) -> None:
                  metadata={"source": str(source.path), "kind": source.kind})
 
 
+def fit_hyper_transform(model: HyperTransformLDMI, source: Source, out: str | Path, *, stage: str = "all",
+                        resume: bool | str = False, overwrite: bool = False, on_step=None) -> dict[str, Any]:
+    """Train ``model`` (from :func:`prepare_hyper_transform`) into the run directory ``out``, which
+    also keeps the source's conv decoder. Returns the run summary (with ``run_dir``)."""
+    summary = model.fit(out=out, stages=None if stage == "all" else (stage,), resume=resume, overwrite=overwrite,
+                        on_step=on_step)
+    if int(os.environ.get("RANK", "0")) == 0:
+        keep_source_decoder(out, source)
+    return {**summary, "run_dir": str(out), SECTION: model.recipe.config[SECTION]}
+
+
 def train_hyper_transform(*, source: str | Path | None, modality: str | None = None, data: str | Path | None = None,
                           preset: str | None = None, config_file: str | Path | None = None,
                           overrides: list[str] | None = None, out: str | Path | None = None, resume: bool | str = False,
-                          overwrite: bool = False, prior_from: str | Path | None = None, devices: int = 1,
+                          overwrite: bool = False, prior_from: str | Path | None = None,
                           device: str | None = None, stage: str = "all", on_step=None) -> dict[str, Any]:
-    """``inrkit train ldmi --paradigm hyper-transform --from SOURCE``: train the HD of a pre-trained LDM.
+    """``inrkit train ldmi --paradigm hyper-transform --from SOURCE`` in one process: train the HD of a
+    pre-trained LDM (:func:`prepare_hyper_transform`, then :func:`fit_hyper_transform`; the CLI's
+    ``--devices N`` runs the same two under torchrun).
 
     ``source``: an inrkit ``ldm`` run or a diffusers AutoencoderKL folder; ``prior_from``: a run whose
     trained prior replaces (or supplies) the source's. Returns the run summary (with ``run_dir``).
     """
-    if source is None:
-        raise ConfigError("--paradigm hyper-transform needs --from SOURCE (an inrkit ldm run or a diffusers AutoencoderKL folder)")
     overrides = list(overrides or []) + ([f"train.device={device}"] if device is not None else [])
     model, src = prepare_hyper_transform(source, prior_from=prior_from, modality=modality, preset=preset,
                                          config_file=config_file, data=data, overrides=overrides)
     domain = model.recipe.config["model"]["domain"]["name"]
-    out = Path(out) if out is not None else Path("runs") / f"{domain}-hyper-transform-{time.strftime('%Y%m%d-%H%M%S')}"
-    if devices > 1 and "WORLD_SIZE" not in os.environ:
-        return _relaunch(devices, source=source, modality=modality, data=data, preset=preset, config_file=config_file,
-                         overrides=overrides, out=out, resume=resume, overwrite=overwrite, prior_from=prior_from, stage=stage)
-    summary = model.fit(out=out, stages=None if stage == "all" else (stage,), resume=resume, overwrite=overwrite,
-                        on_step=on_step)
-    if int(os.environ.get("RANK", "0")) == 0:
-        keep_source_decoder(out, src)
-    return {**summary, "run_dir": str(out), SECTION: model.recipe.config[SECTION]}
+    out = Path(out) if out is not None else Path("runs") / f"{domain}-{PARADIGM}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return fit_hyper_transform(model, src, out, stage=stage, resume=resume, overwrite=overwrite, on_step=on_step)
 
 
 def is_hyper_transform_run(config: dict[str, Any]) -> bool:
     return config.get("paradigm") == PARADIGM
 
 
-def _relaunch(devices: int, **opts) -> dict[str, Any]:
-    """The same command under torchrun, one process per device (every rank trains, rank 0 writes)."""
-    args = ["train", "ldmi", "--paradigm", PARADIGM, "--from", str(opts["source"]), "--stage", opts["stage"],
-            "--out", str(opts["out"])]
-    for key, flag in (("modality", "--modality"), ("data", "--data"), ("preset", "--preset"),
-                      ("config_file", "--config"), ("prior_from", "--prior-from")):
-        if opts.get(key) is not None:
-            args += [flag, str(opts[key])]
-    for item in opts.get("overrides") or []:
-        args += ["--set", item]
-    if opts.get("resume"):
-        args.append("--resume-older" if opts["resume"] == "older" else "--resume")
-    args += ["--overwrite"] if opts.get("overwrite") else []
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "cli.main", *args]
-    print("launching: " + " ".join(cmd), file=sys.stderr)
-    code = subprocess.call(cmd)
-    if code != 0:
-        raise ConfigError(f"the {devices}-process hyper-transform run exited with code {code}")
-    return {"run_dir": str(opts["out"]), "relaunched": devices}
-
-
-__all__ = ["HyperTransformLDMI", "HyperTransformOptions", "build_model", "hyper_transform_config",
-           "is_hyper_transform_run", "keep_source_decoder", "latent_adaptation", "prepare_hyper_transform",
-           "train_hyper_transform"]
+__all__ = ["HyperTransformLDMI", "HyperTransformOptions", "fit_hyper_transform", "frozen_source_model",
+           "hyper_transform_config", "is_hyper_transform_run", "keep_source_decoder", "latent_adaptation",
+           "prepare_hyper_transform", "train_hyper_transform"]

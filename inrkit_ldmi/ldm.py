@@ -22,7 +22,7 @@ from torch import nn
 
 from inrkit.errors import ConfigError
 from inrkit.recipe import register_recipe
-from inrkit.registry import models, registry
+from inrkit.registry import get_registry, models
 
 from .config import RECORDS, LDMITrainConfig, PartsConfig, check_records
 from .latent_model import LatentModel, count_params, random_points
@@ -31,10 +31,10 @@ from .latent_model import LatentModel, count_params, random_points
 def mirror_decoder(encoder_spec: dict[str, Any]) -> dict[str, Any]:
     """The decoder spec that mirrors an encoder: the same registry name, the fields both share."""
     name = encoder_spec["name"]
-    if name not in registry("decoders"):
+    if name not in get_registry("decoders"):
         raise ConfigError(f"model.decoder: no decoder mirrors encoder '{name}'"
-                          f" (decoders: {', '.join(registry('decoders').names())}); give model.decoder")
-    fields = registry("decoders").get(name).config.model_fields
+                          f" (decoders: {', '.join(get_registry('decoders').names())}); give model.decoder")
+    fields = get_registry("decoders").get(name).config.model_fields
     return {"name": name, **{k: v for k, v in encoder_spec.items() if k in fields and k != "name"}}
 
 

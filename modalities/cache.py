@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from inrkit.data import split_indices
 from inrkit.errors import DataError
+from inrkit.io import plain
 from inrkit.registry import PartConfig, datasets
 
 FORMAT = "inrkit-prepared-cache"
@@ -64,11 +65,6 @@ def check_replaceable(out: Path, overwrite: bool) -> None:
                         " (choose another --out)")
     if out.exists() and not overwrite:
         raise DataError(f"output exists: {out} (pass --overwrite to replace it)")
-
-
-def _jsonable(obj):
-    """Plain JSON data (zarr attributes must be); odd leaves become strings."""
-    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
 def _split_labels(dataset, n: int) -> np.ndarray:
@@ -142,7 +138,7 @@ def prepare_cache(
         split = _create_array(group, "split", (n,), (n,), "uint8")
         split[:] = _split_labels(dataset, n)
         dataset_meta = getattr(dataset, "meta", {}) or {}
-        group.attrs.update(_jsonable({
+        group.attrs.update(plain({  # zarr attributes are JSON
             **(meta or {}),
             "inrkit_format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -45,9 +45,6 @@ class ToyGrid(Domain):
         ys, xs = torch.meshgrid(_centres(h), _centres(w), indexing="ij")
         return torch.stack([ys.reshape(-1), xs.reshape(-1)], -1)
 
-    def sample(self, n, generator=None):
-        return torch.rand(n, 2, generator=generator) * 2 - 1
-
     def metrics(self, pred, target):
         mse = (pred - target).pow(2).flatten(1).mean(1)
         return {"mse": mse, "psnr": -10 * torch.log10(mse.clamp_min(1e-10) / 4)}
@@ -91,15 +88,45 @@ class ToyBumps(Dataset):
         return self.items[i]
 
 
-def run_cli(args: list[str]) -> int:
-    """Run the ``inrkit`` CLI in-process; its exit code (0 when it returns)."""
+def cli(args, capsys=None) -> tuple[int, str, str]:
+    """Run the ``inrkit`` CLI in-process on ``args`` (any objects, passed as strings): (exit code,
+    stdout, stderr). With pytest's ``capsys`` the output is this command's alone (what was printed
+    before is dropped); without it both are empty."""
     from cli.main import main
 
+    if capsys is not None:
+        capsys.readouterr()
     try:
-        main(args)
+        main([str(a) for a in args])
+        code = 0
     except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr() if capsys is not None else ("", "")
+    return code, out, err
+
+
+def run_cli(args) -> int:
+    """:func:`cli`'s exit code alone."""
+    return cli(args)[0]
+
+
+def one_line_error(code: int, err: str, *needles: str) -> str:
+    """A user error as the CLI must print it: exit code 2 and stderr one line ``error: ...`` (no
+    traceback) holding every needle; returns that line."""
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def error_line(err: str) -> str:
+    """The one ``error:`` line of stderr (warnings may stand beside it), no traceback."""
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
 
 
 def toy_run_config(**train) -> dict:

@@ -14,22 +14,7 @@ from modalities.cache import is_prepared_cache, prepare_cache
 from modalities.occupancy.chairs import chair
 from modalities.occupancy.voxelize import boxes_to_voxels
 
-
-def run(capsys, *args):
-    from cli.main import main
-
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def error_line(err: str) -> str:
-    """The one-line error: exactly one ``error:`` line and no traceback."""
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
+from conftest import cli, error_line
 
 
 def occupancy(resolution=32):
@@ -48,7 +33,7 @@ def test_voxel_folder_prepare_then_show_from_the_cache(tmp_path, capsys):
     torch.save({"occupancy": torch.from_numpy(chair(0, 2, 32))}, src / "c.pt")
     np.save(src / "sub" / "d.npy", chair(0, 3, 32)[None].astype(np.float32))
     out = tmp_path / "shapes.zarr"
-    code, _, err = run(capsys, "data", "prepare", "--modality", "occupancy", "--data", src, "--out", out)
+    code, _, err = cli(["data", "prepare", "--modality", "occupancy", "--data", src, "--out", out], capsys)
     assert code == 0, err
     assert is_prepared_cache(out) and occupancy().dataset_for(out) == "zarr_cache"
     g = stored(out)
@@ -58,12 +43,12 @@ def test_voxel_folder_prepare_then_show_from_the_cache(tmp_path, capsys):
     direct = open_dataset(occupancy(), src, split="all")
     assert np.array_equal(g["data"][:], torch.stack([direct[i] for i in range(4)]).numpy())
     png = tmp_path / "show.png"
-    code, out_text, err = run(capsys, "data", "show", "-m", "occupancy", "--data", out, "--out", png, "--n", 3)
+    code, out_text, err = cli(["data", "show", "-m", "occupancy", "--data", out, "--out", png, "--n", 3], capsys)
     assert code == 0, err
     assert "items     4" in out_text and "(1, 32, 32, 32)" in out_text and "[0, 1]" in out_text
     assert png.is_file() and png.stat().st_size > 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes.zarr", "show.png", "voxels"]  # no meshes left over
-    code, out_text, _ = run(capsys, "data", "show", "-m", "occupancy", "--data", src, "--out", png)
+    code, out_text, _ = cli(["data", "show", "-m", "occupancy", "--data", src, "--out", png], capsys)
     assert code == 0 and "voxel_folder" in out_text
 
 
@@ -76,8 +61,8 @@ def test_mesh_folder_prepare(tmp_path, capsys):
     trimesh.creation.cylinder(radius=0.5, height=2.0, sections=16).export(src / "m3/part.off")
     out = tmp_path / "meshes.zarr"
     before = sorted(p for p in src.rglob("*"))
-    code, _, err = run(capsys, "data", "prepare", "-m", "occupancy", "--data", src, "--out", out, "--set", "domain.resolution=16",
-                       "--cache", tmp_path / "voxels")
+    code, _, err = cli(["data", "prepare", "-m", "occupancy", "--data", src, "--out", out, "--set", "domain.resolution=16",
+                       "--cache", tmp_path / "voxels"], capsys)
     assert code == 0, err
     data = stored(out)["data"][:]
     assert data.shape == (3, 1, 16, 16, 16)
@@ -98,7 +83,7 @@ def test_chairs_cache_splits_workers_overwrite_and_shape_check(tmp_path, capsys)
     out = tmp_path / "chairs.zarr"
     args = ["data", "prepare", "-m", "occupancy", "--out", out, "--set", "domain.resolution=16", "--set", "data.n_items=10",
             "--chunk-items", 4]
-    code, _, err = run(capsys, *args)
+    code, _, err = cli([*args], capsys)
     assert code == 0, err
     assert stored(out)["data"].chunks == (4, 1, 16, 16, 16)
     d = occupancy(16)
@@ -112,15 +97,15 @@ def test_chairs_cache_splits_workers_overwrite_and_shape_check(tmp_path, capsys)
     batches = torch.cat(list(loader))
     assert batches.shape == (10, 1, 16, 16, 16) and torch.equal(batches[7], open_dataset(d, None, split="all")[7])
     # the cache's grid must match the domain's
-    code, _, err = run(capsys, "data", "show", "-m", "occupancy", "--data", out, "--out", tmp_path / "x.png")
+    code, _, err = cli(["data", "show", "-m", "occupancy", "--data", out, "--out", tmp_path / "x.png"], capsys)
     line = error_line(err)
     assert code == 2 and "(1, 16, 16, 16)" in line and "(1, 32, 32, 32)" in line and "chairs.zarr" in line
     with pytest.raises(DataError, match="prepared for the 'occupancy' domain, not 'image'"):
         open_dataset(inrkit.build("domains", "image", resolution=16, channels=1), out)
     # an existing output is kept unless --overwrite
-    code, _, err = run(capsys, *args[:-2], "--set", "data.n_items=5")
+    code, _, err = cli([*args[:-2], "--set", "data.n_items=5"], capsys)
     assert code == 2 and "--overwrite" in error_line(err) and stored(out).attrs["count"] == 10
-    code, _, err = run(capsys, *args, "--set", "data.n_items=5", "--overwrite")
+    code, _, err = cli([*args, "--set", "data.n_items=5", "--overwrite"], capsys)
     assert code == 0, err
     assert stored(out).attrs["count"] == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chairs.zarr"]
@@ -130,32 +115,32 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys):
     out = tmp_path / "out" / "store.zarr"
     prepare = ["data", "prepare", "-m", "occupancy", "--out", out]
     missing = tmp_path / "nowhere"
-    code, _, err = run(capsys, *prepare, "--data", missing)
+    code, _, err = cli([*prepare, "--data", missing], capsys)
     assert code == 2 and str(missing) in error_line(err) and "does not exist" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, _, err = run(capsys, *prepare, "--data", empty)
+    code, _, err = cli([*prepare, "--data", empty], capsys)
     assert code == 2 and "empty" in error_line(err) and "no voxel tensors" in err
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     np.save(wrong / "flat.npy", np.zeros((32, 32, 8), dtype=np.float32))
-    code, _, err = run(capsys, *prepare, "--data", wrong)
+    code, _, err = cli([*prepare, "--data", wrong], capsys)
     assert code == 2 and "flat.npy" in error_line(err) and "(32, 32, 8)" in err
     # a bad file met half-way through writing: nothing half-written is left behind
     late = tmp_path / "late"
     late.mkdir()
     torch.save(torch.zeros(1, 32, 32, 32), late / "a.pt")
     torch.save(torch.zeros(2, 32, 32, 32), late / "b.pt")
-    code, _, err = run(capsys, *prepare, "--data", late)
+    code, _, err = cli([*prepare, "--data", late], capsys)
     assert code == 2 and "b.pt" in error_line(err) and "(2, 32, 32, 32)" in err
     assert not out.exists() and list(out.parent.iterdir()) == []
-    code, _, err = run(capsys, *prepare, "--set", "resolution=64")
+    code, _, err = cli([*prepare, "--set", "resolution=64"], capsys)
     assert code == 2 and "domain.KEY" in error_line(err)
-    code, _, err = run(capsys, *prepare, "--set", "data.n_itemz=3")
+    code, _, err = cli([*prepare, "--set", "data.n_itemz=3"], capsys)
     assert code == 2 and "n_itemz" in error_line(err)
-    code, _, err = run(capsys, "data", "show", "-m", "occupancy", "--data", tmp_path / "wrong" / "flat.npy")
+    code, _, err = cli(["data", "show", "-m", "occupancy", "--data", tmp_path / "wrong" / "flat.npy"], capsys)
     assert code == 2 and "flat.npy" in error_line(err)
-    code, _, err = run(capsys, "data", "show", "-m", "voxels")
+    code, _, err = cli(["data", "show", "-m", "voxels"], capsys)
     assert code == 2 and "unknown domain 'voxels'" in error_line(err)
     assert not out.exists()
 
@@ -172,11 +157,11 @@ def test_prepare_cache_api_refuses_existing_output(tmp_path):
 def test_image_builtin_prepare_and_show(tmp_path, capsys):
     out = tmp_path / "faces.zarr"
     sets = ["--set", "domain.resolution=16", "--set", "data.n_items=6"]
-    code, _, err = run(capsys, "data", "prepare", "-m", "image", "--out", out, *sets)
+    code, _, err = cli(["data", "prepare", "-m", "image", "--out", out, *sets], capsys)
     assert code == 0, err
     assert stored(out)["data"].shape == (6, 3, 16, 16)
     png = tmp_path / "faces.png"
-    code, text, err = run(capsys, "data", "show", "-m", "image", "--data", out, "--out", png, "--set", "domain.resolution=16")
+    code, text, err = cli(["data", "show", "-m", "image", "--data", out, "--out", png, "--set", "domain.resolution=16"], capsys)
     assert code == 0, err
     assert "items     6" in text and "(3, 16, 16)" in text and "physical" in text and png.is_file()
 
@@ -184,11 +169,11 @@ def test_image_builtin_prepare_and_show(tmp_path, capsys):
 def test_sphere_builtin_prepare_and_show(tmp_path, capsys):
     out = tmp_path / "t2m.zarr"
     sets = ["--set", "domain.n_lat=12", "--set", "domain.n_lon=24"]
-    code, _, err = run(capsys, "data", "prepare", "-m", "sphere", "--out", out, *sets, "--set", "data.n_items=4")
+    code, _, err = cli(["data", "prepare", "-m", "sphere", "--out", out, *sets, "--set", "data.n_items=4"], capsys)
     assert code == 0, err
     assert stored(out)["data"].shape == (4, 1, 12, 24)
     png = tmp_path / "t2m.png"
-    code, text, err = run(capsys, "data", "show", "-m", "sphere", "--data", out, "--out", png, *sets)
+    code, text, err = cli(["data", "show", "-m", "sphere", "--data", out, "--out", png, *sets], capsys)
     assert code == 0, err
     assert "items     4" in text and "physical" in text and png.is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t2m.png", "t2m.zarr"]
@@ -203,7 +188,7 @@ def test_a_source_with_its_own_split_keeps_it_in_the_cache(tmp_path, capsys):
             Image.fromarray(np.full((8, 8), 40 * i + (100 if split == "val" else 0), np.uint8)).save(tmp_path / "imgs" / split / f"{i}.png")
     out = tmp_path / "imgs.zarr"
     sets = ["--set", "domain.resolution=8", "--set", "domain.channels=1"]
-    code, _, err = run(capsys, "data", "prepare", "-m", "image", "--data", tmp_path / "imgs", "--out", out, *sets)
+    code, _, err = cli(["data", "prepare", "-m", "image", "--data", tmp_path / "imgs", "--out", out, *sets], capsys)
     assert code == 0, err
     assert stored(out)["split"][:].tolist() == [0, 0, 0, 1, 1]
     d = inrkit.build("domains", "image", resolution=8, channels=1)

@@ -8,39 +8,29 @@ import pkgutil
 import pytest
 
 import inrkit
-from inrkit.registry import KINDS, registry
+from inrkit.registry import KINDS, get_registry
 
-
-def run(args, capsys):
-    from cli.main import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from conftest import cli
 
 
 def test_list_prints_every_entry_of_every_registry(capsys):
-    code, out, _ = run(["list"], capsys)
+    code, out, _ = cli(["list"], capsys)
     assert code == 0
     for kind in KINDS:
         assert kind in out
-        for name in registry(kind).names():
+        for name in get_registry(kind).names():
             assert name in out, f"{kind}/{name} missing from `inrkit list`"
 
 
 def test_list_one_registry_with_a_wildcard(capsys):
-    code, out, _ = run(["list", "hypernets", "--filter", "m*"], capsys)
+    code, out, _ = cli(["list", "hypernets", "--filter", "m*"], capsys)
     assert code == 0
     assert "mlp" in out and "mixture" in out and "│ hd" not in out
     assert "n_components" in out  # config fields with defaults are shown
 
 
 def test_list_unknown_registry_is_one_line_exit_2(capsys):
-    code, _, err = run(["list", "hypernet"], capsys)
+    code, _, err = cli(["list", "hypernet"], capsys)
     assert code == 2
     assert err.strip().count("\n") == 0 and "hypernets" in err
 
@@ -69,7 +59,7 @@ def test_every_part_class_is_registered(package, base_path, kind):
     inrkit.load_plugins()
     mod, name = base_path.split(":")
     base = getattr(importlib.import_module(mod), name)
-    registered = {registry(kind).get(n).cls for n in registry(kind).names()}
+    registered = {get_registry(kind).get(n).cls for n in get_registry(kind).names()}
     found = [cls for cls in _classes(package, base) if not inspect.isabstract(cls)]
     assert found, f"no {kind} classes found under {package}"
     missing = [cls.__qualname__ for cls in found

@@ -14,34 +14,14 @@ import yaml
 
 from inrkit.runs import read_run_config
 
+from conftest import cli, one_line_error
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Sizes that train in seconds; the modality's own tiny preset supplies the architecture.
 FAST = ["--set", "data.n_items=8", "--set", "train.n_renders=2", "--set", "train.sample_steps=2",
         "--set", "train.log_every=1", "--set", "train.progress=false", "--set", "train.vae.batch_size=4",
         "--set", "train.prior.batch_size=4", "--device", "cpu"]
-
-
-def cli(args, capsys=None) -> tuple[int, str, str]:
-    from cli.main import main
-
-    if capsys is not None:
-        capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr() if capsys is not None else ("", "")
-    return code, out, err
-
-
-def one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("modality, finer, expect", [

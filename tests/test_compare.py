@@ -7,10 +7,11 @@ import torch
 import yaml
 
 import inrkit
-from cli.main import main
 from inrkit.errors import ConfigError
 from inrkit_ldmi import compare as cmp
 from inrkit_ldmi.presets import load_preset
+
+from conftest import run_cli
 
 # The tiny preset made tinier: 8x8 gray faces, latent 3x4x4, 2 items a batch, 1 DDIM step for previews.
 TINY = ["model.domain.resolution=8", "model.encoder.base_channels=8", "data.n_items=6", "train.vae.batch_size=2",
@@ -25,14 +26,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def run_cli(args):
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def leaves(tree, prefix=""):
@@ -164,7 +157,7 @@ def test_same_seed_same_encoder_init():
         for seed in (0, 1):
             cfg = json.loads(json.dumps(cfgs[name]))
             cfg["train"]["seed"] = seed
-            models[name, seed] = cmp.build_model(cfg).encoder.state_dict()
+            models[name, seed] = cmp.seeded_model(cfg).encoder.state_dict()
 
     def same(a, b):
         return all(torch.equal(a[k], b[k]) for k in a)

@@ -17,9 +17,9 @@ from PIL import Image
 
 from inrkit.data import open_dataset
 from inrkit_ldmi.model import LDMI
-from inrkit_ldmi.presets import preset_config
-from modalities.sphere.datasets import synthetic_fields
-from test_cli_train import cli, one_line_error
+from modalities.sphere.synthetic import synthetic_fields
+
+from conftest import cli, one_line_error, recipe_config
 
 SMALL = {
     "image": ["model.domain.resolution=8", "model.encoder.base_channels=8", "model.prior.model_channels=16",
@@ -37,7 +37,7 @@ GUIDE = ["--n", 4, "--ddim-steps", 20, "--guidance", 3, "--clip", 3, "--seed", 0
 
 
 def _train(tmp_path_factory, modality: str):
-    cfg = preset_config(modality, "tiny", SMALL[modality] + [
+    cfg = recipe_config("ldmi", modality, "tiny", SMALL[modality] + [
         "data.n_items=24", "train.vae.steps=150", "train.prior.steps=150", "train.progress=false", "train.n_renders=1",
         "train.sample_steps=2", "train.log_every=50", "train.checkpoint_every=1000"])
     run = tmp_path_factory.mktemp(f"complete-{modality}") / "run"
@@ -212,7 +212,7 @@ def test_priors_declare_whether_they_can_be_guided():
         check_guidable(Model())
     import inrkit
 
-    reg = inrkit.registry("priors")
+    reg = inrkit.get_registry("priors")
     assert reg.get("diffusion").cls.guidable() and reg.get("gaussian").cls.guidable()
     assert all(isinstance(reg.get(n).cls.guidable(), bool) for n in reg.names())
 

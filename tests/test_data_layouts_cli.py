@@ -11,24 +11,7 @@ import torch
 import xarray as xr
 from PIL import Image
 
-
-def run(capsys, *args):
-    from cli.main import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def one_error_line(err: str) -> str:
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
+from conftest import cli, error_line
 
 
 def kelvin(lat, lon, t):
@@ -62,14 +45,14 @@ def era5_files(tmp_path):
 def test_era5_layouts_show_and_prepare(era5_files, tmp_path, capsys, monkeypatch, layout, n):
     monkeypatch.chdir(tmp_path)  # the last `data show` writes its default inrkit-show/<store>/show-all.png here
     path = era5_files[layout]
-    code, out, err = run(capsys, "data", "show", "--modality", "sphere", "--data", path, "--out", tmp_path / "show.png")
+    code, out, err = cli(["data", "show", "--modality", "sphere", "--data", path, "--out", tmp_path / "show.png"], capsys)
     assert code == 0, err
     assert f"{n}" in out and "(1, 46, 90)" in out
     assert (tmp_path / "show.png").stat().st_size > 0
     store = tmp_path / f"{layout}-cache.zarr"
-    code, _, err = run(capsys, "data", "prepare", "--modality", "sphere", "--data", path, "--out", store)
+    code, _, err = cli(["data", "prepare", "--modality", "sphere", "--data", path, "--out", store], capsys)
     assert code == 0, err
-    code, out, err = run(capsys, "data", "show", "--modality", "sphere", "--data", store, "--n", "2")
+    code, out, err = cli(["data", "show", "--modality", "sphere", "--data", store, "--n", "2"], capsys)
     assert code == 0, err
     default = Path("inrkit-show") / f"{layout}-cache" / "show-all.png"
     assert f"{n}" in out and (tmp_path / default).is_file() and f"wrote     {default}" in out
@@ -77,9 +60,9 @@ def test_era5_layouts_show_and_prepare(era5_files, tmp_path, capsys, monkeypatch
 
 def test_train_a_few_steps_on_netcdf(era5_files, tmp_path, capsys):
     out_dir = tmp_path / "run"
-    code, _, err = run(capsys, "train", "ldmi", "--modality", "sphere", "--preset", "tiny", "--data", era5_files["nc"],
+    code, _, err = cli(["train", "ldmi", "--modality", "sphere", "--preset", "tiny", "--data", era5_files["nc"],
                        "--out", out_dir, "--set", "train.vae.steps=2", "--set", "train.prior.steps=2",
-                       "--set", "train.progress=false")
+                       "--set", "train.progress=false"], capsys)
     assert code == 0, err
     assert (out_dir / "model.safetensors").is_file()
     assert "era5.nc" in (out_dir / "config.yaml").read_text()
@@ -93,31 +76,31 @@ def test_image_folder_of_mixed_sizes_show_and_prepare(tmp_path, capsys):
             (root / split).mkdir(parents=True, exist_ok=True)
             mode_shape = (h, w, 3) if i % 2 == 0 else (h, w)
             Image.fromarray(rng.integers(0, 255, mode_shape, dtype=np.uint8)).save(root / split / f"{i}.{'jpg' if i % 2 else 'png'}")
-    code, out, err = run(capsys, "data", "show", "--modality", "image", "--data", root, "--set", "domain.resolution=16",
-                         "--out", tmp_path / "faces.png")
+    code, out, err = cli(["data", "show", "--modality", "image", "--data", root, "--set", "domain.resolution=16",
+                         "--out", tmp_path / "faces.png"], capsys)
     assert code == 0, err
     assert "(3, 16, 16)" in out and "4" in out
-    code, _, err = run(capsys, "data", "prepare", "--modality", "image", "--data", root, "--set", "domain.resolution=16",
-                       "--out", tmp_path / "faces.zarr")
+    code, _, err = cli(["data", "prepare", "--modality", "image", "--data", root, "--set", "domain.resolution=16",
+                       "--out", tmp_path / "faces.zarr"], capsys)
     assert code == 0, err
 
 
 def test_bad_era5_and_image_inputs_are_one_line_exit_2(era5_files, tmp_path, capsys):
-    code, _, err = run(capsys, "data", "show", "--modality", "sphere", "--data", era5_files["nc"], "--set", "data.variable=nope")
-    assert code == 2 and "nope" in one_error_line(err) and "2m_temperature" in err
+    code, _, err = cli(["data", "show", "--modality", "sphere", "--data", era5_files["nc"], "--set", "data.variable=nope"], capsys)
+    assert code == 2 and "nope" in error_line(err) and "2m_temperature" in err
     nan = tmp_path / "nan.nc"
     ds = wb2(np.linspace(90, -90, 33), np.arange(0, 360, 5.0))
     ds["2m_temperature"][1, 3, 4] = np.nan
     ds.to_netcdf(nan, engine="h5netcdf")
-    code, _, err = run(capsys, "data", "show", "--modality", "sphere", "--data", nan)
-    assert code == 2 and "nan.nc" in one_error_line(err) and "NaN" in err
+    code, _, err = cli(["data", "show", "--modality", "sphere", "--data", nan], capsys)
+    assert code == 2 and "nan.nc" in error_line(err) and "NaN" in err
     bad = tmp_path / "imgs"
     bad.mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(bad / "ok.png")
     (bad / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     out = tmp_path / "never.zarr"
-    code, _, err = run(capsys, "data", "prepare", "--modality", "image", "--data", bad, "--out", out)
-    assert code == 2 and "broken.jpg" in one_error_line(err)
+    code, _, err = cli(["data", "prepare", "--modality", "image", "--data", bad, "--out", out], capsys)
+    assert code == 2 and "broken.jpg" in error_line(err)
     assert not out.exists()
 
 
@@ -129,8 +112,8 @@ def test_extra_dimension_is_chosen_with_data_select(tmp_path, capsys):
     xr.Dataset({"temperature": (("time", "level", "latitude", "longitude"), levels, {"units": "K"})},
                coords={"time": pd.date_range("2020", periods=2), "level": [500, 850, 1000],
                        "latitude": lat, "longitude": lon}).to_zarr(store)
-    code, _, err = run(capsys, "data", "show", "--modality", "sphere", "--data", store, "--out", tmp_path / "a.png")
-    assert code == 2 and "level (3)" in one_error_line(err) and "data.select" in err
+    code, _, err = cli(["data", "show", "--modality", "sphere", "--data", store, "--out", tmp_path / "a.png"], capsys)
+    assert code == 2 and "level (3)" in error_line(err) and "data.select" in err
 
     import inrkit
     from inrkit.data import open_dataset
@@ -140,8 +123,8 @@ def test_extra_dimension_is_chosen_with_data_select(tmp_path, capsys):
     mid = open_dataset(domain, store, split="all", select={"level": 840})  # nearest: 850
     unit = domain.physical(ref[0][None]) - domain.physical(mid[0][None])
     assert torch.allclose(unit, torch.full_like(unit, 20.0), atol=0.05)
-    code, _, err = run(capsys, "data", "show", "--modality", "sphere", "--data", store, "--set", "data.select={level: 850}",
-                       "--out", tmp_path / "b.png")
+    code, _, err = cli(["data", "show", "--modality", "sphere", "--data", store, "--set", "data.select={level: 850}",
+                       "--out", tmp_path / "b.png"], capsys)
     assert code == 0, err
-    code, _, err = run(capsys, "data", "show", "--modality", "sphere", "--data", store, "--set", "data.select={member: 1}")
-    assert code == 2 and "member" in one_error_line(err)
+    code, _, err = cli(["data", "show", "--modality", "sphere", "--data", store, "--set", "data.select={member: 1}"], capsys)
+    assert code == 2 and "member" in error_line(err)

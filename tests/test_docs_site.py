@@ -22,7 +22,7 @@ import typer
 import typer.main
 from typer.testing import CliRunner
 
-from inrkit.registry import KINDS, PartConfig, priors, registry
+from inrkit.registry import KINDS, PartConfig, get_registry, priors
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -227,10 +227,10 @@ def test_parts_reference_lists_every_registered_part_and_field():
     total = 0
     for kind in KINDS:
         assert reference.anchor(kind) in sections, kind
-        for name in registry(kind).names():
+        for name in get_registry(kind).names():
             key = reference.anchor(kind, name)
             assert key in sections, f"{kind}/{name} is missing from the parts reference"
-            entry = registry(kind).get(name)
+            entry = get_registry(kind).get(name)
             for field_name, default in entry.fields().items():
                 row = [line for line in sections[key].splitlines() if line.startswith(f"| `{field_name}` |")]
                 assert row, f"{kind}/{name}: field {field_name} is missing"

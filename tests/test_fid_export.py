@@ -9,7 +9,9 @@ import torch
 
 from inrkit.errors import DataError
 from modalities.image.fid import compute_fid, load_feature_network
-from test_cli_train import FAST, cli, one_line_error
+
+from conftest import cli, one_line_error
+from test_cli_train import FAST
 
 
 class _Features(torch.nn.Module):

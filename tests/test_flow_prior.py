@@ -39,7 +39,7 @@ def one_thread():
 
 
 def test_registered():
-    assert "flow" in inrkit.registry("priors").names()
+    assert "flow" in inrkit.get_registry("priors").names()
 
 
 def test_affine_flow_on_a_gaussian_matches_the_closed_form():

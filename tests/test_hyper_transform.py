@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import inrkit
 from inrkit.errors import ConfigError
-from inrkit_ldmi.hyper_transform import build_model, hyper_transform_config, train_hyper_transform
+from inrkit_ldmi.hyper_transform import frozen_source_model, hyper_transform_config, train_hyper_transform
 from inrkit_ldmi.model import LDMI
 from inrkit_ldmi.sources import load_source
 
@@ -28,6 +32,7 @@ RUN = ["train.progress=false", "train.n_renders=2", "train.sample_steps=2", "tra
 SOURCE = RUN + ["model.encoder.base_channels=8", "model.prior.model_channels=16", "train.vae.steps=3", "train.prior.steps=2"]
 HT = RUN + ["train.vae.steps=3", "train.log_every=1"]
 HT_NEW_PRIOR = HT + ["train.prior.steps=2", "model.prior.model_channels=16"]  # sources without a prior
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +86,28 @@ def test_cli_from_an_inrkit_ldm_run(ldm_run, tmp_path):
     assert run_cli(["sample", str(out), "--n", "2", "--resolution", "32", "--ddim-steps", "2"]) == 0
 
 
+def test_devices_2_goes_through_the_cli_launcher_like_train(ldm_run, tmp_path):
+    """``--devices 2`` relaunches from the CLI (cli.launch, as ``train`` full does), not from the library:
+    two gloo processes train the HD, rank 0 alone writes the run and keeps the source's decoder."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "cli.main", "train", "ldmi", "--paradigm", "hyper-transform", "--from", str(ldm_run),
+           "--preset", "tiny", "--out", str(out), "--device", "cpu", "--devices", "2", *sets(HT)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "launching: " in proc.stderr and "torch.distributed.run" in proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and list(summary["stages"]) == ["vae"]
+    assert (out / "checkpoints" / "checkpoint-vae-3" / "rng-1.safetensors").is_file()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3  # one writer, not two
+    assert (out / "source_decoder.safetensors").is_file()
+    assert yaml.safe_load((out / "config.yaml").read_text())["paradigm"] == "hyper-transform"
+
+
 def test_frozen_parts_stay_bit_identical_and_only_the_hd_learns(ldm_run, tmp_path):
     src = load_source(ldm_run)
     cfg, options, adaptation = hyper_transform_config(src, preset="tiny", overrides=HT)
     assert adaptation["adapted"] is False and adaptation["hd_tokens"] == 16
-    model = build_model(src, cfg, options)
+    model = frozen_source_model(src, cfg, options)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     modes = []
     model.fit(out=tmp_path / "ht", on_step=lambda stage, step, logs: modes.append((model.encoder.training, model.prior.training)))

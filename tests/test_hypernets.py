@@ -23,7 +23,7 @@ def assert_all_grads(model):
 
 
 def test_registered():
-    assert {"hd", "mlp", "mixture"} <= set(inrkit.registry("hypernets").names())
+    assert {"hd", "mlp", "mixture"} <= set(inrkit.get_registry("hypernets").names())
 
 
 def test_hd_reference_counts():

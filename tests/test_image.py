@@ -20,8 +20,8 @@ def image_domain(resolution=16, channels=3):
 
 
 def test_registered_through_the_plugin():
-    assert {"image", "sphere"} <= set(inrkit.registry("domains").names())
-    assert {"image_folder", "faces", "digits"} <= set(inrkit.registry("datasets").names())
+    assert {"image", "sphere"} <= set(inrkit.get_registry("domains").names())
+    assert {"image_folder", "faces", "digits"} <= set(inrkit.get_registry("datasets").names())
 
 
 # -- coordinates ------------------------------------------------------------------------------

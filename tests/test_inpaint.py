@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import toy_run_config
 from inrkit.data import open_dataset
 from inrkit.errors import ConfigError
 from inrkit_ldmi.inpaint import inpaint, make_mask
 from inrkit_ldmi.model import LDMI
-from test_cli_train import cli, one_line_error
+
+from conftest import cli, one_line_error, toy_run_config
 
 
 @pytest.fixture(scope="module")

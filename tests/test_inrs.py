@@ -14,7 +14,7 @@ def batched(params, b=1):
 
 
 def test_registered():
-    assert {"siren", "fourier_mlp"} <= set(inrkit.registry("inrs").names())
+    assert {"siren", "fourier_mlp"} <= set(inrkit.get_registry("inrs").names())
 
 
 def test_siren_reference_layout():

@@ -141,6 +141,27 @@ def test_points_subset_trains_on_random_coordinates():
     torch.manual_seed(0)
     c, _ = model.vae_loss(x, points=None)
     assert torch.equal(a, b) and not torch.equal(a, c)
+    # the coordinates are 10 distinct cells of the training grid, with x's values there
+    coords, target = model._training_points(x, 10, torch.Generator().manual_seed(0))
+    rows = (coords[:, None, :] == model.coords[None]).all(-1).float().argmax(1)
+    assert coords.shape == (10, 2) and len(set(rows.tolist())) == 10 and torch.equal(model.coords[rows], coords)
+    assert torch.equal(target, model.domain.from_grid(x)[:, rows])
+
+
+def test_the_prior_stage_reaches_ddp_through_the_trainers_stage_step():
+    """DDP wraps the trainer's ``_StageStep``, whose forward is the stage's loss: for stage ``prior``
+    the prior's own ``loss`` on latents drawn from q(z|x); a prior needs no ``forward`` of its own."""
+    from inrkit.train.trainer import _StageStep
+
+    model = LDMI.from_config(toy_run_config())
+    mean, logvar = torch.randn(4, *model.latent_shape), torch.full((4, *model.latent_shape), -2.0)
+    torch.manual_seed(0)
+    loss, _ = _StageStep(model, "prior")((mean, logvar))
+    torch.manual_seed(0)
+    z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+    torch.testing.assert_close(loss, model.prior.loss(z))
+    loss.backward()
+    assert all(p.grad is not None for p in model.stage_parameters("prior"))
 
 
 def test_existing_run_is_refused_unless_resume_or_overwrite(trained, tmp_path):

@@ -12,27 +12,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from conftest import toy_run_config
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    from cli.main import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def error_line(code: int, err: str) -> str:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+from conftest import cli, one_line_error, toy_run_config
 
 
 def toy_run(tmp_path, capsys, n_items: int = 12, **train):
@@ -42,7 +22,7 @@ def toy_run(tmp_path, capsys, n_items: int = 12, **train):
     file = tmp_path / "toy.yaml"
     file.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
-    code, out, err = cli(capsys, "train", "ldmi", "--config", file, "--out", run, "--device", "cpu")
+    code, out, err = cli(["train", "ldmi", "--config", file, "--out", run, "--device", "cpu"], capsys)
     assert code == 0, err
     return run, file, out, err
 
@@ -54,24 +34,24 @@ def test_extra_dimension_fix_works_when_pasted(tmp_path, capsys):
     xr.Dataset({"t2m": (("time", "level", "latitude", "longitude"), field, {"units": "K"})},
                coords={"time": pd.date_range("2020", periods=2), "level": np.array([500, 850, 1000], np.int64),
                        "latitude": lat, "longitude": lon}).to_zarr(store)
-    code, _, err = cli(capsys, "data", "show", "-m", "sphere", "--data", store, "--out", tmp_path / "a.png")
-    line = error_line(code, err)
+    code, _, err = cli(["data", "show", "-m", "sphere", "--data", store, "--out", tmp_path / "a.png"], capsys)
+    line = one_line_error(code, err)
     assert "np.int64" not in line and "data.select={level: 500}" in line
     suggested = shlex.split(line[line.index("--set"):])  # what a user pastes
-    code, _, err = cli(capsys, "data", "show", "-m", "sphere", "--data", store, *suggested, "--out", tmp_path / "b.png")
+    code, _, err = cli(["data", "show", "-m", "sphere", "--data", store, *suggested, "--out", tmp_path / "b.png"], capsys)
     assert code == 0, err
 
 
 def test_unknown_config_fields_get_did_you_mean(capsys):
-    code, _, err = cli(capsys, "debug", "config", "--modality", "image", "--preset", "tiny", "--set", "train.vae.stpes=3")
-    assert "unknown field 'vae.stpes' (did you mean 'steps'?)" in error_line(code, err)
-    code, _, err = cli(capsys, "debug", "config", "--modality", "image", "--preset", "tiny", "--set", "model.inr.widht=8")
-    assert "unknown field 'widht' (did you mean 'width'?)" in error_line(code, err)
-    code, _, err = cli(capsys, "debug", "config", "--modality", "image", "--preset", "tiny", "--set", "trian.seed=1")
-    assert "unknown field 'trian' (did you mean 'train'?)" in error_line(code, err)
+    code, _, err = cli(["debug", "config", "--modality", "image", "--preset", "tiny", "--set", "train.vae.stpes=3"], capsys)
+    assert "unknown field 'vae.stpes' (did you mean 'steps'?)" in one_line_error(code, err)
+    code, _, err = cli(["debug", "config", "--modality", "image", "--preset", "tiny", "--set", "model.inr.widht=8"], capsys)
+    assert "unknown field 'widht' (did you mean 'width'?)" in one_line_error(code, err)
+    code, _, err = cli(["debug", "config", "--modality", "image", "--preset", "tiny", "--set", "trian.seed=1"], capsys)
+    assert "unknown field 'trian' (did you mean 'train'?)" in one_line_error(code, err)
     # nothing close: the known fields are listed instead
-    code, _, err = cli(capsys, "debug", "config", "--modality", "image", "--preset", "tiny", "--set", "train.vae.zzzzzz=1")
-    line = error_line(code, err)
+    code, _, err = cli(["debug", "config", "--modality", "image", "--preset", "tiny", "--set", "train.vae.zzzzzz=1"], capsys)
+    line = one_line_error(code, err)
     assert "unknown field 'vae.zzzzzz' (known: steps, batch_size, lr" in line
 
 
@@ -79,33 +59,33 @@ def test_sample_refuses_a_checkpoint_without_trained_prior(tmp_path, capsys):
     run, file, _, _ = toy_run(tmp_path, capsys, checkpoint_every=0)
     vae = sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("checkpoint-vae-"))[-1]
     prior = sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("checkpoint-prior-"))[-1]
-    code, _, err = cli(capsys, "sample", run, "--n", 1, "--ddim-steps", 2, "--seed", 0, "--weights", vae)
-    line = error_line(code, err)
+    code, _, err = cli(["sample", run, "--n", 1, "--ddim-steps", 2, "--seed", 0, "--weights", vae], capsys)
+    line = one_line_error(code, err)
     assert f"checkpoint '{vae}' was saved during stage 'vae', before the prior was trained" in line
     assert f"use --weights {prior}" in line
-    code, _, err = cli(capsys, "sample", run, "--n", 1, "--ddim-steps", 2, "--seed", 0, "--weights", prior)
+    code, _, err = cli(["sample", run, "--n", 1, "--ddim-steps", 2, "--seed", 0, "--weights", prior], capsys)
     assert code == 0, err
-    code, _, err = cli(capsys, "inpaint", run, "--weights", vae, "--ddim-steps", 2)
-    assert "before the prior was trained" in error_line(code, err)
+    code, _, err = cli(["inpaint", run, "--weights", vae, "--ddim-steps", 2], capsys)
+    assert "before the prior was trained" in one_line_error(code, err)
 
     # a run trained with --stage vae only: its final weights hold an untrained prior; the fix says how to train it
     run2 = tmp_path / "vae-only"
-    code, _, err = cli(capsys, "train", "ldmi", "--config", file, "--out", run2, "--device", "cpu", "--stage", "vae")
+    code, _, err = cli(["train", "ldmi", "--config", file, "--out", run2, "--device", "cpu", "--stage", "vae"], capsys)
     assert code == 0, err
-    code, _, err = cli(capsys, "sample", run2, "--n", 1, "--ddim-steps", 2, "--seed", 0)
-    line = error_line(code, err)
+    code, _, err = cli(["sample", run2, "--n", 1, "--ddim-steps", 2, "--seed", 0], capsys)
+    line = one_line_error(code, err)
     assert "prior stage never ran" in line and "--stage prior" in line
     fix = shlex.split(line[line.index("inrkit train"):])[1:]  # paste it (without the program name)
-    code, _, err = cli(capsys, *fix)
+    code, _, err = cli([*fix], capsys)
     assert code == 0, err
-    code, _, err = cli(capsys, "sample", run2, "--n", 1, "--ddim-steps", 2, "--seed", 0)
+    code, _, err = cli(["sample", run2, "--n", 1, "--ddim-steps", 2, "--seed", 0], capsys)
     assert code == 0, err
 
 
 def test_resume_with_fewer_steps_says_the_stage_is_past_them(tmp_path, capsys):
     run, file, _, _ = toy_run(tmp_path, capsys)
-    code, _, err = cli(capsys, "train", "ldmi", "--config", file, "--out", run, "--device", "cpu", "--resume",
-                       "--set", "train.vae.steps=2")
+    code, _, err = cli(["train", "ldmi", "--config", file, "--out", run, "--device", "cpu", "--resume",
+                       "--set", "train.vae.steps=2"], capsys)
     assert code == 0, err
     assert ("stage 'vae' is already at step 6, past train.vae.steps=2: nothing was trained and the step-6 checkpoint"
             " is used; to train on, set train.vae.steps above 6 (--set train.vae.steps=12); to retrain with 2 steps,"
@@ -120,7 +100,7 @@ def test_split_sizes_and_spread_unavailable_below_two_items(tmp_path, capsys):
     flat = " ".join(out.split())
     assert "data: 3 training items, 1 held-out item (held-out spread unavailable below 2 items)" in flat
     assert "mse" in flat and "(spread n/a)" in flat
-    code, out, err = cli(capsys, "evaluate", run, "--device", "cpu")
+    code, out, err = cli(["evaluate", run, "--device", "cpu"], capsys)
     assert code == 0, err
     flat = " ".join(out.split())
     assert "held-out reconstructions (1 item)" in flat and "n/a (< 2 items)" in flat and "no spread below 2 items" in flat

@@ -25,7 +25,7 @@ def perturb(hn, scale=0.3):
 
 
 def test_registered():
-    assert "modulation" in inrkit.registry("hypernets").names()
+    assert "modulation" in inrkit.get_registry("hypernets").names()
 
 
 @pytest.mark.parametrize("mapping,modulate,latent_shape,in_dim", [

@@ -18,23 +18,12 @@ import trimesh
 import xarray as xr
 from PIL import Image
 
+from conftest import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--preset", "tiny", "--device", "cpu", "--set", "train.vae.steps=2", "--set", "train.prior.steps=2",
         "--set", "train.n_renders=2", "--set", "train.sample_steps=2", "--set", "train.progress=false",
         "--set", "train.vae.batch_size=4", "--set", "train.prior.batch_size=4"]
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    from cli.main import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def size(path: Path) -> tuple[int, int]:
@@ -76,7 +65,7 @@ def test_image_previews_conversion_and_report(tmp_path, capsys):
         Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(photos / f"holiday_{i}.jpg")
     before = sorted(photos.iterdir())
     run = tmp_path / "run"
-    code, out, err = cli(capsys, "train", "ldmi", "-m", "image", "--data", photos, "--out", run, *FAST)
+    code, out, err = cli(["train", "ldmi", "-m", "image", "--data", photos, "--out", run, *FAST], capsys)
     assert code == 0, err
     # what the photos became is said once, at the start, and kept in run.json
     said = [line for line in err.splitlines() if line.startswith("data: ")]
@@ -92,14 +81,14 @@ def test_image_previews_conversion_and_report(tmp_path, capsys):
     recon = run / "reconstructions" / "after-vae"
     assert min(size(recon / "reconstructions.png")) >= 256 and min(size(recon / "targets.png")) >= 256
 
-    code, out, err = cli(capsys, "sample", run, "--n", 3, "--seed", 5, "--ddim-steps", 2)
+    code, out, err = cli(["sample", run, "--n", 3, "--seed", 5, "--ddim-steps", 2], capsys)
     assert code == 0, err
     assert size(run / "samples" / "samples-16x16-seed5.png")[0] >= 3 * 256
     assert size(run / "samples" / "samples-16x16-seed5-pixels.png")[0] < 80
-    code, _, err = cli(capsys, "sample", run, "--n", 1, "--format", "glb")
+    code, _, err = cli(["sample", run, "--n", 1, "--format", "glb"], capsys)
     assert code == 2 and "--format chooses mesh files; the 'image' domain writes none" in err
 
-    code, out, err = cli(capsys, "report", run)
+    code, out, err = cli(["report", run], capsys)
     assert code == 0, err
     page = parse_report(run / "report.html")
     assert page.sections == ["data", "curves", "heldout", "samples", "reconstructions", "config"]
@@ -117,7 +106,7 @@ def test_sphere_maps_and_reconstruction_netcdf_keep_time(tmp_path, capsys):
     xr.Dataset({"2m_temperature": (("time", "latitude", "longitude"), data, {"units": "K"})},
                coords={"time": times, "latitude": lat, "longitude": lon}).to_netcdf(src, engine="h5netcdf")
     run = tmp_path / "run"
-    code, out, err = cli(capsys, "train", "ldmi", "-m", "sphere", "--data", src, "--out", run, *FAST)
+    code, out, err = cli(["train", "ldmi", "-m", "sphere", "--data", src, "--out", run, *FAST], capsys)
     assert code == 0, err
     assert "on a 23x48 latitude x longitude grid are regridded" in err and "the 46x90 training grid" in err
 
@@ -148,7 +137,7 @@ def test_sphere_maps_and_reconstruction_netcdf_keep_time(tmp_path, capsys):
     # maps: at least 720 px wide, a difference panel beside each reconstruction
     assert size(run / "samples" / "after-vae" / "samples.png")[0] >= 720
     assert size(recon / "reconstructions.png")[0] > size(recon / "targets.png")[0] >= 720
-    code, out, err = cli(capsys, "report", run, "--out", tmp_path / "page.html")
+    code, out, err = cli(["report", run, "--out", tmp_path / "page.html"], capsys)
     assert code == 0, err
     assert "reconstructions" in parse_report(tmp_path / "page.html").sections
 
@@ -161,7 +150,7 @@ def test_occupancy_formats_components_and_empty_shapes(tmp_path, capsys):
         box.apply_translation((500.0, 120.0, -40.0))
         box.export(meshes_dir / f"part_{k}.stl")
     run = tmp_path / "run"
-    code, out, err = cli(capsys, "train", "ldmi", "-m", "occupancy", "--data", meshes_dir, "--out", run, *FAST)
+    code, out, err = cli(["train", "ldmi", "-m", "occupancy", "--data", meshes_dir, "--out", run, *FAST], capsys)
     assert code == 0, err
     assert "meshes are centred on their bounding box" in err and "voxelised to 16^3 occupancies" in err
     # the held-out targets' meshes come back in the files' own units (mm), not the unit cube
@@ -174,7 +163,7 @@ def test_occupancy_formats_components_and_empty_shapes(tmp_path, capsys):
     voxel = source.extents.max() / 0.95 * 2 / 16
     assert np.allclose(target.bounds, source.bounds, atol=1.5 * voxel)
     assert val.files[0].name in " ".join(err.split())  # the item is named in the line about its meshes
-    code, out, err = cli(capsys, "sample", run, "--n", 2, "--seed", 1, "--ddim-steps", 2, "--format", "ply+glb")
+    code, out, err = cli(["sample", run, "--n", 2, "--seed", 1, "--ddim-steps", 2, "--format", "ply+glb"], capsys)
     assert code == 0, err
     written = sorted((run / "samples").glob("samples-16x16x16-seed1*"))
     meshes = [p for p in written if p.suffix in (".ply", ".glb")]
@@ -190,7 +179,7 @@ def test_occupancy_formats_components_and_empty_shapes(tmp_path, capsys):
     assert all(p.stat().st_size > 0 for p in meshes)
     w, h = size(run / "samples" / "samples-16x16x16-seed1.png")
     assert w >= 2 * 256 and h >= 256
-    code, _, err = cli(capsys, "sample", run, "--n", 1, "--format", "stl")
+    code, _, err = cli(["sample", run, "--n", 1, "--format", "stl"], capsys)
     assert code == 2 and "mesh format must be one of ply, obj, glb" in err
 
     # an empty shape is said, and its tile says so, rather than being skipped in silence
@@ -200,8 +189,8 @@ def test_occupancy_formats_components_and_empty_shapes(tmp_path, capsys):
     full[4:12, 2:10, 4:12] = True
     np.save(shapes / "box.npy", full)
     np.save(shapes / "empty.npy", np.zeros((16, 16, 16), bool))
-    code, out, err = cli(capsys, "data", "show", "-m", "occupancy", "--data", shapes, "--set", "domain.resolution=16",
-                         "--out", tmp_path / "show.png")
+    code, out, err = cli(["data", "show", "-m", "occupancy", "--data", shapes, "--set", "domain.resolution=16",
+                         "--out", tmp_path / "show.png"], capsys)
     assert code == 0, err
     assert "item 0: box.npy: 1 connected component" in err
     assert "item 1: empty.npy: no surface: every occupancy is <= 0.5, so no mesh is written" in err
@@ -210,16 +199,16 @@ def test_occupancy_formats_components_and_empty_shapes(tmp_path, capsys):
 
 def test_report_of_a_comparison(tmp_path, capsys):
     results = ROOT / "benchmarks" / "results-compare-h200" / "sphere"
-    code, out, err = cli(capsys, "report", results, "--out", tmp_path / "compare.html")
+    code, out, err = cli(["report", results, "--out", tmp_path / "compare.html"], capsys)
     assert code == 0, err
     page = parse_report(tmp_path / "compare.html")
     assert page.sections == ["settings", "compare-tables", "reconstructions", "scaling"]
     text = (tmp_path / "compare.html").read_text()
     assert "hypernet params" in text and "INR params" in text
-    code, _, err = cli(capsys, "report", tmp_path / "nothing")
+    code, _, err = cli(["report", tmp_path / "nothing"], capsys)
     assert code == 2 and "no such run directory" in err
     (tmp_path / "empty").mkdir()
-    code, _, err = cli(capsys, "report", tmp_path / "empty")
+    code, _, err = cli(["report", tmp_path / "empty"], capsys)
     assert code == 2 and "not a run directory (no config.yaml) nor a comparison" in err
 
 
@@ -231,7 +220,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_report_renders_in_a_headless_browser(tmp_path, capsys):
     results = ROOT / "benchmarks" / "results-compare-h200" / "sphere"
     page = tmp_path / "compare.html"
-    code, _, err = cli(capsys, "report", results, "--out", page)
+    code, _, err = cli(["report", results, "--out", page], capsys)
     assert code == 0, err
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -13,10 +13,10 @@ from inrkit.priors.samplers import ddim_sample, ddim_timesteps, previous_timeste
 from inrkit.priors.schedule import NoiseSchedule
 from inrkit_ldmi.config import build_part
 from inrkit_ldmi.model import LDMI
-from inrkit_ldmi.presets import available_presets, preset_config
+from inrkit_ldmi.presets import available_presets
 from inrkit_ldmi.presets.references import REFERENCES_FILE, annotated_references, preset_references
 
-from conftest import run_cli, toy_run_config
+from conftest import recipe_config, run_cli, toy_run_config
 
 
 def count(*modules_or_params) -> int:
@@ -120,7 +120,7 @@ def _reference_hd_count(dim=192, depth=(6, 6), heads=6, head_dim=48, ff=768, lat
 
 def test_reference_tokenizer_gives_the_papers_8056899_parameters():
     assert _reference_hd_count() == 8_056_899
-    model = LDMI.from_config(preset_config("image", "paper"))
+    model = LDMI.from_config(recipe_config("ldmi", "image", "paper"))
     hd = model.hypernet
     assert hd.config.tokenizer == "reference"
     counted = count(hd.transformer, hd.tokenizer, hd.base_weights) + hd.weight_tokens.numel()
@@ -204,9 +204,9 @@ def test_uniform_ddim_follows_compvis_alphas_prev():
 
 def test_paper_presets_sample_with_ddim_200_eta_1_uniform():
     for modality in ("image", "sphere", "occupancy"):
-        prior = preset_config(modality, "paper")["model"]["prior"]
+        prior = recipe_config("ldmi", modality, "paper")["model"]["prior"]
         assert (prior["steps"], prior["eta"], prior["spacing"]) == (200, 1.0, "uniform")
-        assert preset_config(modality, "inrkit-v1")["model"]["prior"]["spacing"] == "trailing"
+        assert recipe_config("ldmi", modality, "inrkit-v1")["model"]["prior"]["spacing"] == "trailing"
 
 
 def test_sampling_defaults_come_from_the_prior_config():
@@ -236,7 +236,7 @@ def _gasp_counts(n_frequencies: int, latent=64, hidden=(256, 512), layers=(128, 
                          [("gasp", 128, 66_307, 34_163_715), ("gasp-table2", 64, 49_923, 25_758_723)])
 def test_gasp_presets_have_gasps_sizes_exactly(preset, n_freq, inr_params, hyper_params):
     assert _gasp_counts(n_freq) == (inr_params, hyper_params)
-    cfg = preset_config("image", preset)
+    cfg = recipe_config("ldmi", "image", preset)
     inr = build_part("inrs", cfg["model"]["inr"])
     latent = (1, 8, 8)
     hyper = build_part("hypernets", cfg["model"]["hypernet"], inr=inr, latent_shape=latent)
@@ -259,7 +259,7 @@ def test_references_name_existing_presets_and_fields():
     for key, entries in table.items():
         modality, preset = key.split("-", 1)
         assert preset in presets[modality], key
-        lines = annotated_references(preset_config(modality, preset), modality, preset)
+        lines = annotated_references(recipe_config("ldmi", modality, preset), modality, preset)
         assert len(lines) == len(entries) and not any("<not set>" in line for line in lines), key
 
 
@@ -280,7 +280,7 @@ def test_paper_presets_take_a_training_step():
     """Each faithful preset builds and trains (one small batch, fewer points on CPU)."""
     for modality, shape in (("sphere", (2, 1, 46, 90)), ("occupancy", (2, 1, 32, 32, 32))):
         torch.manual_seed(0)
-        model = LDMI.from_config(preset_config(modality, "paper"))
+        model = LDMI.from_config(recipe_config("ldmi", modality, "paper"))
         x = (torch.rand(shape) > 0.5).float() if modality == "occupancy" else torch.rand(shape) * 2 - 1
         loss, logs = model.vae_loss(x, points=256)
         loss.backward()

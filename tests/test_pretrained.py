@@ -66,7 +66,7 @@ def test_from_pretrained_checks_the_model_kind(tmp_path):
 
 def test_list_parts_wildcards():
     assert inrkit.list_parts("hypernets", "h*") == ["hd"]
-    assert inrkit.list_parts("hypernets") == sorted(inrkit.registry("hypernets").names())
+    assert inrkit.list_parts("hypernets") == sorted(inrkit.get_registry("hypernets").names())
     assert {"era5_npz", "era5_xarray"} == set(inrkit.list_parts("datasets", "era5_*"))
     assert inrkit.list_parts("priors", "zzz*") == []
     with pytest.raises(inrkit.InrkitError, match="unknown registry 'hypernet'.*Did you mean 'hypernets'"):

@@ -281,11 +281,3 @@ def test_ddim_full_steps_eta_one_reproduces_ddpm_on_a_gaussian_mixture(one_threa
         assert abs(s.var().item() / var - 1) < 0.12, s.var()
         assert abs((s > 0.5).float().mean().item() - W[1].item()) < 0.04   # the mode weights
 
-
-def test_prior_forward_is_its_loss_for_ddp():
-    p = prior((3,), **TINY_MLP)
-    z = torch.randn(4, 3)
-    torch.manual_seed(0)
-    a = p(z)
-    torch.manual_seed(0)
-    torch.testing.assert_close(a, p.loss(z))

@@ -6,9 +6,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 import inrkit
-import importlib
-
-reg = importlib.import_module("inrkit.registry")
+import inrkit.registry as reg
 from inrkit.errors import ConfigError, InrkitError
 from inrkit.registry import PartConfig
 from inrkit.config import apply_overrides
@@ -19,11 +17,18 @@ from conftest import ToyGrid, recipe_config, resolved, toy_run_config
 
 def test_unknown_name_names_the_closest_match():
     with pytest.raises(InrkitError) as err:
-        inrkit.registry("hypernets").get("hdd")
+        inrkit.get_registry("hypernets").get("hdd")
     msg = str(err.value)
     assert "Did you mean 'hd'" in msg and "mlp" in msg and "\n" not in msg
     with pytest.raises(InrkitError, match="Did you mean 'hypernets'"):
-        inrkit.registry("hypernet")
+        inrkit.get_registry("hypernet")
+
+
+def test_the_registry_module_and_get_registry_each_have_a_name():
+    """``inrkit.registry`` is the module; the function that returns one registry is ``get_registry``."""
+    assert inrkit.registry is reg and isinstance(reg.PartConfig, type)
+    assert inrkit.get_registry is reg.get_registry and inrkit.get_registry("inrs") is reg.inrs
+    assert inrkit.list_parts("inrs") == reg.inrs.names() and "get_registry" in inrkit.__all__
 
 
 def test_unknown_part_in_a_run_config_names_the_field():
@@ -85,10 +90,10 @@ def test_duplicate_registration_is_refused():
         pass
 
     with pytest.raises(ValueError, match="already registered"):
-        inrkit.registry("domains").register("toy_grid", config=PartConfig)(Other)
+        inrkit.get_registry("domains").register("toy_grid", config=PartConfig)(Other)
     # Registering the same class again (a re-imported module) is harmless.
-    entry = inrkit.registry("domains").get("toy_grid")
-    inrkit.registry("domains").register("toy_grid", config=entry.config)(ToyGrid)
+    entry = inrkit.get_registry("domains").get("toy_grid")
+    inrkit.get_registry("domains").register("toy_grid", config=entry.config)(ToyGrid)
 
 
 def test_plugins_load_through_entry_points(monkeypatch):
@@ -97,7 +102,7 @@ def test_plugins_load_through_entry_points(monkeypatch):
     def hook():
         calls.append(1)
 
-        @inrkit.registry("inrs").register("plugin_probe_inr", config=PartConfig, description="from a plugin")
+        @inrkit.get_registry("inrs").register("plugin_probe_inr", config=PartConfig, description="from a plugin")
         class Probe:
             def __init__(self, config):
                 self.config = config
@@ -112,12 +117,12 @@ def test_plugins_load_through_entry_points(monkeypatch):
     monkeypatch.setattr(reg, "entry_points", lambda group: [ep] if group == "inrkit.plugins" else [])
     monkeypatch.setattr(reg, "_plugins_loaded", False)
     try:
-        assert "plugin_probe_inr" in inrkit.registry("inrs").names()
-        inrkit.registry("inrs").names()
+        assert "plugin_probe_inr" in inrkit.get_registry("inrs").names()
+        inrkit.get_registry("inrs").names()
         assert calls == [1]  # loaded once
         assert inrkit.build("inrs", "plugin_probe_inr").config == PartConfig()
     finally:
-        inrkit.registry("inrs")._entries.pop("plugin_probe_inr", None)
+        inrkit.get_registry("inrs")._entries.pop("plugin_probe_inr", None)
 
 
 def test_a_broken_plugin_is_a_one_line_error(monkeypatch):
@@ -125,7 +130,7 @@ def test_a_broken_plugin_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(reg, "entry_points", lambda group: [ep])
     monkeypatch.setattr(reg, "_plugins_loaded", False)
     with pytest.raises(InrkitError, match="plugin 'broken'.*failed to load"):
-        inrkit.registry("inrs").names()
+        inrkit.get_registry("inrs").names()
 
 
 def test_presets_exist_for_every_modality_and_unknown_ones_are_named():

@@ -19,8 +19,8 @@ import yaml
 import inrkit.io
 from inrkit.runlock import RunLock
 from inrkit.train import checkpoint as ckpt
-from conftest import toy_run_config
-from test_cli_train import cli, one_line_error
+
+from conftest import cli, one_line_error, toy_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 import inrkit
-from cli.main import main
 from inrkit.config import parse_part_spec
 from inrkit.errors import ConfigError
 from inrkit.scale import CPU_MEMORY_NOTE, coordinate_grid, scale_report
+
+from conftest import cli
 
 TINY_HD = {"name": "hd", "dim": 16, "encoder_depth": 1, "decoder_depth": 1, "n_heads": 2, "head_dim": 8,
            "ff_dim": 32, "tokenizer_heads": 2, "tokenizer_head_dim": 8, "n_groups": 4}
@@ -55,14 +56,12 @@ def test_scale_report_counts_and_memory_note():
 
 def test_scale_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "scale.json"
-    with pytest.raises(SystemExit) as exc:
-        main(["scale", "--hypernets", "hd,mlp", "--inr", "siren:width=8,depth=2", "--latent", "3,4,4",
-              "--hd", "dim=16,encoder_depth=1,decoder_depth=1,n_heads=2,head_dim=8,ff_dim=32,tokenizer_heads=2,"
-                      "tokenizer_head_dim=8,n_groups=4",
-              "--mlp", "hidden=[16],latent_shape=[8]", "--in-dim", "3", "--out-dim", "1",
-              "--resolution", "4", "--repeats", "1", "--json", str(out)])
-    assert exc.value.code == 0
-    printed = capsys.readouterr().out
+    code, printed, err = cli(["scale", "--hypernets", "hd,mlp", "--inr", "siren:width=8,depth=2", "--latent", "3,4,4",
+                              "--hd", "dim=16,encoder_depth=1,decoder_depth=1,n_heads=2,head_dim=8,ff_dim=32,tokenizer_heads=2,"
+                                      "tokenizer_head_dim=8,n_groups=4",
+                              "--mlp", "hidden=[16],latent_shape=[8]", "--in-dim", "3", "--out-dim", "1",
+                              "--resolution", "4", "--repeats", "1", "--json", out], capsys)
+    assert code == 0, err
     assert "hd" in printed and "mlp" in printed and "INR / hypernet" in printed
     rows = json.loads(out.read_text())
     assert [r["name"] for r in rows] == ["hd", "mlp"]
@@ -77,8 +76,6 @@ def test_scale_cli_writes_json(tmp_path, capsys):
     (["--inr", "siren:widht=3"], "unknown field 'widht'"),
 ])
 def test_scale_cli_bad_input_is_one_line(args, message, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["scale", "--inr", "siren:width=8,depth=1", *args])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
+    code, _, err = cli(["scale", "--inr", "siren:width=8,depth=1", *args], capsys)
+    assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1

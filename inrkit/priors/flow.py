@@ -86,10 +86,6 @@ class FlowPrior(ScaledPrior):
         """Negative log-likelihood per latent element (nats), averaged over the batch."""
         return -self.log_prob(z).mean() / self.dim
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """The loss: DDP only synchronises gradients of what runs through ``forward``."""
-        return self.loss(z)
-
     def update_ema(self) -> None:
         self.ema.update(self.flow)
 

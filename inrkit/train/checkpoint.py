@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ..io import load_tensors, read_json, save_tensors, write_json
+from ..io import load_tensors, plain, read_json, save_tensors, write_json
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^checkpoint-(?P<stage>[A-Za-z0-9_]+)-(?P<step>\d+)$")
@@ -101,11 +101,10 @@ def capture_rng(generators: dict[str, torch.Generator] | None = None) -> tuple[d
     for name, gen in (generators or {}).items():
         tensors[f"generator.{name}"] = gen.get_state()
     np_state = np.random.get_state()
-    plain = {
-        "python": _jsonable(random.getstate()),
+    return tensors, {
+        "python": plain(random.getstate()),  # tuples as JSON lists; restore_rng makes them tuples again
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
     }
-    return tensors, plain
 
 
 def restore_rng(tensors: dict[str, torch.Tensor], plain: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
@@ -121,10 +120,6 @@ def restore_rng(tensors: dict[str, torch.Tensor], plain: dict[str, Any], generat
     if "numpy" in plain:
         kind, keys, pos, has_gauss, cached = plain["numpy"]
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-
-
-def _jsonable(x):
-    return [_jsonable(v) for v in x] if isinstance(x, (tuple, list)) else x
 
 
 def _tupled(x):

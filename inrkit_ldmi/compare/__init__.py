@@ -43,7 +43,7 @@ from inrkit.errors import ConfigError
 from inrkit.io import write_json
 
 from .aggregate import aggregate
-from .execute import StepClock, build_model, decode_timing, environment, is_oom, prune, sync, train_one
+from .execute import StepClock, decode_timing, environment, is_oom, prune, seeded_model, sync, train_one
 from .parallel import run_jobs
 from .folder import DECODE_FILE, PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, prepare_out, reusable
 from .plan import (AXES, HYPERNETS, PRIORS, UNBOUNDED_STEPS, Axis, check_fair, get_axis, hypernet_spec, parse_sweep,
@@ -53,8 +53,8 @@ from .report import write_reports
 KEEP = ("all", "weights", "logs")
 
 __all__ = ["AXES", "Axis", "DECODE_FILE", "HYPERNETS", "PLAN_FILE", "PRIORS", "RESULT_FILE", "RUN_RECORD_FILE",
-           "UNBOUNDED_STEPS", "StepClock", "aggregate", "build_model", "check_fair", "compare", "environment",
-           "hypernet_spec", "is_oom", "parse_sweep", "plan_configs", "slug", "sync", "train_one"]
+           "UNBOUNDED_STEPS", "StepClock", "aggregate", "check_fair", "compare", "environment",
+           "hypernet_spec", "is_oom", "parse_sweep", "plan_configs", "seeded_model", "slug", "sync", "train_one"]
 
 
 def compare(

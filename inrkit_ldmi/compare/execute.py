@@ -74,7 +74,7 @@ class StepClock:
         return (self.end[0] - self.warmup) * batch_size / max(self.end[1] - self.t_warm, 1e-9)
 
 
-def build_model(config: dict[str, Any]):
+def seeded_model(config: dict[str, Any]):
     """The run's LDMI, built under its seed: the encoder is built before the hypernetwork, so
     every hypernetwork's run of one seed starts from the same encoder weights."""
     from ..model import LDMI
@@ -100,7 +100,7 @@ def preflight(config: dict[str, Any], run_dir: Path, device: torch.device) -> tu
     """
     try:
         with torch.device("meta"):
-            model = build_model(config)
+            model = seeded_model(config)
     except Exception:  # noqa: BLE001 (a part that cannot be built weightless is simply built for real)
         return {}, None
     counts = param_counts(model)
@@ -141,7 +141,7 @@ def train_one(config: dict[str, Any], run_dir: Path, overwrite: bool = False) ->
             gc.collect()
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        model = build_model(config)
+        model = seeded_model(config)
         record.update(param_counts(model))
         clock = StepClock(device, steps, warmup=max(1, min(10, steps // 5)))
         summary = model.fit(out=run_dir, stages=("vae",), overwrite=overwrite, on_step=clock)

@@ -269,7 +269,7 @@ def check_names(names: Sequence[str] | str, axis: str | Axis = HYPERNETS) -> lis
         raise ConfigError(f"{axis.option}: give at least one {axis.noun} name")
     if len(set(out)) != len(out):
         raise ConfigError(f"{axis.option}: a name appears twice in {','.join(out)}")
-    reg = inrkit.registry(axis.kind)
+    reg = inrkit.get_registry(axis.kind)
     for n in out:
         reg.get(n)  # unknown names fail here with the known ones and the closest match
     return out

@@ -1,5 +1,8 @@
 """Shipped run configs, ``{modality}-{preset}.yaml``: LDMI's presets (its recipe's, :mod:`inrkit.recipe`).
 
+A preset resolved into a run config is ``Recipe.resolve("ldmi", preset, modality=...).config``: the
+recipe is the one place presets, config files, data paths and ``--set`` meet.
+
 The YAML files sit inside this package so that wheels carry them (``*.yaml`` package data).
 """
 from __future__ import annotations
@@ -35,11 +38,3 @@ def load_preset(modality: str, preset: str = "paper") -> dict[str, Any]:
         raise ConfigError(f"unknown preset '{preset}' for modality '{modality}'; known: {', '.join(known[modality])}.{hint}")
     return load_yaml(PRESET_DIR / f"{modality}-{preset}.yaml")
 
-
-def preset_config(modality: str | None = None, preset: str | None = None, overrides: list[str] | None = None,
-                  config_file: str | Path | None = None, data: str | Path | None = None) -> dict[str, Any]:
-    """LDMI's resolved run config as plain data: ``Recipe.resolve("ldmi", ...).config`` (kept as the
-    short form scripts and the paper-preset tutorial use; the recipe is where they meet)."""
-    from inrkit.recipe import Recipe
-
-    return Recipe.resolve("ldmi", preset, config_file, data, overrides, modality=modality).config

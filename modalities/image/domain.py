@@ -62,9 +62,6 @@ class ImageDomain(Domain):
     def grid(self, resolution=None) -> torch.Tensor:
         return centre_grid(self.resolve_resolution(resolution))
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.rand(n, 2, generator=generator) * 2 - 1
-
     def metrics(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """psnr (dB, [0,1] clamped), ssim (Gaussian 11/1.5, [0,1]), mse (model space)."""
         return image_metrics(pred, target)

@@ -51,9 +51,6 @@ class OccupancyDomain(Domain):
     def grid(self, resolution=None) -> torch.Tensor:
         return centre_grid(self.resolve_resolution(resolution))
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.rand(n, 3, generator=generator) * 2 - 1
-
     def postprocess(self, pred: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(pred)
 

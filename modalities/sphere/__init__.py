@@ -1,5 +1,5 @@
 """The ``sphere`` modality (ERA5): domain, datasets (xarray incl. GRIB, GASP .npz, synthetic, ncep_winds), metrics, regridding, maps and NetCDF/zarr output."""
-from . import datasets, domain, metrics, ncep, regrid, render  # noqa: F401  (importing registers the parts)
+from . import domain, era5_npz, era5_xarray, metrics, ncep, regrid, render, synthetic  # noqa: F401  (importing registers the parts)
 from .domain import SphereDomain, SphereDomainConfig
 from .metrics import latitude_weights
 from .regrid import ConservativeRegridder, Regridder, regrid as regrid_field

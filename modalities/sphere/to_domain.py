@@ -1,0 +1,52 @@
+"""What every sphere dataset shares on the way to the domain's grid: the regrid option, the regridder
+from a source's latitudes/longitudes, the ``meta`` record a run keeps, and the line said once at
+the start of training about the conversion (grid, units, scaling)."""
+from __future__ import annotations
+
+import pydantic
+
+from inrkit.errors import DataError
+
+from .regrid import make_regridder
+from .units import unit_kind
+
+REGRID = pydantic.Field("bilinear", description="bilinear, or conservative (area-weighted; use it to coarsen)")
+
+
+def domain_regridder(lat, lon, domain, where: str, method: str = "bilinear"):
+    """A regridder from the source grid (``lat``, ``lon`` in degrees) to the domain's; a bad grid is a
+    :class:`DataError` naming ``where``."""
+    try:
+        return make_regridder(method, lat, lon, domain.latitudes(), domain.longitudes())
+    except ValueError as err:
+        raise DataError(f"{where}: bad latitude/longitude grid ({err})") from None
+
+
+def dataset_meta(domain, cfg, source: str, **extra) -> dict:
+    """What a run records of a sphere dataset (its ``meta``): source, split, grid, units and scaling."""
+    c = domain.config
+    return {
+        "source": source,
+        "split": cfg.split,
+        "grid": list(domain.grid_shape),
+        "layout": c.layout,
+        "units": c.variable_units,
+        "t_min": c.t_min,
+        "t_max": c.t_max,
+        "scaling": "x = 2 * (T - t_min) / (t_max - t_min) - 1",
+        **({"regrid": cfg.regrid} if hasattr(cfg, "regrid") else {}),
+        **extra,
+    }
+
+
+def conversion_note(domain, what: str, source_grid: tuple[int, int] | None, units: str | None) -> str:
+    """What the fields become, said once at the start of training: grid, units, scaling."""
+    c = domain.config
+    n_lat, n_lon = domain.grid_shape
+    grid = "" if source_grid is None else f" on a {source_grid[0]}x{source_grid[1]} latitude x longitude grid"
+    same = source_grid is not None and tuple(source_grid) == (n_lat, n_lon)
+    how = "are kept on" if same else "are regridded (bilinear, periodic in longitude) to"
+    unit_text = f", converted from {units} to {c.variable_units}" if units and unit_kind(units) != unit_kind(c.variable_units) else ""
+    return (f"{what}{grid} {how} the {n_lat}x{n_lon} training grid ({c.layout}){unit_text}, scaled to"
+            f" x = 2 * (T - {c.t_min:g}) / ({c.t_max:g} - {c.t_min:g}) - 1; change the grid with"
+            f" --set model.domain.n_lat=N --set model.domain.n_lon=M")

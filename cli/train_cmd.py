@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ RESUME_OLDER = typer.Option(
     help="As --resume, but a corrupt newest checkpoint is set aside (renamed corrupt-...) and the next older intact one used.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing run directory.")
 STAGE = typer.Option("all", "--stage", help="vae, prior or all.")
-DEVICES = typer.Option(1, "--devices", min=1, help="Processes (GPUs) on this machine, through torchrun.")
+DEVICES = typer.Option(1, "--devices", min=1, help="Processes (GPUs) on this machine (DDP; Ctrl-C or SIGTERM saves a checkpoint).")
 DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (sets train.device).")
 
 
@@ -122,7 +121,7 @@ def _hyper_transform(**kwargs) -> None:
 
 
 def _relaunch(devices: int, command: str = "ldmi", **opts) -> None:
-    """Run this same ``train <command>`` under torchrun with one process per device; every rank trains, rank 0 writes."""
+    """Run this same ``train <command>`` in one process per device (inrkit.train.launch); every rank trains, rank 0 writes."""
     args = ["train", command]
     for key, flag in (("modality", "--modality"), ("data", "--data"), ("preset", "--preset"), ("config", "--config"),
                       ("out", "--out"), ("stage", "--stage"), ("source", "--from"), ("device", "--device")):
@@ -134,11 +133,10 @@ def _relaunch(devices: int, command: str = "ldmi", **opts) -> None:
         args.append("--resume-older" if opts["resume"] == "older" else "--resume")
     if opts.get("overwrite"):
         args.append("--overwrite")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "cli.main", *args]
-    print("launching: " + " ".join(cmd), file=sys.stderr)
-    code = subprocess.call(cmd)
-    if code != 0:
-        raise typer.Exit(code)
+    from inrkit.train.launch import launch_local
+
+    print(f"launching {devices} processes: inrkit {' '.join(args)}", file=sys.stderr)
+    launch_local(devices, [sys.executable, "-m", "cli.main", *args])
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:

@@ -48,6 +48,15 @@ class RunLockedError(InrkitError):
     """Another process is training in this run directory."""
 
 
+class ProcessesFailed(InrkitError):
+    """Training processes this one launched ended with ``exit_code``; each has said why (one line),
+    so there is nothing more to print."""
+
+    def __init__(self, exit_code: int):
+        super().__init__("")
+        self.exit_code = int(exit_code)
+
+
 class Interrupted(InrkitError):
     """Training stopped on SIGINT/SIGTERM after saving a checkpoint; the exit code is 128 + signal."""
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -272,7 +271,7 @@ def is_hyper_transform_run(config: dict[str, Any]) -> bool:
 
 
 def _relaunch(devices: int, **opts) -> dict[str, Any]:
-    """The same command under torchrun, one process per device (every rank trains, rank 0 writes)."""
+    """The same command in one process per device (inrkit.train.launch; every rank trains, rank 0 writes)."""
     args = ["train", "ldmi", "--paradigm", PARADIGM, "--from", str(opts["source"]), "--stage", opts["stage"],
             "--out", str(opts["out"])]
     for key, flag in (("modality", "--modality"), ("data", "--data"), ("preset", "--preset"),
@@ -284,11 +283,10 @@ def _relaunch(devices: int, **opts) -> dict[str, Any]:
     if opts.get("resume"):
         args.append("--resume-older" if opts["resume"] == "older" else "--resume")
     args += ["--overwrite"] if opts.get("overwrite") else []
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "cli.main", *args]
-    print("launching: " + " ".join(cmd), file=sys.stderr)
-    code = subprocess.call(cmd)
-    if code != 0:
-        raise ConfigError(f"the {devices}-process hyper-transform run exited with code {code}")
+    from inrkit.train.launch import launch_local
+
+    print(f"launching {devices} processes: inrkit {' '.join(args)}", file=sys.stderr)
+    launch_local(devices, [sys.executable, "-m", "cli.main", *args])  # ProcessesFailed: they said why
     return {"run_dir": str(opts["out"]), "relaunched": devices}
 
 

@@ -130,17 +130,6 @@ def write_png(array: np.ndarray, path: Path) -> Path:
     return Path(path)
 
 
-def is_inrkit_png(path: Path) -> bool:
-    """Whether ``path`` is a PNG that inrkit wrote (so that replacing it destroys nothing of a user's)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.format == "PNG" and im.info.get("Software") == PNG_SOFTWARE
-    except Exception:  # not an image at all
-        return False
-
-
 def is_prepared_cache(path: Path) -> bool:
     """Whether ``path`` is a store written by ``inrkit data prepare`` (every domain reads those)."""
     try:

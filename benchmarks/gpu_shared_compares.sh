@@ -7,7 +7,7 @@
 # S1_STEPS steps, PRIOR_STEPS steps per prior and seed, on N_ITEMS items): step budgets, so sharing
 # changes their speeds (recorded as those of a shared GPU), not their results.
 #
-#   [MINUTES=6] [SEEDS=2] [PRESET=inrkit-v1] [PRIORS=sphere,occupancy] [S1_STEPS=400] [PRIOR_STEPS=200] [N_ITEMS=640]
+#   [MINUTES=6] [SEEDS=2] [PRESET=inrkit-v1] [SETS='train.final_checkpoint=false ...'] [PRIORS=sphere,occupancy] [S1_STEPS=400] [PRIOR_STEPS=200] [N_ITEMS=640]
 #     bash benchmarks/gpu_shared_compares.sh OUT MODALITY:HYPERNETS:WIDTHS ...
 #   e.g. bash benchmarks/gpu_shared_compares.sh $OUT sphere:hd,mlp,mixture,modulation:256 sphere:hd,mlp,modulation:1024
 #
@@ -27,6 +27,7 @@ shift
 work=$(mktemp -d /tmp/inrkit-shared-XXXX)
 mkdir -p "$out"
 quiet=(--set train.tensorboard=false --set train.progress=false --set train.sample_steps=10 --set train.n_renders=8)
+for item in ${SETS:-}; do quiet+=(--set "$item"); done  # SETS="k=v k=v": more overrides for every run
 cap=$(awk -v m="$minutes" -v e="${CAP_EXTRA_S:-200}" 'BEGIN { printf "%d", m * 60 + e }')
 count() { tr ',' '\n' <<< "$1" | grep -c .; }
 t0=$(date +%s)

@@ -370,14 +370,24 @@ def test_jobs_train_runs_at_once_in_workers_with_the_sequential_results(swept, t
     assert (base / "hd-seed0.log").exists() and not list(base.glob("*.job.json")) and not list(base.glob("*.result.json"))
 
 
-def test_a_crashed_worker_stops_the_comparison_naming_its_log(tmp_path):
-    from inrkit.errors import InrkitError
+def test_a_crashed_worker_is_recorded_as_failed_and_bad_input_stops_the_comparison(tmp_path):
     from inrkit_ldmi.compare.parallel import run_jobs
 
-    job = {"config": {"train": {"seed": 0}}, "run_dir": str(tmp_path / "hd-seed0"), "out": str(tmp_path), "keep": "all",
-           "where": "[1/1] hd seed 0"}
-    with pytest.raises(InrkitError, match=r"\[1/1\] hd seed 0: .*KeyError.*hd-seed0\.log"):
-        run_jobs([job], 1, log=lambda msg: None, poll_s=0.05)
+    crash = {"config": {"train": {"seed": 0}}, "run_dir": str(tmp_path / "hd-seed0"), "out": str(tmp_path), "keep": "all",
+             "where": "[1/2] hd seed 0"}  # no train.vae: a KeyError, i.e. a crash, not bad input
+    records = run_jobs([crash], 2, log=lambda msg: None, poll_s=0.05)
+    record = records[crash["run_dir"]]
+    assert record["status"] == "failed" and record["seed"] == 0 and record["jobs_at_once"] == 2
+    assert "exit code 1" in record["error"] and "KeyError" in record["error"] and "hd-seed0.log" in record["error"]
+    bad = dict(crash, config={**TINY_CONFIG(), "data": {"name": "no-such-dataset"}}, run_dir=str(tmp_path / "mlp-seed0"),
+               where="[2/2] mlp seed 0")
+    with pytest.raises(ConfigError, match=r"\[2/2\] mlp seed 0: .*no-such-dataset.*mlp-seed0\.log"):
+        run_jobs([bad], 2, log=lambda msg: None, poll_s=0.05)
+
+
+def TINY_CONFIG():
+    points = cmp.plan_configs("hd", "image", "tiny", None, None, 2, None, None, TINY, "cpu")
+    return cmp.resolved(points[0]["configs"]["hd"])
 
 
 @pytest.mark.parametrize("jobs", ["0", "x"])

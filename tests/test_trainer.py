@@ -125,6 +125,16 @@ def test_checkpoints_are_pruned_per_stage_and_logged(tmp_path):
     assert records[0]["lr"] == pytest.approx(1e-2) and records[-1]["lr"] == pytest.approx(5e-3)
 
 
+def test_final_checkpoint_false_keeps_only_periodic_checkpoints_and_the_same_weights(tmp_path):
+    with_final, _ = _train(tmp_path / "with")
+    without, summary = _train(tmp_path / "without", config=_config(final_checkpoint=False))
+    refs = [(r.stage, r.step) for r in ckpt.list_checkpoints(tmp_path / "without")]
+    assert refs == [("a", 4), ("a", 6), ("b", 2), ("b", 4)]  # steps 7 and 5 end the stages: not written
+    assert summary["b"]["steps"] == 5
+    for p, q in zip(with_final.parameters(), without.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_unfinished_temp_checkpoint_is_ignored(tmp_path):
     _train(tmp_path, kill_at=("a", 5))
     (tmp_path / "checkpoints" / ".tmp-checkpoint-a-6").mkdir()

@@ -56,6 +56,10 @@ class TrainConfig(PartConfig):
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(500, ge=0, description="0 = only at the end of each stage")
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept per stage")
+    final_checkpoint: bool = Field(
+        True, description="write a checkpoint when a stage ends (false: only the weights file and the periodic"
+                          " checkpoints, e.g. for comparison runs whose checkpoints are dropped anyway; such a stage"
+                          " cannot be continued with --resume past its last periodic checkpoint)")
     sample_every: int = Field(0, ge=0, description="previews every N steps (0 = only after each stage)")
     tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
     progress: bool = Field(True, description="show a progress bar")

@@ -311,8 +311,11 @@ class Trainer:
                     if out_of_time and logs_acc.steps:
                         last = read_window(lr)
                         self.logger.log({"stage": stage, "step": step, **last, "time": time.time()})
-                if self.run_dir is not None and (step == cfg.steps or out_of_time or (tc.checkpoint_every and step % tc.checkpoint_every == 0)):
-                    self._check_finite(stage, step, logs_acc)
+                periodic = bool(tc.checkpoint_every and step % tc.checkpoint_every == 0)
+                last_step = step == cfg.steps or out_of_time
+                if last_step or (self.run_dir is not None and periodic):
+                    self._check_finite(stage, step, logs_acc)  # before any checkpoint or the weights file
+                if self.run_dir is not None and (periodic or (last_step and tc.final_checkpoint)):
                     ckpt.save_checkpoint(self.run_dir, stage, step, model=model, optimizer=optimizer, engine=engine,
                                          generators={"train": generator}, keep=tc.keep_checkpoints)
                 if tc.sample_every and step % tc.sample_every == 0 and step != cfg.steps and engine.is_main:

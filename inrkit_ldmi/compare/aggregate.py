@@ -22,7 +22,7 @@ def aggregate(name: str, spec: dict[str, Any], runs: list[dict[str, Any]], decod
     """One hypernetwork at one point: the runs' numbers as mean ± std over seeds."""
     ok = [r for r in runs if r["status"] == "ok"]
     status = "ok" if len(ok) == len(runs) else next(r["status"] for r in runs if r["status"] != "ok")
-    first = runs[0]
+    first = next((r for r in runs if r.get("hypernet_params") is not None), runs[0])  # a crashed run has no counts
     metric_names: list[str] = []
     for r in ok:
         for k, v in (r.get("heldout") or {}).items():

@@ -1,7 +1,7 @@
 """Several jobs of a comparison at once on one device (``--jobs N``): each job trains in its own
 process, so N runs share the device alike.
 
-Each worker is ``python -m inrkit_ldmi.compare.parallel JOB.json``: it trains one run with
+Each worker is ``python -m inrkit_ldmi.compare.worker JOB.json``: it trains one run with
 :func:`.execute.train_one`, prunes it as ``--keep`` says and writes the run's record, exactly as a
 sequential comparison does; its output goes to ``<run>.log`` beside the run directory. The parent
 starts at most N workers, waits for them, then reads their records; decode timing is measured
@@ -14,26 +14,41 @@ run leaves idle; the comparison stays fair because every run of it shares the de
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from inrkit.errors import ConfigError, InrkitError
+from inrkit.errors import ConfigError
 from inrkit.io import read_json, write_json
 
-from .folder import RUN_RECORD_FILE
 
 JOB_SUFFIX, RESULT_SUFFIX, LOG_SUFFIX = ".job.json", ".result.json", ".log"
 BAD_INPUT = 2  # the worker's exit code for bad input (ConfigError, DataError, CheckpointError): re-raised here
 
 
-def worker_env(jobs: int) -> dict[str, str]:
-    """The parent's environment, with the CPU's threads split between the workers (unless set)."""
+def worker_env(jobs: int, cache_dir: Path) -> dict[str, str]:
+    """The parent's environment, with the CPU's threads split between the workers (unless set), a
+    traceback on a hard crash, and a kernel cache of the worker's own (workers that JIT-compile
+    the same Triton kernels at the same moment do not share half-written cache files)."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    env["PYTHONFAULTHANDLER"] = "1"
+    env["TRITON_CACHE_DIR"] = str(cache_dir)
     return env
+
+
+def exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def side_file(run_dir: Path, suffix: str) -> Path:
@@ -45,10 +60,11 @@ def run_jobs(jobs: list[dict[str, Any]], n_parallel: int, log: Callable[[str], N
     """Train ``jobs`` (dicts with config, run_dir, out, keep, where) with at most ``n_parallel`` at once;
     returns each job's record by its run_dir.
 
-    A worker that failed on bad input or crashed stops the comparison with its message once the
-    running ones have ended (the finished runs keep their records, so ``--resume`` goes on)."""
-    env = worker_env(n_parallel)
+    A worker that failed on bad input stops the comparison with its message once the running ones
+    have ended (the finished runs keep their records, so ``--resume`` goes on); one that crashed
+    is recorded as ``failed`` with its exit status and log, and the others go on."""
     pending, running, failures, records = list(jobs), [], [], {}
+    caches = Path(tempfile.mkdtemp(prefix="inrkit-compare-kernels-"))
     while pending or running:
         while pending and len(running) < n_parallel and not failures:
             job = pending.pop(0)
@@ -56,8 +72,9 @@ def run_jobs(jobs: list[dict[str, Any]], n_parallel: int, log: Callable[[str], N
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             job_file, log_file = side_file(run_dir, JOB_SUFFIX), side_file(run_dir, LOG_SUFFIX)
             write_json(job_file, {**job, "n_parallel": n_parallel})
+            env = worker_env(n_parallel, caches / run_dir.name)
             with open(log_file, "w", encoding="utf-8") as fh:
-                proc = subprocess.Popen([sys.executable, "-m", __name__, str(job_file)], stdout=fh,
+                proc = subprocess.Popen([sys.executable, "-m", "inrkit_ldmi.compare.worker", str(job_file)], stdout=fh,
                                         stderr=subprocess.STDOUT, env=env)
             running.append((proc, job, job_file, log_file))
             log(f"{job['where']}: training into {run_dir} (worker pid {proc.pid}, log {log_file.name})")
@@ -73,45 +90,26 @@ def run_jobs(jobs: list[dict[str, Any]], n_parallel: int, log: Callable[[str], N
             if code == 0 and result.exists():
                 records[job["run_dir"]] = record = read_json(result)
                 result.unlink()
-                log(f"{job['where']}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""))
+            elif code == BAD_INPUT:
+                failures.append((job, log_file))
+                continue
             else:
-                failures.append((code, job, log_file))
+                records[job["run_dir"]] = record = {
+                    "seed": job["config"]["train"]["seed"], "status": "failed", "jobs_at_once": n_parallel,
+                    "run_dir": str(Path(job["run_dir"]).relative_to(job["out"])),
+                    "error": f"the worker crashed ({exit_text(code)}): {last_line(log_file)} (log {log_file.name})"}
+            log(f"{job['where']}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""))
         if failures and not running:
             break
+    shutil.rmtree(caches, ignore_errors=True)
     if failures:
-        code, job, log_file = failures[0]
-        lines = [line for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-        last = lines[-1] if lines else f"exit code {code}"
-        err = ConfigError if code == BAD_INPUT else InrkitError
-        raise err(f"{job['where']}: {last} (worker log {log_file})")
+        job, log_file = failures[0]
+        raise ConfigError(f"{job['where']}: {last_line(log_file)} (worker log {log_file})")
     return records
 
 
-def run_one(job: dict[str, Any]) -> None:
-    """One worker's job: train, prune and write the record (what the sequential loop does)."""
-    from .execute import prune, train_one
-
-    run_dir, out = Path(job["run_dir"]), Path(job["out"])
-    record = train_one(job["config"], run_dir, overwrite=run_dir.exists())
-    record["run_dir"] = str(run_dir.relative_to(out))
-    record["jobs_at_once"] = job["n_parallel"]
-    if record["status"] == "ok":
-        prune(run_dir, job["keep"])
-    if run_dir.exists():  # as the sequential loop: the record beside the run, for --resume
-        write_json(run_dir / RUN_RECORD_FILE, record)
-    write_json(side_file(run_dir, RESULT_SUFFIX), record)  # for the parent (a point not run has no folder)
-
-
-def main(argv: list[str]) -> int:
-    from inrkit.errors import CheckpointError, DataError
-
-    try:
-        run_one(read_json(Path(argv[0])))
-    except (ConfigError, DataError, CheckpointError) as err:
-        print(f"error: {err}", flush=True)
-        return BAD_INPUT
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def last_line(log_file: Path) -> str:
+    """The last line of a worker's log that is not a warning (its error, or what it last said)."""
+    lines = [line.strip() for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    useful = [line for line in lines if "Warning:" not in line] or lines
+    return useful[-1][:300] if useful else "no output"

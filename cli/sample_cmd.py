@@ -34,7 +34,7 @@ def sample(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the prior's denoiser for this run (worth it on a GPU for many samples)."),
 ) -> None:
     """Sample latents from the prior, decode them into INRs and render them."""
-    from inrkit.outputs import output_folder
+    from inrkit.outputs import check_stem, output_folder
     from inrkit.runs import Run
     from inrkit_ldmi.api import check_prior_trained
 
@@ -58,6 +58,7 @@ def sample(
     eta = getattr(prior_cfg, "eta", 0.0) if eta is None else eta
     out = out or Path(run) / "samples"
     stem = f"samples-{'x'.join(map(str, shape))}-seed{seed}"
+    check_stem(out, stem)  # a file of the user's under these names: refused before the sampling
     with output_folder(out) as staged:  # replaces only what inrkit wrote there
         paths = staged.finals(model.render_samples(
             staged.path, n, steps=ddim_steps, eta=eta, seed=seed, resolution=None if resolution is None else shape, stem=stem,

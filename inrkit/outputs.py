@@ -114,6 +114,21 @@ def check_replaceable(path: str | Path) -> bool:
     return True
 
 
+def check_stem(folder: str | Path, stem: str) -> None:
+    """Before the work: refuse at once if ``folder`` holds a name of the user's that outputs named
+    ``stem`` (``stem.png``, ``stem-pixels.png``, ``stem_000.ply``...) would replace. Publishing
+    checks again; this only saves the work a refusal would waste."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        return
+    record = None
+    for name in sorted(os.listdir(folder)):
+        if name == stem or name.startswith((f"{stem}.", f"{stem}-", f"{stem}_")):
+            record = _read_record(folder) if record is None else record
+            if not _recorded(folder / name, record):
+                raise _refusal(folder / name)
+
+
 # -- publishing ------------------------------------------------------------------------------
 def _publish(folder: Path, staging: Path, only: str | None) -> None:
     made = os.listdir(staging)

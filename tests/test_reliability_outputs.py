@@ -133,6 +133,19 @@ def test_new_names_join_a_users_folder_and_its_files_stay(image_run, tmp_path, c
     assert (other / MANIFEST).read_text() == "my notes"
 
 
+def test_sample_refuses_before_it_samples(image_run, tmp_path, capsys, monkeypatch):
+    """Names of the user's under the stem ``sample`` writes are refused before any work is done."""
+    from inrkit_ldmi.latent_model import LatentModel
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "samples-8x8-seed0-pixels.png").write_bytes(b"mine")
+    monkeypatch.setattr(LatentModel, "sample_latents", lambda *a, **k: pytest.fail("sampled before refusing"))
+    one_line_error(*cli(commands(image_run)["sample"](mine), capsys)[::2], "refusing to replace",
+                   str(mine / "samples-8x8-seed0-pixels.png"))
+    assert sorted(os.listdir(mine)) == ["samples-8x8-seed0-pixels.png"]
+
+
 # 4. a full disk, for each kind of writer --------------------------------------------------------------
 def full_disk_on(monkeypatch, suffix: str):
     """Every write through inrkit.io of a file ending in ``suffix`` fails half-way with ENOSPC."""

@@ -76,6 +76,31 @@ def test_no_command_replaces_what_the_user_made(tmp_path, capsys):
         assert cli(["data", "show", "-m", "image", "--data", store, "--n", 2, "--out", shown], capsys)[0] == 0
 
 
+# 2. no checkpoint holds a non-finite tensor ---------------------------------------------------------
+def test_non_finite_weights_never_reach_a_checkpoint(tmp_path, capsys, monkeypatch):
+    """A learning rate that blows up at step 5 (NaN: the loss of step 5 is still finite, the weights
+    after it are not), checkpoints every step, logs never read: the run stops naming step 5, every
+    checkpoint left is finite and the rotation kept the newest finite ones; --resume with another
+    lr continues from step 4."""
+    import inrkit.train.trainer as trainer_mod
+    from inrkit.io import load_tensors
+
+    real = trainer_mod.stage_lr
+    monkeypatch.setattr(trainer_mod, "stage_lr", lambda cfg, step, *rest: float("nan") if step == 5 else real(cfg, step, *rest))
+    run = tmp_path / "run"
+    extra = ["--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=2", "--set", "train.log_every=100"]
+    code, _, err = cli(toy_cli(tmp_path, run, *extra), capsys)
+    one_line_error(code, err, "non-finite", "step 5", "--resume", "train.vae.lr")
+    refs = ckpt.list_checkpoints(run)
+    assert [(r.stage, r.step) for r in refs] == [("vae", 3), ("vae", 4)]
+    for ref in refs:
+        assert all(torch.isfinite(t).all() for t in load_tensors(ref.path / "model.safetensors").values())
+    assert not (run / "model.safetensors").exists()
+    monkeypatch.undo()
+    assert cli(toy_cli(tmp_path, run, *extra, "--resume", "--set", "train.vae.lr=1e-3"), capsys)[0] == 0
+    assert json.loads((run / "summary.json").read_text())["stages"]["vae"]["resumed_from"] == 4
+
+
 # 3. SIGINT / SIGTERM: a checkpoint at the current step, one line, resumable -------------------
 def test_sigint_saves_the_current_step_and_resumes(tmp_path):
     run = tmp_path / "run"

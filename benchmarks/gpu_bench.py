@@ -485,7 +485,7 @@ def main() -> None:
     ap.add_argument("--sections", default="ceil,kernel,opt,profile,sample,presets,e2e")
     ap.add_argument("--preset", default=PRESET, help="preset of every modality (default inrkit-v1; paper = the reference setup)")
     ap.add_argument("--devices", type=int, default=1,
-                    help="e2e: also train on this many GPUs through torchrun (DDP over NCCL), against one")
+                    help="e2e: also train on this many GPUs (inrkit train --devices N: DDP over NCCL), against one")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny presets: check the script runs (numbers mean nothing)")
     args = ap.parse_args()
     BUDGET = args.budget_s

@@ -1,8 +1,6 @@
 """``inrkit data prepare`` and ``inrkit data show``: write a dataset to a zarr cache; inspect one."""
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +79,14 @@ def prepare(
     }
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as bar:
+                  console=console, disable=not console.is_terminal) as bar:  # a bar only where one is seen
         task = bar.add_task("items", total=len(dataset))
-        path = prepare_cache(dataset, out, meta=meta, chunk_items=chunk_items, overwrite=overwrite,
-                             progress=lambda done, total: bar.update(task, completed=done))
+        try:
+            path = prepare_cache(dataset, out, meta=meta, chunk_items=chunk_items, overwrite=overwrite,
+                                 progress=lambda done, total: bar.update(task, completed=done))
+        except BaseException:
+            bar.update(task, visible=False)  # the error is the one line left
+            raise
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     item = (domain.channels, *domain.grid_shape)
     Console().print(f"wrote {path}: {len(dataset)} items of shape {_shape(item)} float32, {size / 1e6:.2f} MB")
@@ -121,10 +123,6 @@ def show(
         what = domain.describe().get("physical", "physical units")
         console.print(f"physical  [{phys.min().item():.4g}, {phys.max().item():.4g}] ({what})")
     out = out or default_show_path(name, data, split)
-    from modalities.common import is_inrkit_png
-
-    if out.exists() and not (out.is_file() and is_inrkit_png(out)):
-        raise InrkitError(f"refusing to replace {out}: it exists and is not a picture inrkit drew (choose another --out)")
     shown = min(n, count)
     names = getattr(dataset, "item_labels", None)
     labels = [f"item {i}: {name}" for i, name in enumerate(names(range(shown)))] if names else [f"item {i}" for i in range(shown)]
@@ -140,16 +138,15 @@ def default_show_path(dataset: str, data: Path | None, split: str) -> Path:
 
 
 def _write_png(domain, grids, out: Path, meta: dict | None, labels: list[str] | None = None) -> None:
-    """The domain renders into a scratch folder; its PNG is kept, other outputs (meshes...) dropped."""
+    """The domain renders into a scratch folder; its PNG is kept, other outputs (meshes...) dropped.
+    ``out`` is replaced only if inrkit wrote it (:func:`inrkit.outputs.output_file`)."""
     from inrkit.domain import render_items
+    from inrkit.outputs import output_file
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with output_file(out) as tmp:
+        work = tmp.parent / ".render"  # hidden in the staging folder: never published
+        work.mkdir()
         pngs = [p for p in render_items(domain, grids, work, "show", meta=meta, labels=labels) if Path(p).suffix.lower() == ".png"]
         if not pngs:
             raise InrkitError(f"the '{domain.registry_name}' domain renders no PNG")
-        Path(pngs[0]).replace(out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        Path(pngs[0]).replace(tmp)

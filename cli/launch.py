@@ -1,16 +1,14 @@
-"""``--devices N``: the same ``inrkit train ...`` command again under torchrun, one process per device.
+"""``--devices N``: the same ``inrkit train ...`` command again, one process per device.
 
 Every command that trains (``train ldmi`` with either paradigm, ``train ldm``) launches through
-here, so the library never starts the CLI. In the relaunched processes torchrun has set
-``WORLD_SIZE``, the command runs as typed, every rank trains and rank 0 alone writes the run.
+here, so the library never starts the CLI. In the relaunched processes the launcher has set
+``WORLD_SIZE`` (as torchrun does), the command runs as typed, every rank trains and rank 0 alone writes the run.
 """
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
-import typer
 
 # keyword → flag of the relaunched ``inrkit train`` command
 FLAGS = (("paradigm", "--paradigm"), ("modality", "--modality"), ("data", "--data"), ("preset", "--preset"),
@@ -19,12 +17,12 @@ FLAGS = (("paradigm", "--paradigm"), ("modality", "--modality"), ("data", "--dat
 
 
 def needs_launch(devices: int) -> bool:
-    """True in the command a user typed with ``--devices N`` (N > 1); False inside torchrun's processes."""
+    """True in the command a user typed with ``--devices N`` (N > 1); False inside the launched processes."""
     return devices > 1 and "WORLD_SIZE" not in os.environ
 
 
 def is_main_process() -> bool:
-    """Rank 0 (or no torchrun at all): the process that prints summaries."""
+    """Rank 0 (or a single process): the process that prints summaries."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
@@ -45,11 +43,11 @@ def train_args(command: str, **opts) -> list[str]:
 
 
 def relaunch(devices: int, command: str, **opts) -> None:
-    """Run ``inrkit train <command>`` with ``opts`` under torchrun, one process per device; a failed
-    run exits with the processes' code (they print their own error)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "cli.main",
-           *train_args(command, **opts)]
-    print("launching: " + " ".join(cmd), file=sys.stderr)
-    code = subprocess.call(cmd)
-    if code != 0:
-        raise typer.Exit(code)
+    """Run ``inrkit train <command>`` with ``opts`` in one process per device (inrkit's launcher,
+    :func:`inrkit.train.launch.launch_local`: Ctrl-C or SIGTERM is forwarded once and the ranks save
+    one checkpoint); a failed run exits with the processes' code (they print their own error)."""
+    from inrkit.train.launch import launch_local
+
+    args = train_args(command, **opts)
+    print(f"launching {devices} processes: inrkit {' '.join(args)}", file=sys.stderr)
+    launch_local(devices, [sys.executable, "-m", "cli.main", *args])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 
@@ -59,10 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except Interrupted as err:
-        print(f"stopped: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every DDP rank stopped at the same step: one line
+            print(f"stopped: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except InrkitError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if str(err):  # ProcessesFailed: the processes it launched have said why
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except OSError as err:
         # the machine, not inrkit: a full disk, a file without permission, a folder where a file was meant

@@ -34,6 +34,7 @@ def sample(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the prior's denoiser for this run (worth it on a GPU for many samples)."),
 ) -> None:
     """Sample latents from the prior, decode them into INRs and render them."""
+    from inrkit.outputs import check_stem, output_folder
     from inrkit.runs import Run
     from inrkit_ldmi.api import check_prior_trained
 
@@ -57,9 +58,12 @@ def sample(
     eta = getattr(prior_cfg, "eta", 0.0) if eta is None else eta
     out = out or Path(run) / "samples"
     stem = f"samples-{'x'.join(map(str, shape))}-seed{seed}"
-    paths = model.render_samples(out, n, steps=ddim_steps, eta=eta, seed=seed, resolution=None if resolution is None else shape,
-                                 stem=stem, meta={"seed": seed, "ddim_steps": ddim_steps, "eta": eta, "weights": weights},
-                                 batch_size=batch_size, compile=compile, **extra)
+    check_stem(out, stem)  # a file of the user's under these names: refused before the sampling
+    with output_folder(out) as staged:  # replaces only what inrkit wrote there
+        paths = staged.finals(model.render_samples(
+            staged.path, n, steps=ddim_steps, eta=eta, seed=seed, resolution=None if resolution is None else shape, stem=stem,
+            meta={"seed": seed, "ddim_steps": ddim_steps, "eta": eta, "weights": weights}, batch_size=batch_size,
+            compile=compile, **extra))
     print(f"{n} samples at {'x'.join(map(str, shape))} (seed {seed}, {ddim_steps} DDIM steps, eta {eta}):")
     for p in paths:
         print(f"  {p}")

@@ -27,17 +27,6 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.3f}M" if n >= 1e5 else f"{n:,}"
 
 
-def _scale_rows(path: Path) -> bool:
-    """Whether ``path`` holds rows that ``inrkit scale --json`` wrote (then it may be replaced)."""
-    import json
-
-    try:
-        rows = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(rows, list) and bool(rows) and all(isinstance(r, dict) and "hypernet_params" in r for r in rows)
-
-
 @app.command("scale", epilog="Example: inrkit scale --hypernets hd,mlp --inr siren:depth=4,width=256 --latent 3,16,16")
 def scale(
     hypernets: str = typer.Option("hd,mlp", "--hypernets", help="Comma-separated hypernetwork names."),
@@ -60,6 +49,7 @@ def scale(
     import torch
 
     from inrkit.io import write_json
+    from inrkit.outputs import check_replaceable, output_file
     from inrkit.scale import scale_report
 
     inr_spec = parse_part_spec(inr)
@@ -76,8 +66,8 @@ def scale(
         if not spec.get("name"):
             raise ConfigError(f"--opts: expected NAME:key=value,..., got '{item}'")
         configs.setdefault(spec.pop("name"), {}).update(spec)
-    if json_out is not None and json_out.exists() and not _scale_rows(json_out):
-        raise ConfigError(f"refusing to replace {json_out}: it exists and is not a table 'inrkit scale' wrote (choose another --json)")
+    if json_out is not None:
+        check_replaceable(json_out)  # before the measurements: a table of the user's is refused at once
     names = [n.strip() for n in hypernets.split(",") if n.strip()]
     if not names:
         raise ConfigError("--hypernets: give at least one name")
@@ -107,5 +97,6 @@ def scale(
         print("hypernet params: what the paper counts where the hypernet defines it (hd: transformer, tokenizer, "
               "base weights, weight tokens); all params: every trainable parameter.")
     if json_out is not None:
-        write_json(json_out, rows)
+        with output_file(json_out) as tmp:
+            write_json(tmp, rows)
         print(f"wrote {json_out}")

@@ -28,7 +28,7 @@ RESUME_OLDER = typer.Option(
     help="As --resume, but a corrupt newest checkpoint is set aside (renamed corrupt-...) and the next older intact one used.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing run directory.")
 STAGE = typer.Option("all", "--stage", help="vae, prior or all.")
-DEVICES = typer.Option(1, "--devices", min=1, help="Processes (GPUs) on this machine, through torchrun.")
+DEVICES = typer.Option(1, "--devices", min=1, help="Processes (GPUs) on this machine (DDP; Ctrl-C or SIGTERM saves a checkpoint).")
 DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (sets train.device).")
 
 
@@ -113,7 +113,7 @@ def _hyper_transform(*, source: str | None, prior_from: str | None, modality: st
                      preset: str | None, config: Path | None, sets: list[str], device: str | None, out: Path | None,
                      stage: str, resume: bool | str, overwrite: bool, devices: int) -> None:
     """``--paradigm hyper-transform``: the model prepared by the library (its errors come before any
-    launch), then trained here or, with ``--devices N``, by torchrun's processes."""
+    launch), then trained here or, with ``--devices N``, by one process per device."""
     if importlib.util.find_spec("inrkit_ldmi.hyper_transform") is None:
         raise ConfigError("--paradigm hyper-transform is not available in this installation (inrkit_ldmi.hyper_transform is missing)")
     from inrkit_ldmi.hyper_transform import PARADIGM, fit_hyper_transform, prepare_hyper_transform

@@ -30,11 +30,31 @@ class CheckpointError(InrkitError):
 
 
 class OutputError(InrkitError):
-    """An output could not be written (no space left on the device, no permission...)."""
+    """An output could not be written (no space left on the device, no permission...), or would
+    replace something inrkit did not write. ``path`` and ``reason``: what failed to be written and
+    why, where the error is a failed write (:meth:`cannot_write`)."""
+
+    def __init__(self, message: str, path=None, reason: str | None = None):
+        super().__init__(message)
+        self.path, self.reason = path, reason
+
+    @classmethod
+    def cannot_write(cls, path, err: OSError | str) -> "OutputError":
+        reason = err if isinstance(err, str) else os_error_reason(err)
+        return cls(f"cannot write {path}: {reason}", path=path, reason=reason)
 
 
 class RunLockedError(InrkitError):
     """Another process is training in this run directory."""
+
+
+class ProcessesFailed(InrkitError):
+    """Training processes this one launched ended with ``exit_code``; each has said why (one line),
+    so there is nothing more to print."""
+
+    def __init__(self, exit_code: int):
+        super().__init__("")
+        self.exit_code = int(exit_code)
 
 
 class Interrupted(InrkitError):
@@ -46,13 +66,18 @@ class Interrupted(InrkitError):
         self.exit_code = 128 + int(signum)
 
 
+def os_error_reason(err: OSError) -> str:
+    """What went wrong, in lower case ("no space left on device"...). Libraries writing through C
+    (HDF5, zarr's stores) do not always set ``errno``; their text still says so."""
+    if err.errno == _errno.ENOSPC or "no space left" in str(err).lower():
+        return "no space left on device"
+    return (err.strerror or str(err) or type(err).__name__).lower().splitlines()[0]
+
+
 def os_error_message(err: OSError, path=None) -> str:
     """One line for an OSError: the path and what went wrong ("no space left on device"...)."""
     where = path if path is not None else (err.filename or "")
-    if err.errno == _errno.ENOSPC:
-        what = "no space left on device"
-    else:
-        what = (err.strerror or str(err) or type(err).__name__).lower()
+    what = os_error_reason(err)
     return f"{where}: {what}" if where else what
 
 

@@ -1,13 +1,14 @@
 """Atomic file writes and safetensors weights (never pickle)."""
 from __future__ import annotations
 
-import math
-
+import contextlib
 import json
+import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -42,10 +43,34 @@ def _atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
         tmp = None
     except OSError as err:
-        raise OutputError(f"cannot write {os_error_message(err, path)}") from None
+        raise OutputError.cannot_write(path, err) from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """For writers that want a path of their own (NetCDF, zarr, a whole store): yield a temporary
+    sibling of ``path`` (file or directory to be); it replaces ``path`` only on success. On failure
+    the temporary is removed, ``path`` is left as it was, and an OSError (a full disk...) becomes
+    one :class:`OutputError` naming ``path``."""
+    path = Path(path)
+    work = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        tmp = work / path.name
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            old = work / f".old-{path.name}"
+            os.replace(path, old)  # the old store goes only once the new one is complete
+        os.replace(tmp, path)
+    except OSError as err:
+        raise OutputError.cannot_write(path, err) from None
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -54,6 +79,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic(path, data)
+
+
+def write_figure(fig, path: Path, **savefig_kwargs) -> Path:
+    """A matplotlib figure → an image file (format from the suffix), written atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
+    _atomic(Path(path), buf.getvalue())
+    return Path(path)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -39,7 +39,7 @@ import torch
 
 from inrkit.distances import nn_distances, set_frechet_distance
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError
-from inrkit.io import load_tensors, save_state, write_json
+from inrkit.io import atomic_write_text, load_tensors, save_state, write_json
 from inrkit.recipe import Recipe
 from inrkit.runs import SUMMARY_FILE, WEIGHTS_FILE, prepare_run_dir, save_run_config
 from inrkit.train import resolve_device
@@ -156,7 +156,7 @@ def compare_priors(
                                                     "hypernet_params", "inr_params", "encoder_params")},
               "reference": held.reference, "n_heldout": held.n_val, "results": rows,
               "files": {"json": RESULT_FILE, "markdown": MARKDOWN_FILE}}
-    (out / MARKDOWN_FILE).write_text(markdown(report))
+    atomic_write_text(out / MARKDOWN_FILE, markdown(report))
     write_json(out / RESULT_FILE, report)
     return report
 

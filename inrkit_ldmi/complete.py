@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from inrkit.errors import ConfigError
 from inrkit.io import write_json
 from inrkit.observations import Observations
+from inrkit.outputs import output_folder
 
 from .guidance import check_guidable, guided_latents, values_at
 
@@ -82,24 +82,24 @@ def write_completion(model, obs: Observations, result: Completion, out: str | Pa
                      record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Samples, their mean and spread (domain formats), the observed preview, and ``complete.json``."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
     s = result.settings
     size = "x".join(map(str, s["resolution"]))
     meta = {"observations": obs.source, "seed": s["seed"], "guidance": s["guidance"], "steps": s["steps"]}
     domain = model.domain
-    paths = [*domain.render(result.samples, out, stem=f"completions-{size}-seed{s['seed']}", meta=meta),
-             *domain.render(result.mean, out, stem=f"mean-{size}", meta={**meta, "quantity": f"mean of {s['n']} samples"}),
-             *domain.render_spread(result.std, out, stem=f"spread-{size}", meta=meta)]
-    if obs.preview is not None:
-        paths += domain.render(obs.preview[None], out, stem="observed", meta=meta)
-    spread = result.std * obs.value_scale
-    summary = {
-        **(record or {}), "observations": obs.describe(), **s, "fit": result.fit,
-        "spread": {"units": obs.units, "mean": float(spread.mean()), "max": float(spread.max())},
-        "files": [str(p) for p in paths],
-    }
-    write_json(out / "complete.json", summary)
+    with output_folder(out) as staged:  # replaces only what inrkit wrote there
+        at = staged.path
+        paths = [*domain.render(result.samples, at, stem=f"completions-{size}-seed{s['seed']}", meta=meta),
+                 *domain.render(result.mean, at, stem=f"mean-{size}", meta={**meta, "quantity": f"mean of {s['n']} samples"}),
+                 *domain.render_spread(result.std, at, stem=f"spread-{size}", meta=meta)]
+        if obs.preview is not None:
+            paths += domain.render(obs.preview[None], at, stem="observed", meta=meta)
+        spread = result.std * obs.value_scale
+        summary = {
+            **(record or {}), "observations": obs.describe(), **s, "fit": result.fit,
+            "spread": {"units": obs.units, "mean": float(spread.mean()), "max": float(spread.max())},
+            "files": [str(p) for p in staged.finals(paths)],
+        }
+        write_json(at / "complete.json", summary)
     summary["files"].append(str(out / "complete.json"))
     return summary
 

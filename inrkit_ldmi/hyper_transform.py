@@ -258,7 +258,7 @@ def train_hyper_transform(*, source: str | Path | None, modality: str | None = N
                           device: str | None = None, stage: str = "all", on_step=None) -> dict[str, Any]:
     """``inrkit train ldmi --paradigm hyper-transform --from SOURCE`` in one process: train the HD of a
     pre-trained LDM (:func:`prepare_hyper_transform`, then :func:`fit_hyper_transform`; the CLI's
-    ``--devices N`` runs the same two under torchrun).
+    ``--devices N`` runs the same two in one process per device).
 
     ``source``: an inrkit ``ldm`` run or a diffusers AutoencoderKL folder; ``prior_from``: a run whose
     trained prior replaces (or supplies) the source's. Returns the run summary (with ``run_dir``).

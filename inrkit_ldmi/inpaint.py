@@ -132,6 +132,7 @@ def inpaint_run(run, data=None, index: int = 0, count: int = 4, mask: str = "lef
 
     from inrkit.domain import parse_resolution
     from inrkit.io import plain, write_json
+    from inrkit.outputs import output_folder
     from inrkit.runs import Run
 
     from .api import check_prior_trained
@@ -175,9 +176,11 @@ def inpaint_run(run, data=None, index: int = 0, count: int = 4, mask: str = "lef
     out = Path(out) if out is not None else Path(label) / "inpaint"
     meta = {"mask": mask, "seed": seed, "guidance": guidance, "ddim_steps": steps}
     size = "x".join(map(str, shape))
-    paths = [*model.domain.render(observed, out, stem=f"observed-{mask.replace(':', '_').replace(',', '_')}", meta=meta),
-             *model.domain.render(completions, out, stem=f"completions-{size}-seed{seed}", meta=meta),
-             *model.domain.render(x, out, stem="targets", meta=meta)]
-    result["files"] = [str(p) for p in paths]
-    write_json(out / "inpaint.json", plain(result))
+    with output_folder(out) as staged:  # replaces only what inrkit wrote there
+        at = staged.path
+        paths = [*model.domain.render(observed, at, stem=f"observed-{mask.replace(':', '_').replace(',', '_')}", meta=meta),
+                 *model.domain.render(completions, at, stem=f"completions-{size}-seed{seed}", meta=meta),
+                 *model.domain.render(x, at, stem="targets", meta=meta)]
+        result["files"] = [str(p) for p in staged.finals(paths)]
+        write_json(at / "inpaint.json", plain(result))
     return result

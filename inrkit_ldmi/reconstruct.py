@@ -11,6 +11,7 @@ from typing import Any
 
 from inrkit.errors import ConfigError
 from inrkit.io import write_json
+from inrkit.outputs import output_folder
 
 
 def reconstruct_file(model, path: str | Path, out: str | Path, resolution=None, batch_size: int = 16,
@@ -27,12 +28,13 @@ def reconstruct_file(model, path: str | Path, out: str | Path, resolution=None, 
     out = Path(out)
     size = "x".join(map(str, shape))
     meta = {"input": str(path), "resolution": list(shape)}
-    paths = [*domain.render(x, out, stem="input", meta=meta),
-             *domain.render(finer, out, stem=f"reconstruction-{size}", meta=meta)]
     metrics = {k: float(v.float().mean()) for k, v in domain.metrics(at_data, x).items()}
-    summary = {**(record or {}), "input": str(path), "data_grid": list(domain.grid_shape), "resolution": list(shape),
-               "metrics_at_data_grid": metrics, "files": [str(p) for p in paths]}
-    write_json(out / "reconstruct.json", summary)
+    with output_folder(out) as staged:  # replaces only what inrkit wrote there
+        paths = [*domain.render(x, staged.path, stem="input", meta=meta),
+                 *domain.render(finer, staged.path, stem=f"reconstruction-{size}", meta=meta)]
+        summary = {**(record or {}), "input": str(path), "data_grid": list(domain.grid_shape), "resolution": list(shape),
+                   "metrics_at_data_grid": metrics, "files": [str(p) for p in staged.finals(paths)]}
+        write_json(staged.path / "reconstruct.json", summary)
     summary["files"].append(str(out / "reconstruct.json"))
     return summary
 

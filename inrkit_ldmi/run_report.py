@@ -237,5 +237,8 @@ def write_html_report(path: str | Path, out: str | Path | None = None) -> Path:
     else:
         page = _page(f"inrkit run: {path.name}", run_sections(path), path)
     target = Path(out).expanduser() if out is not None else path / REPORT_FILE
-    atomic_write_text(target, page)
+    from inrkit.outputs import output_file
+
+    with output_file(target) as tmp:  # replaces only a page inrkit wrote
+        atomic_write_text(tmp, page)
     return target

@@ -8,15 +8,13 @@ Layout of ``STORE.zarr`` (a zarr group):
 - attributes: ``inrkit_format``/``format_version``, the inrkit version, the domain and dataset specs,
   the source dataset's ``meta``, ``shape``, ``dtype``, ``count``, plus the caller's ``meta``.
 
-The store is written beside ``out`` under a temporary name and renamed into place at the end, so
-a failed or interrupted prepare leaves nothing half-written.
+The store is written through :func:`inrkit.outputs.output_file`: under a temporary name beside
+``out``, renamed into place at the end, so a failed or interrupted prepare (a full disk...) leaves
+nothing half-written; and only a store inrkit wrote there is ever replaced.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -28,6 +26,7 @@ from torch.utils.data import Dataset
 from inrkit.data import split_indices
 from inrkit.errors import DataError
 from inrkit.io import plain
+from inrkit.outputs import check_replaceable as _inrkit_wrote, output_file
 from inrkit.registry import PartConfig, datasets
 
 FORMAT = "inrkit-prepared-cache"
@@ -58,12 +57,9 @@ def is_prepared_cache(path: str | Path) -> bool:
 
 
 def check_replaceable(out: Path, overwrite: bool) -> None:
-    """``out`` may be written: it does not exist, or it is a prepared cache and ``overwrite`` is
-    given. Anything else there (a user's folder or file) is never replaced."""
-    if out.is_symlink() or (out.exists() and not is_prepared_cache(out)):
-        raise DataError(f"refusing to replace {out}: it exists and is not a store written by 'inrkit data prepare'"
-                        " (choose another --out)")
-    if out.exists() and not overwrite:
+    """``out`` may be written: it does not exist, or inrkit wrote it there (unchanged since) and
+    ``overwrite`` is given. Anything else there (a user's folder or file) is never replaced."""
+    if _inrkit_wrote(out) and not overwrite:
         raise DataError(f"output exists: {out} (pass --overwrite to replace it)")
 
 
@@ -113,10 +109,7 @@ def prepare_cache(
     n = len(dataset)
     if n == 0:
         raise DataError("dataset is empty: nothing to prepare")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    try:
-        store = work / out.name
+    with output_file(out) as store:  # a temporary beside out, renamed into place once complete
         first = torch.as_tensor(dataset[0])
         item_shape = tuple(first.shape)
         group = zarr.open_group(str(store), mode="w")
@@ -150,12 +143,6 @@ def prepare_cache(
             "count": n,
             "split_labels": "0 = train, 1 = val",
         }))
-        if out.exists():
-            old = work / f"{out.name}.old"
-            os.replace(out, old)
-        os.replace(store, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return out
 
 

@@ -1,13 +1,9 @@
 """Helpers shared by the modalities: cell-centre grids, split fields, in-memory datasets, PNG grids."""
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import pydantic
@@ -132,32 +128,6 @@ def write_png(array: np.ndarray, path: Path) -> Path:
     Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", pnginfo=info)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
-
-
-def is_inrkit_png(path: Path) -> bool:
-    """Whether ``path`` is a PNG that inrkit wrote (so that replacing it destroys nothing of a user's)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.format == "PNG" and im.info.get("Software") == PNG_SOFTWARE
-    except Exception:  # not an image at all
-        return False
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` (file or directory); it replaces ``path`` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / path.name
-    try:
-        yield tmp
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
 def is_prepared_cache(path: Path) -> bool:

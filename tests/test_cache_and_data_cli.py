@@ -10,6 +10,7 @@ import zarr
 import inrkit
 from inrkit.data import open_dataset
 from inrkit.errors import DataError
+from inrkit.outputs import MANIFEST
 from modalities.cache import is_prepared_cache, prepare_cache
 from modalities.occupancy.chairs import chair
 from modalities.occupancy.voxelize import boxes_to_voxels
@@ -47,7 +48,8 @@ def test_voxel_folder_prepare_then_show_from_the_cache(tmp_path, capsys):
     assert code == 0, err
     assert "items     4" in out_text and "(1, 32, 32, 32)" in out_text and "[0, 1]" in out_text
     assert png.is_file() and png.stat().st_size > 1000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes.zarr", "show.png", "voxels"]  # no meshes left over
+    # no meshes left over (beside the outputs, inrkit's record of what it wrote there)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, "shapes.zarr", "show.png", "voxels"]
     code, out_text, _ = cli(["data", "show", "-m", "occupancy", "--data", src, "--out", png], capsys)
     assert code == 0 and "voxel_folder" in out_text
 
@@ -108,7 +110,7 @@ def test_chairs_cache_splits_workers_overwrite_and_shape_check(tmp_path, capsys)
     code, _, err = cli([*args, "--set", "data.n_items=5", "--overwrite"], capsys)
     assert code == 0, err
     assert stored(out).attrs["count"] == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["chairs.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, "chairs.zarr"]
 
 
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys):
@@ -133,7 +135,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys):
     torch.save(torch.zeros(2, 32, 32, 32), late / "b.pt")
     code, _, err = cli([*prepare, "--data", late], capsys)
     assert code == 2 and "b.pt" in error_line(err) and "(2, 32, 32, 32)" in err
-    assert not out.exists() and list(out.parent.iterdir()) == []
+    assert not out.parent.exists()  # the folder made for it went again: nothing half-written, nothing left
     code, _, err = cli([*prepare, "--set", "resolution=64"], capsys)
     assert code == 2 and "domain.KEY" in error_line(err)
     code, _, err = cli([*prepare, "--set", "data.n_itemz=3"], capsys)
@@ -176,7 +178,7 @@ def test_sphere_builtin_prepare_and_show(tmp_path, capsys):
     code, text, err = cli(["data", "show", "-m", "sphere", "--data", out, "--out", png, *sets], capsys)
     assert code == 0, err
     assert "items     4" in text and "physical" in text and png.is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t2m.png", "t2m.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, "t2m.png", "t2m.zarr"]
 
 
 def test_a_source_with_its_own_split_keeps_it_in_the_cache(tmp_path, capsys):

@@ -123,7 +123,7 @@ def test_existing_runs_corrupt_weights_and_debug_config(tmp_path, capsys):
 
 
 def test_devices_2_trains_with_ddp_on_cpu(tmp_path):
-    """``--devices 2`` relaunches through torchrun (gloo on CPU); rank 0 alone writes the run."""
+    """``--devices 2`` launches two processes (inrkit.train.launch; gloo on CPU); rank 0 alone writes the run."""
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "cli.main", "train", "ldmi", "--modality", "image", "--preset", "tiny", "--out", str(run),

@@ -120,6 +120,40 @@ def test_resume_reuses_finished_runs(swept, monkeypatch):
     assert report["points"][0]["results"][1]["metrics"] == before["points"][0]["results"][1]["metrics"]
 
 
+def test_full_disk_while_writing_the_report(swept, tmp_path, monkeypatch, capsys):
+    """Issue #13, class 4: the report's figure fails half-written on a full disk: one line naming
+    it and "no space left", exit 2, no temporary left, the earlier report files as they were."""
+    import errno
+    import shutil
+    from pathlib import Path
+
+    import inrkit.io
+
+    work = tmp_path / "work"
+    shutil.copytree(swept, work)
+    before = {name: (work / name).read_bytes() for name in ("compare.json", "compare.md", "scaling.png")}
+    monkeypatch.setattr(cmp, "train_one", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    real = inrkit.io._write_file
+
+    def write(tmp, data):
+        if Path(tmp).name.startswith(".scaling.png."):
+            Path(tmp).write_bytes(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tmp, data)
+
+    monkeypatch.setattr(inrkit.io, "_write_file", write)
+    args = ["compare", "--hypernets", "hd,mlp", "-m", "image", "--preset", "tiny", "--budget-steps", "3",
+            "--seeds", "2", "--sweep", "inr.width=8,16", "--out", str(work), "--resume"]
+    for item in TINY:
+        args += ["--set", item]
+    capsys.readouterr()
+    assert run_cli(args) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"error: cannot write {work / 'scaling.png'}: no space left on device"], lines
+    assert {name: (work / name).read_bytes() for name in before} == before
+    assert [p for p in work.rglob("*") if p.suffix == ".tmp"] == []
+
+
 def test_plan_changes_only_the_hypernet_block():
     sets = TINY + ["hypernet.mlp.hidden=[16]", "train.vae.lr=0.002", "hypernet.hd.dim=24"]
     points = cmp.plan_configs(["hd", "mlp", "mixture"], "image", "tiny", None, "siren:width=8", 5, None,

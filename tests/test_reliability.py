@@ -21,6 +21,7 @@ from inrkit.runlock import RunLock
 from inrkit.train import checkpoint as ckpt
 
 from conftest import cli, one_line_error, toy_run_config
+from test_cli_train import FAST
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,6 +77,31 @@ def test_no_command_replaces_what_the_user_made(tmp_path, capsys):
         assert cli(["data", "show", "-m", "image", "--data", store, "--n", 2, "--out", shown], capsys)[0] == 0
 
 
+# 2. no checkpoint holds a non-finite tensor ---------------------------------------------------------
+def test_non_finite_weights_never_reach_a_checkpoint(tmp_path, capsys, monkeypatch):
+    """A learning rate that blows up at step 5 (NaN: the loss of step 5 is still finite, the weights
+    after it are not), checkpoints every step, logs never read: the run stops naming step 5, every
+    checkpoint left is finite and the rotation kept the newest finite ones; --resume with another
+    lr continues from step 4."""
+    import inrkit.train.trainer as trainer_mod
+    from inrkit.io import load_tensors
+
+    real = trainer_mod.stage_lr
+    monkeypatch.setattr(trainer_mod, "stage_lr", lambda cfg, step, *rest: float("nan") if step == 5 else real(cfg, step, *rest))
+    run = tmp_path / "run"
+    extra = ["--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=2", "--set", "train.log_every=100"]
+    code, _, err = cli(toy_cli(tmp_path, run, *extra), capsys)
+    one_line_error(code, err, "non-finite", "step 5", "--resume", "train.vae.lr")
+    refs = ckpt.list_checkpoints(run)
+    assert [(r.stage, r.step) for r in refs] == [("vae", 3), ("vae", 4)]
+    for ref in refs:
+        assert all(torch.isfinite(t).all() for t in load_tensors(ref.path / "model.safetensors").values())
+    assert not (run / "model.safetensors").exists()
+    monkeypatch.undo()
+    assert cli(toy_cli(tmp_path, run, *extra, "--resume", "--set", "train.vae.lr=1e-3"), capsys)[0] == 0
+    assert json.loads((run / "summary.json").read_text())["stages"]["vae"]["resumed_from"] == 4
+
+
 # 3. SIGINT / SIGTERM: a checkpoint at the current step, one line, resumable -------------------
 def test_sigint_saves_the_current_step_and_resumes(tmp_path):
     run = tmp_path / "run"
@@ -122,6 +148,57 @@ def test_sigterm_stops_at_the_step_it_arrives_in(tmp_path, capsys, monkeypatch):
     state = ckpt.read_state(ckpt.latest_checkpoint(run, "vae").path)
     assert (state["stage"], state["step"]) == ("vae", 2)
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is the trainer's only while it trains
+
+
+def test_sigterm_under_ddp_saves_one_checkpoint_and_resumes(tmp_path):
+    """``--devices 2`` (gloo on CPU): SIGTERM to the launcher, as a scheduler sends it. Both ranks stop
+    at the same step, one checkpoint at that step is saved (rank 0 writes it, each rank its RNG
+    state), one line is printed, and the whole process group exits. SIGKILL of the launcher itself
+    reaches the workers as SIGTERM (they stop the same way). Then --resume continues."""
+    run = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "cli.main", "train", "ldmi", "--modality", "image", "--preset", "tiny", "--out", str(run),
+            *map(str, FAST), "--set", "train.checkpoint_every=0", "--set", "train.prior.steps=1", "--devices", "2"]
+    metrics = run / "metrics.jsonl"
+
+    def stop(signum, *extra):
+        """Train "forever" until ``metrics.jsonl`` has two more lines (bounded by steps), then signal."""
+        logged = metrics.read_text().count("\n") if metrics.exists() else 0
+        saved = {(r.stage, r.step) for r in ckpt.list_checkpoints(run)} if run.exists() else set()
+        proc = subprocess.Popen([*base, "--set", "train.vae.steps=100000", *extra], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while proc.poll() is None and not (metrics.exists() and metrics.read_text().count("\n") >= logged + 2):
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        _, err = proc.communicate()  # returns when every worker has closed its end of stderr: all have exited
+        assert "Traceback" not in err and "error:" not in err, err[-3000:]
+        stopped = [line for line in err.splitlines() if line.startswith("stopped: ")]
+        assert len(stopped) == 1 and stopped[0].startswith("stopped: SIGTERM at vae step "), err[-3000:]
+        step = int(stopped[0].split("vae step ")[1].split(":")[0])
+        assert str(run / "checkpoints" / f"checkpoint-vae-{step}") in stopped[0] and "--resume" in stopped[0]
+        refs = ckpt.list_checkpoints(run)
+        assert {(r.stage, r.step) for r in refs} - saved == {("vae", step)}  # saved once, at the step reached
+        newest = ckpt.latest_checkpoint(run, "vae").path
+        assert sorted(p.name for p in newest.iterdir() if p.name.startswith(("rng-", "model"))) == [
+            "model.safetensors", "rng-0.json", "rng-0.safetensors", "rng-1.json", "rng-1.safetensors"]
+        assert ckpt.verify_checkpoint(newest) is None and ckpt.read_state(newest)["world_size"] == 2
+        steps = [json.loads(line).get("step") for line in metrics.read_text().splitlines()]
+        assert max(s for s in steps if s is not None) == step and len(steps) == len(set(steps))  # one writer
+        assert leftovers(run) == [] and not (run / "model.safetensors").exists()
+        RunLock.acquire(run).release()  # no process of the group is left holding the run
+        return proc.returncode, step
+
+    code, first = stop(signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM
+    code, second = stop(signal.SIGKILL, "--resume")  # the launcher killed outright: the kernel tells the workers
+    assert code == -signal.SIGKILL and second > first
+
+    done = subprocess.run([*base, "--resume", "--set", f"train.vae.steps={second + 2}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    assert summary["stages"]["vae"]["resumed_from"] == second and summary["stages"]["vae"]["trained_steps"] == 2
 
 
 # 4. a full disk: one line naming the path, temporaries removed, older checkpoints intact -------

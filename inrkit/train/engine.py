@@ -1,8 +1,9 @@
 """A tiny distributed engine: which process am I, on which device, and how to talk to the others.
 
-Launched by ``torchrun`` (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` in the environment) it joins
-the process group (NCCL on CUDA, gloo on CPU); launched plainly it is a world of one and every
-collective is a no-op, so the trainer has a single code path.
+Launched by ``--devices N`` (:mod:`inrkit.train.launch`) or ``torchrun`` (``RANK``, ``LOCAL_RANK``,
+``WORLD_SIZE`` in the environment) it joins the process group (NCCL on CUDA, gloo on CPU);
+launched plainly it is a world of one and every collective is a no-op, so the trainer has a
+single code path.
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ class Engine:
         self.device = resolve_device(device, self.local_rank)
         self._owns_group = False
         if self.world_size > 1 and not dist.is_initialized():
+            from .launch import stop_with_launcher
+
+            stop_with_launcher()  # started by --devices N: stop (and checkpoint) if the launcher dies
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
             dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")

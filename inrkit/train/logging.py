@@ -19,6 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..errors import OutputError
+
 
 def _tensorboard_writer(log_dir: Path):
     try:
@@ -40,8 +42,11 @@ class MetricsLogger:
         if not self.enabled:
             return
         record = {k: _plain(v) for k, v in record.items()}
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        except OSError as err:  # a full disk: one line naming the file (a partial last line is skipped on reading)
+            raise OutputError.cannot_write(self.path, err) from None
         if self._tb is not None and "step" in record:
             stage = record.get("stage", "train")
             for key, value in record.items():

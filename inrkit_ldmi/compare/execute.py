@@ -161,7 +161,7 @@ def train_one(config: dict[str, Any], run_dir: Path, overwrite: bool = False) ->
     except (ConfigError, DataError, CheckpointError):
         raise
     except InrkitError as err:  # the trainer's "loss became nan": an outcome of this hypernetwork, not bad input
-        record.update(status="failed", error=str(err))
+        record.update(status="disk" if is_disk_full(err) else "failed", error=str(err))
     except Exception as err:  # noqa: BLE001 (only exhausted memory or disk is an outcome; the rest is re-raised)
         if is_oom(err):
             record.update(status="oom", error=str(err).splitlines()[0][:300])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inrkit.io import atomic_write_text
+from inrkit.io import atomic_write_text, write_figure
 
 COLUMNS = ("hypernet", "hypernet params", "INR params", "INR/HN", "steps")
 TAIL = ("train items/s", "train peak MiB", "decode ms", "status")
@@ -161,8 +161,7 @@ def reconstruction_figure(report: dict[str, Any], out: Path, path: Path) -> Path
                 img = plt.imread(png)
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -212,8 +211,7 @@ def scaling_figure(report: dict[str, Any], path: Path) -> Path:
     for ax in (ax_p, ax_m):
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 

@@ -103,4 +103,4 @@ def render_spread(std: torch.Tensor, out_dir: Path, stem: str) -> list[Path]:
     """A gray PNG mosaic of the standard deviation, white = the largest one across all items."""
     s = std.float()
     top = float(s.max())
-    return [render_png_grid(2 * s / top - 1 if top > 0 else s - 1, Path(out_dir) / f"{stem}.png")]
+    return render_png_grid(2 * s / top - 1 if top > 0 else s - 1, Path(out_dir) / f"{stem}.png")

@@ -15,6 +15,8 @@ import torch
 import trimesh
 from scipy import ndimage
 
+from inrkit.io import atomic_write_bytes
+
 from ..common import labelled_tile, write_png
 from .voxelize import extract_mesh
 
@@ -56,7 +58,8 @@ def write_meshes(vols: np.ndarray, out_dir: Path, stem: str, formats: tuple[str,
         info.append({"item": i, "surface": True, "components": int(tm.body_count)})
         for fmt in formats:
             path = Path(out_dir) / f"{stem}_{i:03d}.{fmt}"
-            tm.export(path, file_type=fmt)
+            data = tm.export(file_type=fmt)  # bytes (ply, glb) or text (obj), written atomically
+            atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
             paths.append(path)
     return paths, info
 

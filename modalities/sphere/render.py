@@ -13,9 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
-from inrkit.io import atomic_write_bytes
+from inrkit.io import atomic_output, atomic_write_bytes
 
-from ..common import PNG_SOFTWARE, atomic_output, columns
+from ..common import PNG_SOFTWARE, columns
 
 VARIABLE = "2m_temperature"
 
@@ -51,8 +51,9 @@ def to_dataset(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray, units: str,
 
 
 def write_netcdf(ds, path: Path) -> Path:
-    with atomic_output(Path(path)) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+    """CF NetCDF-4, built in memory and written atomically by inrkit: HDF5 writing straight to a
+    full disk raises a RuntimeError and may crash the process when it closes the file."""
+    atomic_write_bytes(Path(path), bytes(ds.to_netcdf(engine="h5netcdf")))
     return Path(path)
 
 

@@ -456,7 +456,10 @@ def markdown() -> str:
                     lines.append(f"| {k} | {row.get('batch', '')} | {'OOM' if row.get('oom') else row.get('error') or row.get('skipped')} | | | | |")
         lines.append("")
     if r.get("e2e"):
-        lines += ["## `inrkit train ldmi --preset paper` end to end (stage 1, 300 steps)", "",
+        first = next((v for v in r["e2e"].values() if "command" in v), {})
+        steps = next((a.split("=", 1)[1] for a in first.get("command", "").split() if a.startswith("train.vae.steps=")), "?")
+        lines += [f"## `inrkit train ldmi --preset {PRESET}` end to end (stage 1, {steps} steps at batch {first.get('batch', '?')};"
+                  " items/s of the stage include its first step, compilation and kernel JIT included)", "",
                   "| modality | items/s (stage) | items/s (last window) | first step s | command wall s |", "|---|---|---|---|---|"]
         for k, v in r["e2e"].items():
             lines.append(f"| {k} | {v.get('items_per_s')} | {v.get('steady_items_per_s')} | {v.get('first_step_s')} |"

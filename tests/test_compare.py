@@ -388,3 +388,27 @@ def test_bad_jobs_exit_2(tmp_path, jobs, capsys):
     code = run_cli(["compare", "-m", "image", "--preset", "tiny", "--jobs", jobs, "--out", str(tmp_path / "c")])
     assert code == 2
     assert not (tmp_path / "c").exists()
+
+
+def test_overwrite_removes_only_what_the_comparison_wrote(tmp_path, capsys):
+    """--overwrite of a comparison: its reports, runs, point folders and side files go; a user's
+    notes beside them (top level and inside a point folder) stay byte-identical."""
+    out = tmp_path / "c"
+    args = ["compare", "--hypernets", "hd,mlp", "-m", "image", "--preset", "tiny", "--budget-steps", "1", "--seeds", "1",
+            "--sweep", "inr.width=8", "--jobs", "2", "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    assert run_cli(args) == 0
+    point = out / "inr.width-8"
+    assert (point / "hd-seed0" / "run.json").exists() and (point / "hd-seed0.log").exists()
+    (out / "notes.txt").write_text("mine")
+    (point / "my-plot.png").write_bytes(b"\x89PNG mine")
+    (point / "hd-seed0" / "extra.txt").write_text("inside a run: the run's")
+    stale = point / "hd-seed0" / "stale-marker"
+    stale.write_text("x")
+    assert run_cli([*args, "--overwrite"]) == 0
+    assert "kept 2 entries" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and (point / "my-plot.png").read_bytes() == b"\x89PNG mine"
+    assert not stale.exists()  # the run folder was the comparison's: replaced whole
+    report = json.loads((out / "compare.json").read_text())
+    assert [r["status"] for r in report["points"][0]["results"]] == ["ok", "ok"]

@@ -1,7 +1,10 @@
 """A comparison's output folder: its files, creating or reopening it, and the runs ``--resume`` reuses."""
 from __future__ import annotations
 
+import fnmatch
+import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,52 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
         elif overwrite:
             if not is_compare:
                 raise ConfigError(f"refusing to overwrite {out}: it is not an inrkit comparison (no {PLAN_FILE})")
-            shutil.rmtree(out)
+            kept = clear_comparison(out)
+            if kept:
+                print(f"warning: --overwrite kept {len(kept)} entr{'y' if len(kept) == 1 else 'ies'} that no comparison"
+                      f" writes: {', '.join(str(k.relative_to(out)) for k in kept[:5])}"
+                      + (" ..." if len(kept) > 5 else ""), file=sys.stderr)
         else:
             raise ConfigError(f"{out} already exists (pass --resume to reuse its finished runs or --overwrite to replace it)")
     out.mkdir(parents=True, exist_ok=True)
+
+
+# What a comparison writes (besides its run folders): the names it gives, and the patterns of the
+# per-point and per-run files (decode timings, the --jobs workers' logs and hand-over files).
+COMPARE_FILES = (PLAN_FILE, RESULT_FILE, MARKDOWN_FILE, SCALING_FILE)
+RUN_NAME = re.compile(r"^(stage1|[\w.]+-seed\d+)$")
+RUN_SIDE_FILE = re.compile(r"^[\w.]+-seed\d+\.(log|job\.json|result\.json)$")
+RUN_MARKS = ("run.json", "config.yaml", RUN_RECORD_FILE)
+
+
+def written_by_compare(path: Path, top: bool) -> bool:
+    """A run folder or a per-run/per-point file anywhere; the report's files at the top only."""
+    name = path.name
+    if path.is_dir():
+        return bool(RUN_NAME.match(name)) and any((path / mark).is_file() for mark in RUN_MARKS)
+    if fnmatch.fnmatch(name, DECODE_FILE.format(name="*")) or RUN_SIDE_FILE.match(name):
+        return True
+    return top and (name in COMPARE_FILES or fnmatch.fnmatch(name, "reconstructions*.png"))
+
+
+def clear_comparison(folder: Path, top: bool = True) -> list[Path]:
+    """Remove what a comparison wrote under ``folder`` (its files and run folders, and point folders
+    left empty); return what it did not write, which stays (``--overwrite`` deletes nothing else)."""
+    kept: list[Path] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink():
+            kept.append(entry)
+        elif written_by_compare(entry, top):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        elif entry.is_dir():  # a sweep point's folder, or someone else's
+            inner = clear_comparison(entry, top=False)
+            if inner:
+                kept += inner
+            elif not any(entry.iterdir()):
+                entry.rmdir()
+        else:
+            kept.append(entry)
+    return kept
 
 
 def reusable(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:

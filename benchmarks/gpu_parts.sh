@@ -26,7 +26,7 @@ mkdir -p "$out"
 quiet=(--set train.tensorboard=false --set train.progress=false --set train.sample_steps=10 --set train.n_renders=8)
 t0=$(date +%s)
 
-timeout "${CAP1_S:-270}" $py -m cli.main compare --hypernets hd,mlp,mixture,modulation --modality sphere \
+timeout "${CAP1_S:-270}" $py -m inrkit_cli.main compare --hypernets hd,mlp,mixture,modulation --modality sphere \
   --preset "$preset" --budget-minutes "${HN_MIN:-0.25}" --seeds 1 --sweep "inr.width=${WIDTHS:-256,1024}" --keep logs \
   --device "$dev" --out "$work/hypernets-sphere" "${quiet[@]}" > "$work/hypernets-sphere.log" 2>&1
 echo "hypernets: exit $? after $(( $(date +%s) - t0 )) s"
@@ -35,7 +35,7 @@ echo "hypernets: exit $? after $(( $(date +%s) - t0 )) s"
 
 pids=()
 for m in sphere occupancy; do
-  timeout "${CAP2_S:-250}" $py -m cli.main compare --priors gaussian,flow,diffusion --modality "$m" --preset "$preset" \
+  timeout "${CAP2_S:-250}" $py -m inrkit_cli.main compare --priors gaussian,flow,diffusion --modality "$m" --preset "$preset" \
     --set "train.vae.steps=${S1_STEPS:-400}" --set "data.n_items=${N_ITEMS:-640}" --budget-steps "${PRIOR_STEPS:-200}" --seeds 2 --device "$dev" \
     --out "$work/priors-$m" "${quiet[@]}" > "$work/priors-$m.log" 2>&1 &
   pids+=($!)

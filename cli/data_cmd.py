@@ -66,7 +66,7 @@ def prepare(
     """Write a dataset, at the domain's resolution, to a zarr store chunked by sample."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from modalities.cache import check_replaceable, prepare_cache
+    from inrkit_modalities.cache import check_replaceable, prepare_cache
 
     check_replaceable(out, overwrite)
     if chunk_items < 1:
@@ -121,7 +121,7 @@ def show(
         what = domain.describe().get("physical", "physical units")
         console.print(f"physical  [{phys.min().item():.4g}, {phys.max().item():.4g}] ({what})")
     out = out or default_show_path(name, data, split)
-    from modalities.common import is_inrkit_png
+    from inrkit_modalities.common import is_inrkit_png
 
     if out.exists() and not (out.is_file() and is_inrkit_png(out)):
         raise InrkitError(f"refusing to replace {out}: it exists and is not a picture inrkit drew (choose another --out)")

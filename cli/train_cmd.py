@@ -134,7 +134,7 @@ def _relaunch(devices: int, command: str = "ldmi", **opts) -> None:
         args.append("--resume-older" if opts["resume"] == "older" else "--resume")
     if opts.get("overwrite"):
         args.append("--overwrite")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "cli.main", *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "inrkit_cli.main", *args]
     print("launching: " + " ".join(cmd), file=sys.stderr)
     code = subprocess.call(cmd)
     if code != 0:

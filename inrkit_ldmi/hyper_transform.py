@@ -284,7 +284,7 @@ def _relaunch(devices: int, **opts) -> dict[str, Any]:
     if opts.get("resume"):
         args.append("--resume-older" if opts["resume"] == "older" else "--resume")
     args += ["--overwrite"] if opts.get("overwrite") else []
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "cli.main", *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "inrkit_cli.main", *args]
     print("launching: " + " ".join(cmd), file=sys.stderr)
     code = subprocess.call(cmd)
     if code != 0:

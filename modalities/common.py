@@ -163,9 +163,9 @@ def atomic_output(path: Path) -> Iterator[Path]:
 def is_prepared_cache(path: Path) -> bool:
     """Whether ``path`` is a store written by ``inrkit data prepare`` (every domain reads those)."""
     try:
-        from modalities.cache import is_prepared_cache as check
+        from inrkit_modalities.cache import is_prepared_cache as check
     except ModuleNotFoundError as err:
-        if err.name != "modalities.cache":
+        if err.name != "inrkit_modalities.cache":
             raise
         return False
     return bool(check(Path(path)))

@@ -93,7 +93,7 @@ class ToyBumps(Dataset):
 
 def run_cli(args: list[str]) -> int:
     """Run the ``inrkit`` CLI in-process; its exit code (0 when it returns)."""
-    from cli.main import main
+    from inrkit_cli.main import main
 
     try:
         main(args)

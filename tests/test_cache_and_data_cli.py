@@ -10,13 +10,13 @@ import zarr
 import inrkit
 from inrkit.data import open_dataset
 from inrkit.errors import DataError
-from modalities.cache import is_prepared_cache, prepare_cache
-from modalities.occupancy.chairs import chair
-from modalities.occupancy.voxelize import boxes_to_voxels
+from inrkit_modalities.cache import is_prepared_cache, prepare_cache
+from inrkit_modalities.occupancy.chairs import chair
+from inrkit_modalities.occupancy.voxelize import boxes_to_voxels
 
 
 def run(capsys, *args):
-    from cli.main import main
+    from inrkit_cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main([str(a) for a in args])

@@ -12,7 +12,7 @@ from inrkit.registry import KINDS, registry
 
 
 def run(args, capsys):
-    from cli.main import main
+    from inrkit_cli.main import main
 
     try:
         main(args)
@@ -61,7 +61,7 @@ def _classes(package: str, base: type):
         ("inrkit.hypernets", "inrkit.hypernets.base:Hypernet", "hypernets"),
         ("inrkit.encoders", "inrkit.encoders.base:Encoder", "encoders"),
         ("inrkit.priors", "inrkit.priors.base:Prior", "priors"),
-        ("modalities", "inrkit.domain:Domain", "domains"),
+        ("inrkit_modalities", "inrkit.domain:Domain", "domains"),
     ],
 )
 def test_every_part_class_is_registered(package, base_path, kind):

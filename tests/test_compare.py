@@ -7,7 +7,7 @@ import torch
 import yaml
 
 import inrkit
-from cli.main import main
+from inrkit_cli.main import main
 from inrkit.errors import ConfigError
 from inrkit_ldmi import compare as cmp
 from inrkit_ldmi.presets import load_preset

@@ -18,7 +18,7 @@ from PIL import Image
 from inrkit.data import open_dataset
 from inrkit_ldmi.model import LDMI
 from inrkit_ldmi.presets import preset_config
-from modalities.sphere.datasets import synthetic_fields
+from inrkit_modalities.sphere.datasets import synthetic_fields
 from test_cli_train import cli, one_line_error
 
 SMALL = {

@@ -13,7 +13,7 @@ from PIL import Image
 
 
 def run(capsys, *args):
-    from cli.main import main
+    from inrkit_cli.main import main
 
     try:
         main([str(a) for a in args])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inrkit.errors import DataError
-from modalities.image.fid import compute_fid, load_feature_network
+from inrkit_modalities.image.fid import compute_fid, load_feature_network
 from test_cli_train import FAST, cli, one_line_error
 
 

@@ -16,7 +16,7 @@ from conftest import toy_run_config
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
-    from cli.main import main
+    from inrkit_cli.main import main
 
     capsys.readouterr()
     try:

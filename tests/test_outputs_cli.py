@@ -25,7 +25,7 @@ FAST = ["--preset", "tiny", "--device", "cpu", "--set", "train.vae.steps=2", "--
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
-    from cli.main import main
+    from inrkit_cli.main import main
 
     capsys.readouterr()
     try:

@@ -80,7 +80,7 @@ def test_no_command_replaces_what_the_user_made(tmp_path, capsys):
 def test_sigint_saves_the_current_step_and_resumes(tmp_path):
     run = tmp_path / "run"
     args = [str(a) for a in toy_cli(tmp_path, run, "--set", "train.vae.steps=100000", "--set", "train.log_every=1")]
-    code = "import sys, conftest; from cli.main import main; main(sys.argv[1:])"
+    code = "import sys, conftest; from inrkit_cli.main import main; main(sys.argv[1:])"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import inrkit
-from cli.main import main
+from inrkit_cli.main import main
 from inrkit.config import parse_part_spec
 from inrkit.errors import ConfigError
 from inrkit.scale import CPU_MEMORY_NOTE, coordinate_grid, scale_report

@@ -47,6 +47,7 @@ def compare_cmd(
     n_samples: Optional[int] = typer.Option(None, "--n-samples", help="--priors: samples per run (default: the held-out count)."),
     sample_steps: int = typer.Option(50, "--sample-steps", help="--priors: sampler steps (DDIM) of priors that have steps."),
     fid_features: Optional[Path] = typer.Option(None, "--fid-features", help="--priors on images: feature network for FID (as inrkit evaluate)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs trained at once on the device, each in its own process (they share it alike; the report says so)."),
 ) -> None:
     """Compare hypernetworks (HD vs MLP baselines): parameters, held-out metrics, speed and memory;
     or, with --priors, latent priors on one frozen stage 1: parameters, speed and sample distances."""
@@ -54,7 +55,7 @@ def compare_cmd(
     if out is None:
         out = Path("runs") / f"compare-{modality or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
     if priors is not None:
-        _compare_priors(console, priors, hypernets, sweep, budget_minutes, keep, fid_features, modality,
+        _compare_priors(console, priors, hypernets, sweep, budget_minutes, keep, jobs, fid_features, modality,
                         dict(data=data, preset=preset, inr=inr, budget_steps=budget_steps, seeds=parse_seeds(seeds), out=out,
                              set_overrides=sets, device=device, config_file=config, n_samples=n_samples,
                              sample_steps=sample_steps, resume=resume, overwrite=overwrite))
@@ -68,7 +69,7 @@ def compare_cmd(
     report = compare(hypernets=hypernets, modality=modality, data=data, preset=preset, inr=inr,
                      budget_steps=budget_steps, budget_minutes=budget_minutes, seeds=parse_seeds(seeds), sweep=sweep,
                      out=out, set_overrides=sets, device=device, config_file=config, keep=keep, resume=resume,
-                     overwrite=overwrite, log=lambda msg: console.print(msg, highlight=False))
+                     overwrite=overwrite, jobs=jobs, log=lambda msg: console.print(msg, highlight=False))
     for table in rich_tables(report):
         console.print(table)
     files = report["files"]
@@ -76,9 +77,9 @@ def compare_cmd(
     console.print(f"wrote {', '.join(str(out / f) for f in written)}", highlight=False)
 
 
-def _compare_priors(console, priors, hypernets, sweep, budget_minutes, keep, fid_features, modality, kwargs) -> None:
+def _compare_priors(console, priors, hypernets, sweep, budget_minutes, keep, jobs, fid_features, modality, kwargs) -> None:
     for given, what in ((hypernets, "--hypernets"), (sweep, "--sweep"), (budget_minutes, "--budget-minutes"),
-                        (None if keep == "all" else keep, "--keep")):
+                        (None if keep == "all" else keep, "--keep"), (None if jobs == 1 else jobs, "--jobs")):
         if given:
             raise ConfigError(f"{what} does not go with --priors (priors share one stage 1 and a --budget-steps budget)")
     from inrkit_ldmi.compare_priors import compare_priors

@@ -312,3 +312,42 @@ def test_the_axis_of_comparison_is_a_parameter_of_the_plan():
         cmp.check_fair(cfgs)
     with pytest.raises(ConfigError, match="--priors"):
         cmp.plan_configs(["gaussian", "gaussian"], "image", "tiny", None, None, 2, None, None, TINY, "cpu", axis=priors)
+
+
+def test_jobs_train_runs_at_once_in_workers_with_the_sequential_results(swept, tmp_path):
+    """--jobs 2: each run in its own process; same configs and seeds give the sequential numbers."""
+    out = tmp_path / "jobs"
+    args = ["compare", "--hypernets", "hd,mlp", "-m", "image", "--preset", "tiny", "--budget-steps", "3",
+            "--seeds", "2", "--sweep", "inr.width=8", "--jobs", "2", "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    assert run_cli(args) == 0
+    report = json.loads((out / "compare.json").read_text())
+    sequential = json.loads((swept / "compare.json").read_text())["points"][0]["results"]
+    assert report["settings"]["jobs"] == 2
+    for row, seq in zip(report["points"][0]["results"], sequential):
+        assert row["hypernet"] == seq["hypernet"] and row["status"] == "ok"
+        assert [r["jobs_at_once"] for r in row["runs"]] == [2, 2]
+        for a, b in zip(row["metrics"]["psnr"]["per_seed"], seq["metrics"]["psnr"]["per_seed"]):
+            assert a == pytest.approx(b, rel=1e-3)
+        assert row["decode_ms"] > 0
+    assert "Up to 2 runs trained at once" in (out / "compare.md").read_text()
+    base = out / "inr.width-8"
+    assert (base / "hd-seed0.log").exists() and not list(base.glob("*.job.json")) and not list(base.glob("*.result.json"))
+
+
+def test_a_crashed_worker_stops_the_comparison_naming_its_log(tmp_path):
+    from inrkit.errors import InrkitError
+    from inrkit_ldmi.compare.parallel import run_jobs
+
+    job = {"config": {"train": {"seed": 0}}, "run_dir": str(tmp_path / "hd-seed0"), "out": str(tmp_path), "keep": "all",
+           "where": "[1/1] hd seed 0"}
+    with pytest.raises(InrkitError, match=r"\[1/1\] hd seed 0: .*KeyError.*hd-seed0\.log"):
+        run_jobs([job], 1, log=lambda msg: None, poll_s=0.05)
+
+
+@pytest.mark.parametrize("jobs", ["0", "x"])
+def test_bad_jobs_exit_2(tmp_path, jobs, capsys):
+    code = run_cli(["compare", "-m", "image", "--preset", "tiny", "--jobs", jobs, "--out", str(tmp_path / "c")])
+    assert code == 2
+    assert not (tmp_path / "c").exists()

@@ -44,6 +44,7 @@ from inrkit.io import write_json
 
 from .aggregate import aggregate
 from .execute import StepClock, build_model, decode_timing, environment, is_oom, prune, sync, train_one
+from .parallel import run_jobs
 from .folder import DECODE_FILE, PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, prepare_out, reusable
 from .plan import (AXES, HYPERNETS, PRIORS, UNBOUNDED_STEPS, Axis, check_fair, get_axis, hypernet_spec, parse_sweep,
                    plan_configs, resolved, seed_list, slug)
@@ -76,6 +77,7 @@ def compare(
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
     axis: str | Axis = HYPERNETS,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Train LDMI's stage 1 once per hypernetwork, seed and sweep point; write and return the report.
 
@@ -84,9 +86,13 @@ def compare(
     ``sweep``: ``"inr.width=64,128"``, several of them (their product), or ``{key: values}``.
     ``set_overrides``: ``--set`` items; ``hypernet.<name>.<field>=v`` applies to that hypernetwork
     only. ``keep``: ``all``; ``weights`` (drop checkpoints); ``logs`` (drop weights too).
+    ``jobs``: runs trained at once on the device, each in its own process (:mod:`.parallel`); all
+    of them share it alike, and the report says so. Decode timing is measured afterwards, alone.
     Returns what ``compare.json`` holds.
     """
     log = log or (lambda msg: None)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"--jobs must be a whole number of at least 1, got {jobs!r}")
     if keep not in KEEP:
         raise ConfigError(f"--keep must be one of {', '.join(KEEP)}, got '{keep}'")
     seeds_ = seed_list(seeds)
@@ -101,43 +107,47 @@ def compare(
         "config_file": None if config_file is None else str(config_file), "data": None if data is None else str(data),
         "inr": inr, "budget_steps": budget_steps, "budget_minutes": budget_minutes, "seeds": seeds_,
         "sweep": [{"key": k, "values": v} for k, v in parse_sweep(sweep, axis)], "set_overrides": list(set_overrides or []),
-        "keep": keep, **environment(points[0]["configs"][names[0]]),
+        "keep": keep, "jobs": jobs, **environment(points[0]["configs"][names[0]]),
     }
     write_json(out / PLAN_FILE, {"settings": settings, "points": points})
 
     total = len(points) * len(names) * len(seeds_)
-    done = 0
+    jobs_ = list(plan_jobs(points, names, seeds_, out, total))
+    records: dict[str, dict[str, Any]] = {}
+    for job in jobs_:
+        record = reusable(Path(job["run_dir"]), job["config"]) if resume else None
+        if record is not None:
+            records[job["run_dir"]] = record
+            log(f"{job['where']}: reused {job['run_dir']}")
+    if jobs > 1:
+        pending = [{**{k: v for k, v in job.items() if k != "point"}, "out": str(out), "keep": keep}
+                   for job in jobs_ if job["run_dir"] not in records]
+        records.update(run_jobs(pending, jobs, log))
     results = []
     for point in points:
         base_dir = out / slug(point["label"]) if point["label"] else out
         rows = []
         for name in names:
             runs = []
-            for seed in seeds_:
-                done += 1
-                config = copy.deepcopy(point["configs"][name])
-                config["train"]["seed"] = seed
-                config = resolved(config)
-                run_dir = base_dir / f"{slug(name)}-seed{seed}"
-                where = f"[{done}/{total}] {name} seed {seed}" + (f" at {point['label']}" if point["label"] else "")
-                if runs and runs[-1]["status"] in ("oom", "disk"):
+            for job in (j for j in jobs_ if j["point"] is point and j["name"] == name):
+                run_dir = Path(job["run_dir"])
+                if job["run_dir"] in records:
+                    runs.append(records[job["run_dir"]])
+                elif runs and runs[-1]["status"] in ("oom", "disk"):
                     # Deterministic sizes: the next seed would run out of memory or disk the same way.
-                    runs.append({**runs[-1], "seed": seed, "run_dir": None, "note": f"not run: seed {runs[-1]['seed']} ended with {runs[-1]['status']}"})
-                    log(f"{where}: skipped ({runs[-1]['status']})")
-                    continue
-                record = reusable(run_dir, config) if resume else None
-                if record is not None:
-                    log(f"{where}: reused {run_dir}")
+                    runs.append({**runs[-1], "seed": job["seed"], "run_dir": None,
+                                 "note": f"not run: seed {runs[-1]['seed']} ended with {runs[-1]['status']}"})
+                    log(f"{job['where']}: skipped ({runs[-1]['status']})")
                 else:
-                    log(f"{where}: training into {run_dir}")
-                    record = train_one(config, run_dir, overwrite=run_dir.exists())
+                    log(f"{job['where']}: training into {run_dir}")
+                    record = train_one(job["config"], run_dir, overwrite=run_dir.exists())
                     record["run_dir"] = str(run_dir.relative_to(out))
                     if record["status"] == "ok":
                         prune(run_dir, keep)
                     if run_dir.exists():
                         write_json(run_dir / RUN_RECORD_FILE, record)
-                    log(f"{where}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""))
-                runs.append(record)
+                    log(f"{job['where']}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""))
+                    runs.append(record)
             decode = decode_timing(point["configs"][name]) if any(r["status"] == "ok" for r in runs) else None
             if decode is not None and base_dir.is_dir():  # kept beside the runs: a cut-off comparison still has it
                 write_json(base_dir / DECODE_FILE.format(name=slug(name)), decode)
@@ -151,4 +161,19 @@ def compare(
     report["files"] = write_reports(report, out)
     write_json(out / RESULT_FILE, report)
     return report
+
+
+def plan_jobs(points: list[dict[str, Any]], names: list[str], seeds: list[int], out: Path, total: int):
+    """Every run of the comparison in order (point, hypernetwork, seed), with its resolved config."""
+    done = 0
+    for point in points:
+        base_dir = out / slug(point["label"]) if point["label"] else out
+        for name in names:
+            for seed in seeds:
+                done += 1
+                config = copy.deepcopy(point["configs"][name])
+                config["train"]["seed"] = seed
+                yield {"point": point, "name": name, "seed": seed, "config": resolved(config),
+                       "run_dir": str(base_dir / f"{slug(name)}-seed{seed}"),
+                       "where": f"[{done}/{total}] {name} seed {seed}" + (f" at {point['label']}" if point["label"] else "")}
 

@@ -77,6 +77,9 @@ def markdown(report: dict[str, Any]) -> str:
         "decode time is the median of one batch decode at the training resolution.",
         "",
     ]
+    if s.get("jobs", 1) > 1:
+        lines += [f"Up to {s['jobs']} runs trained at once, each in its own process, sharing the device alike: "
+                  "throughput is that of a shared device (decode time was measured afterwards, alone).", ""]
     for point in report["points"]:
         if point["label"]:
             lines += [f"## {point['label']}", ""]

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Hypernetwork comparisons at equal wall-clock on one GPU, in one call of under 10 minutes (issue 11
+# item 4, issue 16): every run of every comparison named starts at the same time, one process each
+# (`inrkit compare --jobs <its run count>`), so all runs share the card alike for MINUTES minutes of
+# training (`--budget-minutes`; the reports say how many ran at once). Optionally, beside them,
+# `inrkit compare --priors gaussian,flow,diffusion` on the modalities in PRIORS (one frozen stage 1 of
+# S1_STEPS steps, PRIOR_STEPS steps per prior and seed, on N_ITEMS items): step budgets, so sharing
+# changes their speeds (recorded as those of a shared GPU), not their results.
+#
+#   [MINUTES=6] [SEEDS=2] [PRESET=inrkit-v1] [PRIORS=sphere,occupancy] [S1_STEPS=400] [PRIOR_STEPS=200] [N_ITEMS=640]
+#     bash benchmarks/gpu_shared_compares.sh OUT MODALITY:HYPERNETS:WIDTHS ...
+#   e.g. bash benchmarks/gpu_shared_compares.sh $OUT sphere:hd,mlp,mixture,modulation:256 sphere:hd,mlp,modulation:1024
+#
+# Each comparison is capped at MINUTES + CAP_EXTRA_S (default 200 s) of wall time; a capped one keeps its finished
+# runs (benchmarks/compare_partial.py writes its report). Small outputs (JSON, markdown, logs,
+# configs, previews; never weights) go to OUT/shared-compares.tar.gz, the markdown reports also to OUT/summary.md.
+# CPU smoke test: DEVICE=cpu PRESET=tiny PY=.venv/bin/python MINUTES=0.02 SEEDS=1 PRIORS=sphere S1_STEPS=2 PRIOR_STEPS=2 N_ITEMS=20
+#   bash benchmarks/gpu_shared_compares.sh /tmp/shared-smoke sphere:hd,mlp:8
+set -uo pipefail
+py=${PY:-python3}
+dev=${DEVICE:-cuda}
+preset=${PRESET:-inrkit-v1}
+seeds=${SEEDS:-2}
+minutes=${MINUTES:-6}
+out=${1:?output dir}
+shift
+work=$(mktemp -d /tmp/inrkit-shared-XXXX)
+mkdir -p "$out"
+quiet=(--set train.tensorboard=false --set train.progress=false --set train.sample_steps=10 --set train.n_renders=8)
+cap=$(awk -v m="$minutes" -v e="${CAP_EXTRA_S:-200}" 'BEGIN { printf "%d", m * 60 + e }')
+count() { tr ',' '\n' <<< "$1" | grep -c .; }
+t0=$(date +%s)
+pids=() names=()
+for spec in "$@"; do
+  IFS=: read -r modality hypernets widths <<< "$spec"
+  n=$(( $(count "$hypernets") * $(count "$widths") * seeds ))
+  name="$modality-${hypernets//,/-}-w${widths//,/-}"
+  timeout "$cap" $py -m inrkit_cli.main compare --hypernets "$hypernets" --modality "$modality" --preset "$preset" \
+    --budget-minutes "$minutes" --seeds "$seeds" --sweep "inr.width=$widths" --jobs "$n" --keep logs \
+    --device "$dev" --out "$work/$name" "${quiet[@]}" > "$work/$name.log" 2>&1 &
+  pids+=($!) names+=("$name")
+done
+for m in ${PRIORS//,/ }; do
+  timeout "$cap" $py -m inrkit_cli.main compare --priors gaussian,flow,diffusion --modality "$m" --preset "$preset" \
+    --set "train.vae.steps=${S1_STEPS:-400}" --set "data.n_items=${N_ITEMS:-640}" --budget-steps "${PRIOR_STEPS:-200}" \
+    --seeds "$seeds" --device "$dev" --out "$work/priors-$m" "${quiet[@]}" > "$work/priors-$m.log" 2>&1 &
+  pids+=($!) names+=("priors-$m")
+done
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}"
+  echo "${names[$i]}: exit $? after $(( $(date +%s) - t0 )) s"
+done
+for name in "${names[@]}"; do
+  if [ ! -f "$work/$name/compare.json" ] && [ -f "$work/$name/compare_plan.json" ]; then
+    $py benchmarks/compare_partial.py "$work/$name" >> "$work/$name.log" 2>&1
+  fi
+  for md in "$work/$name"/*.md; do [ -f "$md" ] && { echo "<!-- $name -->"; cat "$md"; echo; } >> "$out/summary.md"; done
+done
+nvidia-smi --query-gpu=name,memory.total --format=csv > "$work/gpu.txt" 2>&1
+for f in "$work"/*.log; do echo "== $f"; tail -20 "$f"; done
+cd "$work" && tar czf "$out/shared-compares.tar.gz" gpu.txt *.log \
+  $(find . -mindepth 1 -maxdepth 4 \( -name '*.json' -o -name '*.jsonl' -o -name '*.md' -o -name config.yaml \
+     -o -name '*.png' -o -name '*.log' \) -size -3M)
+ls -la "$out"

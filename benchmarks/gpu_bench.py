@@ -342,7 +342,7 @@ def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 
             continue
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / "run"
-            cmd = [sys.executable, "-m", "cli.main", "train", "ldmi", "--modality", modality, "--preset", PRESET,
+            cmd = [sys.executable, "-m", "inrkit_cli.main", "train", "ldmi", "--modality", modality, "--preset", PRESET,
                    "--out", str(run), "--stage", "vae",
                    "--set", f"train.vae.steps={steps}", "--set", f"train.vae.batch_size={batch}",
                    "--set", "train.vae.lr_scaling=sqrt", "--set", "train.vae.lr_reference_batch=32",

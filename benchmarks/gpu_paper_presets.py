@@ -37,7 +37,7 @@ SMOKE_SETS = ["train.vae.steps=2", "train.prior.steps=2", "train.vae.batch_size=
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *args]
+    return [sys.executable, "-m", "inrkit_cli.main", *args]
 
 
 def launch(modality: str, preset: str, run_dir: Path, log: Path, args) -> subprocess.Popen:

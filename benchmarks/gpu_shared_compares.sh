@@ -36,13 +36,13 @@ for spec in "$@"; do
   IFS=: read -r modality hypernets widths <<< "$spec"
   n=$(( $(count "$hypernets") * $(count "$widths") * seeds ))
   name="$modality-${hypernets//,/-}-w${widths//,/-}"
-  timeout "$cap" $py -m cli.main compare --hypernets "$hypernets" --modality "$modality" --preset "$preset" \
+  timeout "$cap" $py -m inrkit_cli.main compare --hypernets "$hypernets" --modality "$modality" --preset "$preset" \
     --budget-minutes "$minutes" --seeds "$seeds" --sweep "inr.width=$widths" --jobs "$n" --keep logs \
     --device "$dev" --out "$work/$name" "${quiet[@]}" > "$work/$name.log" 2>&1 &
   pids+=($!) names+=("$name")
 done
 for m in ${PRIORS//,/ }; do
-  timeout "$cap" $py -m cli.main compare --priors gaussian,flow,diffusion --modality "$m" --preset "$preset" \
+  timeout "$cap" $py -m inrkit_cli.main compare --priors gaussian,flow,diffusion --modality "$m" --preset "$preset" \
     --set "train.vae.steps=${S1_STEPS:-400}" --set "data.n_items=${N_ITEMS:-640}" --budget-steps "${PRIOR_STEPS:-200}" \
     --seeds "$seeds" --device "$dev" --out "$work/priors-$m" "${quiet[@]}" > "$work/priors-$m.log" 2>&1 &
   pids+=($!) names+=("priors-$m")

@@ -64,7 +64,7 @@ def prepare(
     """Write a dataset, at the domain's resolution, to a zarr store chunked by sample."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from modalities.cache import check_replaceable, prepare_cache
+    from inrkit_modalities.cache import check_replaceable, prepare_cache
 
     check_replaceable(out, overwrite)
     if chunk_items < 1:

@@ -50,4 +50,4 @@ def relaunch(devices: int, command: str, **opts) -> None:
 
     args = train_args(command, **opts)
     print(f"launching {devices} processes: inrkit {' '.join(args)}", file=sys.stderr)
-    launch_local(devices, [sys.executable, "-m", "cli.main", *args])
+    launch_local(devices, [sys.executable, "-m", "inrkit_cli.main", *args])

@@ -8,20 +8,20 @@ import warnings
 
 from .app import app
 
-# Each module registers its commands on ``cli.app``'s typer objects when imported.
+# Each module registers its commands on ``inrkit_cli.app``'s typer objects when imported.
 COMMAND_MODULES = [
-    "cli.list_cmd",
-    "cli.train_cmd",
-    "cli.train_ldm_cmd",
-    "cli.sample_cmd",
-    "cli.evaluate_cmd",
-    "cli.debug_cmd",
-    "cli.data_cmd",
-    "cli.scale_cmd",
-    "cli.compare_cmd",
-    "cli.inpaint_cmd",
-    "cli.report_cmd",
-    "cli.complete_cmd",
+    "inrkit_cli.list_cmd",
+    "inrkit_cli.train_cmd",
+    "inrkit_cli.train_ldm_cmd",
+    "inrkit_cli.sample_cmd",
+    "inrkit_cli.evaluate_cmd",
+    "inrkit_cli.debug_cmd",
+    "inrkit_cli.data_cmd",
+    "inrkit_cli.scale_cmd",
+    "inrkit_cli.compare_cmd",
+    "inrkit_cli.inpaint_cmd",
+    "inrkit_cli.report_cmd",
+    "inrkit_cli.complete_cmd",
 ]
 
 

@@ -82,7 +82,7 @@ def compare_priors(
     ``train.vae.steps``). ``set_overrides``: ``--set`` items; ``prior.<name>.<field>=v`` applies to
     that prior only. ``n_samples``: generated items per run (default: as many as held-out items).
     ``fid(real, fake)`` → ``{"fid", "fid_status"}``, or ``fid_features``: the feature network file
-    the domain's ``sample_metrics`` reads (images: FID, see ``modalities.image.fid``).
+    the domain's ``sample_metrics`` reads (images: FID, see ``inrkit_modalities.image.fid``).
     """
     log = log or (lambda msg: None)
     seeds_ = seed_list(seeds)

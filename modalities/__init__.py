@@ -5,10 +5,10 @@ Registered through the ``inrkit.plugins`` entry point, exactly as a third-party 
 import importlib
 
 _MODULES = [
-    "modalities.image",
-    "modalities.sphere",
-    "modalities.occupancy",
-    "modalities.cache",
+    "inrkit_modalities.image",
+    "inrkit_modalities.sphere",
+    "inrkit_modalities.occupancy",
+    "inrkit_modalities.cache",
 ]
 
 

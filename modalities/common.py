@@ -133,9 +133,9 @@ def write_png(array: np.ndarray, path: Path) -> Path:
 def is_prepared_cache(path: Path) -> bool:
     """Whether ``path`` is a store written by ``inrkit data prepare`` (every domain reads those)."""
     try:
-        from modalities.cache import is_prepared_cache as check
+        from inrkit_modalities.cache import is_prepared_cache as check
     except ModuleNotFoundError as err:
-        if err.name != "modalities.cache":
+        if err.name != "inrkit_modalities.cache":
             raise
         return False
     return bool(check(Path(path)))

@@ -92,7 +92,7 @@ def cli(args, capsys=None) -> tuple[int, str, str]:
     """Run the ``inrkit`` CLI in-process on ``args`` (any objects, passed as strings): (exit code,
     stdout, stderr). With pytest's ``capsys`` the output is this command's alone (what was printed
     before is dropped); without it both are empty."""
-    from cli.main import main
+    from inrkit_cli.main import main
 
     if capsys is not None:
         capsys.readouterr()

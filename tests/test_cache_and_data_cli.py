@@ -11,9 +11,9 @@ import inrkit
 from inrkit.data import open_dataset
 from inrkit.errors import DataError
 from inrkit.outputs import MANIFEST
-from modalities.cache import is_prepared_cache, prepare_cache
-from modalities.occupancy.chairs import chair
-from modalities.occupancy.voxelize import boxes_to_voxels
+from inrkit_modalities.cache import is_prepared_cache, prepare_cache
+from inrkit_modalities.occupancy.chairs import chair
+from inrkit_modalities.occupancy.voxelize import boxes_to_voxels
 
 from conftest import cli, error_line
 

@@ -51,7 +51,7 @@ def _classes(package: str, base: type):
         ("inrkit.hypernets", "inrkit.hypernets.base:Hypernet", "hypernets"),
         ("inrkit.encoders", "inrkit.encoders.base:Encoder", "encoders"),
         ("inrkit.priors", "inrkit.priors.base:Prior", "priors"),
-        ("modalities", "inrkit.domain:Domain", "domains"),
+        ("inrkit_modalities", "inrkit.domain:Domain", "domains"),
     ],
 )
 def test_every_part_class_is_registered(package, base_path, kind):

@@ -126,7 +126,7 @@ def test_devices_2_trains_with_ddp_on_cpu(tmp_path):
     """``--devices 2`` launches two processes (inrkit.train.launch; gloo on CPU); rank 0 alone writes the run."""
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "cli.main", "train", "ldmi", "--modality", "image", "--preset", "tiny", "--out", str(run),
+    cmd = [sys.executable, "-m", "inrkit_cli.main", "train", "ldmi", "--modality", "image", "--preset", "tiny", "--out", str(run),
            *map(str, FAST), "--set", "train.vae.steps=3", "--set", "train.prior.steps=2", "--devices", "2"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

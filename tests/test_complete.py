@@ -17,7 +17,7 @@ from PIL import Image
 
 from inrkit.data import open_dataset
 from inrkit_ldmi.model import LDMI
-from modalities.sphere.synthetic import synthetic_fields
+from inrkit_modalities.sphere.synthetic import synthetic_fields
 
 from conftest import cli, one_line_error, recipe_config
 

@@ -56,7 +56,7 @@ def run_console_line(line: str, where: str) -> None:
     if words[0] == "pip":
         argv = [sys.executable, "-m", "pip", *words[1:]]
     elif assignments:
-        argv = [sys.executable, "-m", "cli.main", *words[1:]]
+        argv = [sys.executable, "-m", "inrkit_cli.main", *words[1:]]
     else:
         assert run_cli(words[1:]) == expect, f"{where}: '{command}' did not exit {expect}"
         return

@@ -119,7 +119,7 @@ def _help_flags(output: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def cli_app():
-    from cli.main import typer_app
+    from inrkit_cli.main import typer_app
 
     return typer_app()
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inrkit.errors import DataError
-from modalities.image.fid import compute_fid, load_feature_network
+from inrkit_modalities.image.fid import compute_fid, load_feature_network
 
 from conftest import cli, one_line_error
 from test_cli_train import FAST

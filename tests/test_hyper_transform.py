@@ -87,10 +87,10 @@ def test_cli_from_an_inrkit_ldm_run(ldm_run, tmp_path):
 
 
 def test_devices_2_goes_through_the_cli_launcher_like_train(ldm_run, tmp_path):
-    """``--devices 2`` relaunches from the CLI (cli.launch, as ``train`` full does), not from the library:
+    """``--devices 2`` relaunches from the CLI (inrkit_cli.launch, as ``train`` full does), not from the library:
     two gloo processes train the HD, rank 0 alone writes the run and keeps the source's decoder."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "cli.main", "train", "ldmi", "--paradigm", "hyper-transform", "--from", str(ldm_run),
+    cmd = [sys.executable, "-m", "inrkit_cli.main", "train", "ldmi", "--paradigm", "hyper-transform", "--from", str(ldm_run),
            "--preset", "tiny", "--out", str(out), "--device", "cpu", "--devices", "2", *sets(HT)]
     proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

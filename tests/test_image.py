@@ -12,7 +12,7 @@ from PIL import Image
 import inrkit
 from inrkit.data import open_dataset
 from inrkit.errors import DataError
-from modalities.image.fid import compute_fid, frechet_distance, load_feature_network
+from inrkit_modalities.image.fid import compute_fid, frechet_distance, load_feature_network
 
 
 def image_domain(resolution=16, channels=3):

@@ -8,10 +8,10 @@ import trimesh
 
 import inrkit
 from inrkit.errors import ConfigError, DataError
-from modalities.occupancy.chairs import chair
-from modalities.occupancy.metrics import chamfer_distance, occupancy_metrics
-from modalities.occupancy.render import _EXTENT, preview
-from modalities.occupancy.voxelize import boxes_to_voxels, centres, normalise_mesh, resample, surface_voxels, voxelize_mesh
+from inrkit_modalities.occupancy.chairs import chair
+from inrkit_modalities.occupancy.metrics import chamfer_distance, occupancy_metrics
+from inrkit_modalities.occupancy.render import _EXTENT, preview
+from inrkit_modalities.occupancy.voxelize import boxes_to_voxels, centres, normalise_mesh, resample, surface_voxels, voxelize_mesh
 
 
 def domain(**cfg):

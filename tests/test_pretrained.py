@@ -83,7 +83,7 @@ def test_version(capsys):
 
 def _inrkit(args: list[str], **env: str) -> str:
     """The ``inrkit`` command in a subprocess, named as the installed script is (completion keys on it)."""
-    code = "import sys; sys.argv[0] = 'inrkit'; from cli.main import main; main(sys.argv[1:])"
+    code = "import sys; sys.argv[0] = 'inrkit'; from inrkit_cli.main import main; main(sys.argv[1:])"
     done = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, "PYTHONPATH": str(ROOT), **env},
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr

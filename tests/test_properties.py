@@ -126,7 +126,7 @@ def test_sphere_grid_is_on_the_unit_sphere_and_inverts_to_lat_lon(n_lat, n_lon, 
 @PROPS
 @given(st.integers(3, 16), st.integers(3, 24), st.integers(2, 16), st.integers(2, 24), finite.filter(lambda v: abs(v) < 1e6))
 def test_regridding_keeps_constants_and_bounds(src_lat, src_lon, dst_lat, dst_lon, level):
-    from modalities.sphere.regrid import Regridder
+    from inrkit_modalities.sphere.regrid import Regridder
 
     slat, slon = np.linspace(90, -90, src_lat), np.arange(src_lon) * 360.0 / src_lon
     dlat, dlon = np.linspace(-90, 90, dst_lat), np.arange(dst_lon) * 360.0 / dst_lon + 1.0
@@ -141,7 +141,7 @@ def test_regridding_keeps_constants_and_bounds(src_lat, src_lon, dst_lat, dst_lo
 @PROPS
 @given(st.integers(2, 16), st.integers(2, 24))
 def test_regridding_onto_the_same_grid_is_exact_whatever_the_order(n_lat, n_lon):
-    from modalities.sphere.regrid import Regridder
+    from inrkit_modalities.sphere.regrid import Regridder
 
     lat, lon = np.linspace(90, -90, n_lat), np.arange(n_lon) * 360.0 / n_lon
     field = np.random.default_rng(n_lat + 100 * n_lon).normal(size=(n_lat, n_lon))
@@ -169,7 +169,7 @@ def test_sphere_scaling_inverts(t_min, span, values):
 @PROPS
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=16))
 def test_image_scaling_inverts(unit):
-    from modalities.image.datasets import to_model_space
+    from inrkit_modalities.image.datasets import to_model_space
 
     domain = inrkit.build("domains", "image", resolution=4, channels=1)
     x = torch.tensor(unit)

@@ -106,7 +106,7 @@ def test_non_finite_weights_never_reach_a_checkpoint(tmp_path, capsys, monkeypat
 def test_sigint_saves_the_current_step_and_resumes(tmp_path):
     run = tmp_path / "run"
     args = [str(a) for a in toy_cli(tmp_path, run, "--set", "train.vae.steps=100000", "--set", "train.log_every=1")]
-    code = "import sys, conftest; from cli.main import main; main(sys.argv[1:])"
+    code = "import sys, conftest; from inrkit_cli.main import main; main(sys.argv[1:])"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -157,7 +157,7 @@ def test_sigterm_under_ddp_saves_one_checkpoint_and_resumes(tmp_path):
     reaches the workers as SIGTERM (they stop the same way). Then --resume continues."""
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    base = [sys.executable, "-m", "cli.main", "train", "ldmi", "--modality", "image", "--preset", "tiny", "--out", str(run),
+    base = [sys.executable, "-m", "inrkit_cli.main", "train", "ldmi", "--modality", "image", "--preset", "tiny", "--out", str(run),
             *map(str, FAST), "--set", "train.checkpoint_every=0", "--set", "train.prior.steps=1", "--devices", "2"]
     metrics = run / "metrics.jsonl"
 

@@ -208,8 +208,8 @@ def test_full_disk_in_the_netcdf_zarr_mesh_and_figure_writers(tmp_path, monkeypa
     import zarr.storage._local as local
     from matplotlib.figure import Figure
 
-    from modalities.occupancy.render import write_meshes
-    from modalities.sphere.render import to_dataset, write_netcdf, write_zarr_store
+    from inrkit_modalities.occupancy.render import write_meshes
+    from inrkit_modalities.sphere.render import to_dataset, write_netcdf, write_zarr_store
 
     ds = to_dataset(np.zeros((1, 3, 6)), np.array([60.0, 0.0, -60.0]), np.arange(0, 360, 60.0), "K")
     nc = write_netcdf(ds, tmp_path / "field.nc")

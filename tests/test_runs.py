@@ -77,7 +77,7 @@ def test_evaluate_run_in_the_library_and_sample_metrics_through_the_domain(tmp_p
         evaluate_run(run, features=tmp_path / "f.pt")
     assert Domain.load_sample_features(None, tmp_path / "f.pt") is None
 
-    from modalities.image.domain import ImageDomain, ImageDomainConfig
+    from inrkit_modalities.image.domain import ImageDomain, ImageDomainConfig
 
     image = ImageDomain(ImageDomainConfig(resolution=8, channels=1))
     x = torch.rand(4, 1, 8, 8) * 2 - 1

@@ -12,8 +12,8 @@ import xarray as xr
 import inrkit
 from inrkit.data import open_dataset
 from inrkit.errors import DataError
-from modalities.sphere.metrics import latitude_weights
-from modalities.sphere.regrid import Regridder
+from inrkit_modalities.sphere.metrics import latitude_weights
+from inrkit_modalities.sphere.regrid import Regridder
 
 N_LAT, N_LON = 7, 12  # 30 degree steps, poles included
 

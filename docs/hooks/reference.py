@@ -47,7 +47,7 @@ def live_cli():
     """The ``inrkit`` typer app with every command module loaded, as a command tree."""
     import typer.main
 
-    from cli.main import typer_app
+    from inrkit_cli.main import typer_app
 
     return typer.main.get_command(typer_app())
 

@@ -67,7 +67,7 @@ class ImageDomain(Domain):
         return image_metrics(pred, target)
 
     def load_sample_features(self, path):
-        """FID's feature network (TorchScript ``.pt`` or ``.pt2``); see :mod:`modalities.image.fid`."""
+        """FID's feature network (TorchScript ``.pt`` or ``.pt2``); see :mod:`inrkit_modalities.image.fid`."""
         if path is None:
             return None
         from .fid import load_feature_network

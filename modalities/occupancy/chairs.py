@@ -102,7 +102,7 @@ class Chairs(Dataset):
         self.config, self.domain = config, domain
         self.ids = select_split(config.n_items, config)
         self.meta = {
-            "source": "procedural chairs (modalities.occupancy.chairs)",
+            "source": "procedural chairs (inrkit_modalities.occupancy.chairs)",
             "split": config.split,
             "n_items": len(self.ids),
             "seed": config.seed,

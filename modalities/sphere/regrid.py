@@ -10,7 +10,7 @@ such as 0 and 360 dropped) and map onto any target grid.
 * :class:`ConservativeRegridder` (``conservative``, first order, as WeatherBench2 coarsens):
   each target cell is the area-weighted mean of the source cells it overlaps. Cells have edges
   halfway between neighbouring centres, the outermost at ±90° (the convention of
-  :func:`modalities.sphere.metrics.latitude_weights`); areas are Δ(sin φ)·Δλ, so the weights
+  :func:`inrkit_modalities.sphere.metrics.latitude_weights`); areas are Δ(sin φ)·Δλ, so the weights
   separate into a latitude and a longitude matrix and the area-weighted global mean is kept.
 """
 from __future__ import annotations

@@ -107,7 +107,7 @@ class XarraySource:
     """One opened file/store: its variable as (time, lat, lon) plus the coordinates, still lazy.
 
     ``cfg`` names what to read: ``variable``, ``select`` (one label per extra dimension) and ``time``
-    ([start, stop]), as :class:`~modalities.sphere.era5_xarray.ERA5XarrayConfig` holds them.
+    ([start, stop]), as :class:`~inrkit_modalities.sphere.era5_xarray.ERA5XarrayConfig` holds them.
     """
 
     def __init__(self, path: Path, cfg):

@@ -111,7 +111,7 @@ def test_resume_reuses_finished_runs(swept, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(cmp, "train_one", no_training)
+    monkeypatch.setattr(cmp.execute, "train_one", no_training)
     before = json.loads((swept / "compare.json").read_text())
     logs = []
     report = cmp.compare(["hd", "mlp"], "image", preset="tiny", budget_steps=3, seeds=2, sweep="inr.width=8,16",
@@ -132,7 +132,7 @@ def test_full_disk_while_writing_the_report(swept, tmp_path, monkeypatch, capsys
     work = tmp_path / "work"
     shutil.copytree(swept, work)
     before = {name: (work / name).read_bytes() for name in ("compare.json", "compare.md", "scaling.png")}
-    monkeypatch.setattr(cmp, "train_one", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(cmp.execute, "train_one", lambda *a, **k: pytest.fail("a finished run was trained again"))
     real = inrkit.io._write_file
 
     def write(tmp, data):

@@ -43,7 +43,7 @@ from inrkit.errors import ConfigError
 from inrkit.io import write_json
 
 from .aggregate import aggregate
-from .execute import StepClock, decode_timing, environment, is_oom, prune, seeded_model, sync, train_one
+from .execute import StepClock, decode_timing, environment, is_oom, record_run, seeded_model, sync, train_one
 from .parallel import run_jobs
 from .folder import DECODE_FILE, PLAN_FILE, RESULT_FILE, RUN_RECORD_FILE, prepare_out, reusable
 from .plan import (AXES, HYPERNETS, PRIORS, UNBOUNDED_STEPS, Axis, check_fair, get_axis, hypernet_spec, parse_sweep,
@@ -140,12 +140,7 @@ def compare(
                     log(f"{job['where']}: skipped ({runs[-1]['status']})")
                 else:
                     log(f"{job['where']}: training into {run_dir}")
-                    record = train_one(job["config"], run_dir, overwrite=run_dir.exists())
-                    record["run_dir"] = str(run_dir.relative_to(out))
-                    if record["status"] == "ok":
-                        prune(run_dir, keep)
-                    if run_dir.exists():
-                        write_json(run_dir / RUN_RECORD_FILE, record)
+                    record = record_run(job["config"], run_dir, out, keep)
                     log(f"{job['where']}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""))
                     runs.append(record)
             decode = decode_timing(point["configs"][name]) if any(r["status"] == "ok" for r in runs) else None

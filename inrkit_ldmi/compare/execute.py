@@ -177,6 +177,23 @@ def train_one(config: dict[str, Any], run_dir: Path, overwrite: bool = False) ->
     return record
 
 
+def record_run(config: dict[str, Any], run_dir: Path, out: Path, keep: str, **extra: Any) -> dict[str, Any]:
+    """One job of a comparison, sequential or in a worker: train it, prune it as ``keep`` says and
+    write its record beside the run (what ``--resume`` reuses); returns the record."""
+    from inrkit.io import write_json
+
+    from .folder import RUN_RECORD_FILE
+
+    record = train_one(config, run_dir, overwrite=run_dir.exists())
+    record["run_dir"] = str(run_dir.relative_to(out))
+    record.update(extra)
+    if record["status"] == "ok":
+        prune(run_dir, keep)
+    if run_dir.exists():  # a point predicted not to fit has no run folder
+        write_json(run_dir / RUN_RECORD_FILE, record)
+    return record
+
+
 def param_counts(model) -> dict[str, Any]:
     report = model.hypernet.parameter_report()
     hyper = report.get("reference_total", report["total"])  # what `inrkit scale` counts too

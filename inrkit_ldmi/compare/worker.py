@@ -9,21 +9,14 @@ from typing import Any
 from inrkit.errors import CheckpointError, ConfigError, DataError
 from inrkit.io import read_json, write_json
 
-from .execute import prune, train_one
-from .folder import RUN_RECORD_FILE
+from .execute import record_run
 from .parallel import BAD_INPUT, RESULT_SUFFIX, side_file
 
 
 def run_one(job: dict[str, Any]) -> None:
-    """One worker's job: train, prune and write the record (what the sequential loop does)."""
-    run_dir, out = Path(job["run_dir"]), Path(job["out"])
-    record = train_one(job["config"], run_dir, overwrite=run_dir.exists())
-    record["run_dir"] = str(run_dir.relative_to(out))
-    record["jobs_at_once"] = job["n_parallel"]
-    if record["status"] == "ok":
-        prune(run_dir, job["keep"])
-    if run_dir.exists():  # as the sequential loop: the record beside the run, for --resume
-        write_json(run_dir / RUN_RECORD_FILE, record)
+    """One worker's job: what the sequential loop does, then the record handed to the parent."""
+    run_dir = Path(job["run_dir"])
+    record = record_run(job["config"], run_dir, Path(job["out"]), job["keep"], jobs_at_once=job["n_parallel"])
     write_json(side_file(run_dir, RESULT_SUFFIX), record)  # for the parent (a point not run has no folder)
 
 

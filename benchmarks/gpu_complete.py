@@ -88,7 +88,8 @@ def bench_image(model, args, out: Path) -> dict:
     train_mean = torch.stack(list(model.recipe.dataset("train"))).mean(0)
     _, (iy, ix) = ndimage.distance_transform_edt(hole.numpy(), return_indices=True)
     nn_fill = x[..., torch.from_numpy(iy), torch.from_numpy(ix)]
-    model.domain.render(torch.cat([torch.where(keep, x, -torch.ones_like(x)), mean_of(guided), x]), out, "image-inpaint")
+    model.domain.render(torch.cat([torch.where(keep, x, -torch.ones_like(x)), mean_of(guided), x]), out, "image-inpaint",
+                        labels=[f"{k} {i}" for k in ("observed", "guided mean", "truth") for i in range(x.shape[0])])
     return {"hole": "centre box, half the side", "items": x.shape[0], "n": args.n,
             "psnr_hole_guided_samples": in_hole(guided), "psnr_hole_guided_mean": psnr(mean_of(guided)[..., hole], x[..., hole]),
             "psnr_hole_unguided_samples": in_hole(free), "psnr_hole_training_mean": psnr(train_mean.expand_as(x)[..., hole], x[..., hole]),
@@ -142,7 +143,8 @@ def bench_sphere(model, args, out: Path) -> dict:
                 errs[k].append((e[hidden].mean(), (e * w)[hidden].sum() / w[hidden].sum()))
             if i == 0:
                 d.render(torch.cat([x[:1], r.mean, torch.from_numpy(d.to_model(bil)).float()[None, None]]),
-                         out, f"sphere-gapfill-{frac}")
+                         out, f"sphere-gapfill-{frac}",
+                         labels=["truth", f"guided mean, {frac:.0%} stations", f"bilinear, {frac:.0%} stations"])
         rows[f"{frac:.0%}"] = {k: {"rmse_k": float(np.sqrt(np.mean([a for a, _ in v]))),
                                    "rmse_k_weighted": float(np.sqrt(np.mean([b for _, b in v])))} for k, v in errs.items()}
     return {"items": x.shape[0], "n": args.n, "scored_on": "unobserved grid points", "by_station_fraction": rows}
@@ -163,7 +165,8 @@ def bench_occupancy(model, args, out: Path) -> dict:
         inter, union = (a & b).flatten(1).sum(1).float(), (a | b).flatten(1).sum(1).float()
         return float(torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union)).mean())
 
-    model.domain.render(torch.cat([torch.where(keep, x, torch.zeros_like(x)), guided[:: args.n], x]), out, "chairs-complete")
+    model.domain.render(torch.cat([torch.where(keep, x, torch.zeros_like(x)), guided[:: args.n], x]), out, "chairs-complete",
+                        labels=[f"{k} {i}" for k in ("observed half", "guided", "truth") for i in range(x.shape[0])])
     return {"observed": "x < 0 half of the voxels", "items": x.shape[0], "n": args.n, "iou_guided": iou(guided, t),
             "iou_observed_half_only": iou(torch.where(keep, x, torch.zeros_like(x)), x), "iou_unguided": iou(free, t)}
 

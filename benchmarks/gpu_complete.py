@@ -205,7 +205,7 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out")
     p.add_argument("--modality", choices=MODALITIES, help=argparse.SUPPRESS)  # one child's work
@@ -221,7 +221,8 @@ def main() -> None:
     out = Path(args.out)
     (out / "pictures").mkdir(parents=True, exist_ok=True)
     if args.modality:
-        return child(args.modality, args)
+        child(args.modality, args)
+        return 0
     forward = [a for a in sys.argv[1:] if a != args.out]
     procs = {m: subprocess.Popen([sys.executable, __file__, str(out), "--modality", m, *forward],
                                  stdout=open(out / f"{m}.log", "w"), stderr=subprocess.STDOUT, env=os.environ.copy())
@@ -237,7 +238,8 @@ def main() -> None:
     (out / "complete-bench.json").write_text(json.dumps(results, indent=2))
     (out / "complete-bench.md").write_text(table(results))
     print(table(results))
+    return 0 if len(results) == len(procs) else 1  # a failed modality fails the benchmark, its table row absent
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,11 +7,13 @@
 # S1_STEPS steps, PRIOR_STEPS steps per prior and seed, on N_ITEMS items): step budgets, so sharing
 # changes their speeds (recorded as those of a shared GPU), not their results.
 #
-#   [MINUTES=6] [SEEDS=2] [PRESET=inrkit-v1] [SETS='train.final_checkpoint=false ...'] [PRIORS=sphere,occupancy] [S1_STEPS=400] [PRIOR_STEPS=200] [N_ITEMS=640]
+#   [MINUTES=6] [SEEDS=2] [JOBS=<runs of a comparison>] [PRESET=inrkit-v1] [SETS='train.final_checkpoint=false ...'] [PRIORS=sphere,occupancy] [S1_STEPS=400] [PRIOR_STEPS=200] [N_ITEMS=640]
 #     bash benchmarks/gpu_shared_compares.sh OUT MODALITY:HYPERNETS:WIDTHS ...
 #   e.g. bash benchmarks/gpu_shared_compares.sh $OUT sphere:hd,mlp,mixture,modulation:256 sphere:hd,mlp,modulation:1024
 #
-# Each comparison is capped at MINUTES + CAP_EXTRA_S (default 200 s) of wall time; a capped one keeps its finished
+# JOBS below a comparison's run count trains its runs in waves of JOBS (JOBS=1: one at a time, each
+# run alone on the card, for parts too large to share it, e.g. mixture at sphere width 1024).
+# Each comparison is capped at (MINUTES + CAP_EXTRA_S (default 200 s)) × its waves of wall time; a capped one keeps its finished
 # runs (benchmarks/compare_partial.py writes its report). Small outputs (JSON, markdown, logs,
 # configs, previews; never weights) go to OUT/shared-compares.tar.gz, the markdown reports also to OUT/summary.md.
 # CPU smoke test: DEVICE=cpu PRESET=tiny PY=.venv/bin/python MINUTES=0.02 SEEDS=1 PRIORS=sphere S1_STEPS=2 PRIOR_STEPS=2 N_ITEMS=20
@@ -24,23 +26,26 @@ seeds=${SEEDS:-2}
 minutes=${MINUTES:-6}
 out=${1:?output dir}
 shift
-work=$(mktemp -d /tmp/inrkit-shared-XXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/inrkit-shared-XXXX")  # run folders (weights too) stay here, not in OUT
 mkdir -p "$out"
 quiet=(--set train.tensorboard=false --set train.progress=false --set train.sample_steps=10 --set train.n_renders=8)
 for item in ${SETS:-}; do quiet+=(--set "$item"); done  # SETS="k=v k=v": more overrides for every run
-cap=$(awk -v m="$minutes" -v e="${CAP_EXTRA_S:-200}" 'BEGIN { printf "%d", m * 60 + e }')
 count() { tr ',' '\n' <<< "$1" | grep -c .; }
 t0=$(date +%s)
 pids=() names=()
 for spec in "$@"; do
   IFS=: read -r modality hypernets widths <<< "$spec"
   n=$(( $(count "$hypernets") * $(count "$widths") * seeds ))
+  jobs=${JOBS:-$n}; jobs=$(( jobs < n ? jobs : n ))
+  waves=$(( (n + jobs - 1) / jobs ))  # runs train in waves of JOBS; the cap allows every wave its budget
+  cap=$(awk -v m="$minutes" -v w="$waves" -v e="${CAP_EXTRA_S:-200}" 'BEGIN { printf "%d", w * (m * 60 + e) }')
   name="$modality-${hypernets//,/-}-w${widths//,/-}"
   timeout "$cap" $py -m inrkit_cli.main compare --hypernets "$hypernets" --modality "$modality" --preset "$preset" \
-    --budget-minutes "$minutes" --seeds "$seeds" --sweep "inr.width=$widths" --jobs "$n" --keep logs \
+    --budget-minutes "$minutes" --seeds "$seeds" --sweep "inr.width=$widths" --jobs "$jobs" --keep logs \
     --device "$dev" --out "$work/$name" "${quiet[@]}" > "$work/$name.log" 2>&1 &
   pids+=($!) names+=("$name")
 done
+cap=$(awk -v m="$minutes" -v e="${CAP_EXTRA_S:-200}" 'BEGIN { printf "%d", m * 60 + e }')
 for m in ${PRIORS//,/ }; do
   timeout "$cap" $py -m inrkit_cli.main compare --priors gaussian,flow,diffusion --modality "$m" --preset "$preset" \
     --set "train.vae.steps=${S1_STEPS:-400}" --set "data.n_items=${N_ITEMS:-640}" --budget-steps "${PRIOR_STEPS:-200}" \

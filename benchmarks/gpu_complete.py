@@ -160,7 +160,9 @@ def bench_occupancy(model, args, out: Path) -> dict:
     free = inpaint(model, x, keep, guidance=0.0, **kw)
     t = x.repeat_interleave(args.n, 0)
 
-    def iou(p, q):
+    def iou(p, q, where=None):  # where: the voxels to score (default all)
+        if where is not None:
+            p, q = p[..., where], q[..., where]
         a, b = p > 0.5, q > 0.5
         inter, union = (a & b).flatten(1).sum(1).float(), (a | b).flatten(1).sum(1).float()
         return float(torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union)).mean())
@@ -168,7 +170,8 @@ def bench_occupancy(model, args, out: Path) -> dict:
     model.domain.render(torch.cat([torch.where(keep, x, torch.zeros_like(x)), guided[:: args.n], x]), out, "chairs-complete",
                         labels=[f"{k} {i}" for k in ("observed half", "guided", "truth") for i in range(x.shape[0])])
     return {"observed": "x < 0 half of the voxels", "items": x.shape[0], "n": args.n, "iou_guided": iou(guided, t),
-            "iou_observed_half_only": iou(torch.where(keep, x, torch.zeros_like(x)), x), "iou_unguided": iou(free, t)}
+            "iou_observed_half_only": iou(torch.where(keep, x, torch.zeros_like(x)), x), "iou_unguided": iou(free, t),
+            "iou_hidden_guided": iou(guided, t, ~keep), "iou_hidden_unguided": iou(free, t, ~keep)}
 
 
 def child(modality: str, args) -> None:
@@ -202,6 +205,9 @@ def table(results: dict) -> str:
         r = results["occupancy"]
         lines.append(f"| chair completion from half, IoU | {r['iou_guided']:.3f} | observed half alone "
                      f"{r['iou_observed_half_only']:.3f}, unguided {r['iou_unguided']:.3f} |")
+        if "iou_hidden_guided" in r:
+            lines.append(f"| chair completion, IoU on the hidden half alone | {r['iou_hidden_guided']:.3f} | "
+                         f"unguided {r['iou_hidden_unguided']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -20,10 +20,10 @@ def test_quick_run_reports_every_task(tmp_path):
     for row in results["sphere"]["by_station_fraction"].values():
         assert set(row) == {"guided_mean", "bilinear", "nearest", "unguided_mean"}
         assert all(v["rmse_k"] >= 0 for v in row.values())
-    assert 0 <= results["occupancy"]["iou_guided"] <= 1
+    assert all(0 <= results["occupancy"][k] <= 1 for k in ("iou_guided", "iou_hidden_guided", "iou_hidden_unguided"))
     assert abs(results["occupancy"]["iou_observed_half_only"] - 0.5) < 0.2  # half of a roughly symmetric chair
     md = (out / "complete-bench.md").read_text()
-    assert sum(line.startswith("| ") for line in md.splitlines()) == 6  # the header and five tasks
+    assert sum(line.startswith("| ") for line in md.splitlines()) == 7  # the header and six rows
     pictures = {p.name for p in (out / "pictures").iterdir()}
     assert {"image-inpaint.png", "sphere-gapfill-0.01.png", "chairs-complete.png"} <= pictures
 

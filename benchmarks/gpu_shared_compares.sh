@@ -31,6 +31,7 @@ mkdir -p "$out"
 quiet=(--set train.tensorboard=false --set train.progress=false --set train.sample_steps=10 --set train.n_renders=8)
 for item in ${SETS:-}; do quiet+=(--set "$item"); done  # SETS="k=v k=v": more overrides for every run
 count() { tr ',' '\n' <<< "$1" | grep -c .; }
+cap_s() { awk -v m="$minutes" -v w="$1" -v e="${CAP_EXTRA_S:-200}" 'BEGIN { printf "%d", w * (m * 60 + e) }'; }  # $1 waves
 t0=$(date +%s)
 pids=() names=()
 for spec in "$@"; do
@@ -38,16 +39,14 @@ for spec in "$@"; do
   n=$(( $(count "$hypernets") * $(count "$widths") * seeds ))
   jobs=${JOBS:-$n}; jobs=$(( jobs < n ? jobs : n ))
   waves=$(( (n + jobs - 1) / jobs ))  # runs train in waves of JOBS; the cap allows every wave its budget
-  cap=$(awk -v m="$minutes" -v w="$waves" -v e="${CAP_EXTRA_S:-200}" 'BEGIN { printf "%d", w * (m * 60 + e) }')
   name="$modality-${hypernets//,/-}-w${widths//,/-}"
-  timeout "$cap" $py -m inrkit_cli.main compare --hypernets "$hypernets" --modality "$modality" --preset "$preset" \
+  timeout "$(cap_s "$waves")" $py -m inrkit_cli.main compare --hypernets "$hypernets" --modality "$modality" --preset "$preset" \
     --budget-minutes "$minutes" --seeds "$seeds" --sweep "inr.width=$widths" --jobs "$jobs" --keep logs \
     --device "$dev" --out "$work/$name" "${quiet[@]}" > "$work/$name.log" 2>&1 &
   pids+=($!) names+=("$name")
 done
-cap=$(awk -v m="$minutes" -v e="${CAP_EXTRA_S:-200}" 'BEGIN { printf "%d", m * 60 + e }')
 for m in ${PRIORS//,/ }; do
-  timeout "$cap" $py -m inrkit_cli.main compare --priors gaussian,flow,diffusion --modality "$m" --preset "$preset" \
+  timeout "$(cap_s 1)" $py -m inrkit_cli.main compare --priors gaussian,flow,diffusion --modality "$m" --preset "$preset" \
     --set "train.vae.steps=${S1_STEPS:-400}" --set "data.n_items=${N_ITEMS:-640}" --budget-steps "${PRIOR_STEPS:-200}" \
     --seeds "$seeds" --device "$dev" --out "$work/priors-$m" "${quiet[@]}" > "$work/priors-$m.log" 2>&1 &
   pids+=($!) names+=("priors-$m")

@@ -14,11 +14,13 @@ import torch
 
 from inrkit import __version__
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError
+from inrkit.io import write_json
 from inrkit.runs import WEIGHTS_FILE
 from inrkit.scale import scale_report
 from inrkit.train import resolve_device
 
 from ..config import build_part
+from .folder import RUN_RECORD_FILE
 
 
 def is_oom(err: BaseException) -> bool:
@@ -180,10 +182,6 @@ def train_one(config: dict[str, Any], run_dir: Path, overwrite: bool = False) ->
 def record_run(config: dict[str, Any], run_dir: Path, out: Path, keep: str, **extra: Any) -> dict[str, Any]:
     """One job of a comparison, sequential or in a worker: train it, prune it as ``keep`` says and
     write its record beside the run (what ``--resume`` reuses); returns the record."""
-    from inrkit.io import write_json
-
-    from .folder import RUN_RECORD_FILE
-
     record = train_one(config, run_dir, overwrite=run_dir.exists())
     record["run_dir"] = str(run_dir.relative_to(out))
     record.update(extra)

@@ -328,15 +328,19 @@ def presets_section(out: Path, peak: float, best_train: dict, best_sets: list[st
     return res
 
 
-def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 256, devices: int = 1) -> dict:
+def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 256, devices: int = 1,
+                compile_modes: tuple[str, ...] = (), modalities: tuple[str, ...] = ("image", "sphere", "occupancy")) -> dict:
     """``inrkit train`` as a user runs it; with ``devices`` > 1 also on one GPU, for the DDP speed-up
-    (``batch`` is per process, so both runs see the same items per process and step)."""
+    (``batch`` is per process, so both runs see the same items per process and step); each of
+    ``compile_modes`` (``train.compile`` values) trains each modality once more on one GPU, compiled."""
     res = {}
-    runs = [(m, d) for m in ("image", "sphere", "occupancy") for d in sorted({1, devices})]
+    runs = [(m, d, None) for m in modalities for d in sorted({1, devices})]
+    runs += [(m, 1, mode) for m in modalities for mode in compile_modes]
     # NVLink multicast stays off (a program using it can take the host's GPUs down for others)
     env = {**os.environ, "NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
-    for modality, n_dev in runs:
+    for modality, n_dev, mode in runs:
         key = modality if n_dev == 1 else f"{modality} ×{n_dev} GPUs"
+        key += f" compile={mode}" if mode else ""
         if left() < 70:
             res[key] = {"skipped": "time budget"}
             continue
@@ -348,7 +352,8 @@ def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 
                    "--set", "train.vae.lr_scaling=sqrt", "--set", "train.vae.lr_reference_batch=32",
                    "--set", "train.progress=false", "--set", "train.tensorboard=false",
                    "--set", "train.checkpoint_every=0", "--set", "train.sample_every=0", "--set", "train.log_every=25",
-                   *[x for s in best_sets for x in ("--set", s)], "--devices", str(n_dev)]
+                   *[x for s in best_sets for x in ("--set", s)], "--devices", str(n_dev),
+                   *(("--set", f"train.compile={mode}") if mode else ())]
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             wall = time.perf_counter() - t0
@@ -364,6 +369,7 @@ def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 
             else:
                 rec["stderr_tail"] = proc.stderr[-800:]
             rec["devices"] = n_dev
+            rec["compile"] = mode or False
             res[key] = rec
             print("e2e", key, rec, flush=True)
             RESULTS["e2e"] = res
@@ -489,6 +495,9 @@ def main() -> None:
     ap.add_argument("--preset", default=PRESET, help="preset of every modality (default inrkit-v1; paper = the reference setup)")
     ap.add_argument("--devices", type=int, default=1,
                     help="e2e: also train on this many GPUs (inrkit train --devices N: DDP over NCCL), against one")
+    ap.add_argument("--e2e-compile", default="",
+                    help="e2e: also train each modality with these train.compile modes (e.g. reduce-overhead,default)")
+    ap.add_argument("--e2e-modalities", default="image,sphere,occupancy")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny presets: check the script runs (numbers mean nothing)")
     args = ap.parse_args()
     BUDGET = args.budget_s
@@ -530,7 +539,8 @@ def main() -> None:
         save(out)
     if "e2e" in sections:
         e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in best.items()] + best_sets,
-                    devices=args.devices)
+                    devices=args.devices, compile_modes=tuple(m for m in args.e2e_compile.split(",") if m),
+                    modalities=tuple(m for m in args.e2e_modalities.split(",") if m))
     if "presets" in sections:
         presets_section(out, peak, best, best_sets)
     if "sample" in sections:

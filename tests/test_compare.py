@@ -245,6 +245,25 @@ def test_point_too_large_for_the_disk_is_not_run(tmp_path, monkeypatch):
     assert not (tmp_path / "c" / "mlp-seed0").exists()
 
 
+def test_disk_preflight_counts_the_final_checkpoint_only_when_one_is_written(tmp_path, monkeypatch):
+    from inrkit_ldmi.compare import execute
+
+    from inrkit_ldmi.compare.plan import plan_configs
+
+    config = plan_configs(["mlp"], "image", "tiny", None, None, 1, None, None, TINY, "cpu")[0]["configs"]["mlp"]
+    with torch.device("meta"):
+        n_all = sum(p.numel() for p in execute.seeded_model(config).parameters())
+    weights = 4 * n_all
+    monkeypatch.setattr(execute, "free_disk", lambda path: weights + 1)
+    _, problem = execute.preflight(config, tmp_path, torch.device("cpu"))
+    assert problem is not None and problem["status"] == "disk" and "checkpoint and weights" in problem["error"]
+    config["train"]["final_checkpoint"] = False
+    assert execute.preflight(config, tmp_path, torch.device("cpu"))[1] is None  # the weights file alone fits
+    monkeypatch.setattr(execute, "free_disk", lambda path: weights - 1)
+    _, problem = execute.preflight(config, tmp_path, torch.device("cpu"))
+    assert problem["status"] == "disk" and "weights file needs" in problem["error"]
+
+
 def test_other_errors_are_not_swallowed(tmp_path, monkeypatch):
     from inrkit_ldmi.model import LDMI
 

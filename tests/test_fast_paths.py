@@ -321,3 +321,30 @@ def test_ddim_with_a_compiled_denoiser_samples_the_same_latents(monkeypatch, tmp
     torch.testing.assert_close(again, plain, rtol=0, atol=0)
     assert run_cli(["sample", str(run), "--n", "2", "--seed", "1", "--compile", "--ddim-steps", "2"]) == 0
     assert len(compiled) == 2
+
+
+def test_gpu_bench_e2e_trains_each_modality_once_more_per_compile_mode(tmp_path, monkeypatch):
+    """--e2e-compile: every modality trains eager, then once per mode with train.compile set last (so it
+    wins over the eager settings); each run keyed by modality and mode, its failure recorded, not raised."""
+    import json
+    import types
+
+    spec = importlib.util.spec_from_file_location("gpu_bench_under_test", ROOT / "benchmarks" / "gpu_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return types.SimpleNamespace(returncode=2, stderr="no data here", stdout="")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    res = bench.e2e_section(tmp_path, ["train.compile=false"], compile_modes=("reduce-overhead",),
+                            modalities=("sphere", "occupancy"))
+    assert list(res) == ["sphere", "occupancy", "sphere compile=reduce-overhead", "occupancy compile=reduce-overhead"]
+    assert [r["compile"] for r in res.values()] == [False, False, "reduce-overhead", "reduce-overhead"]
+    assert all(r["rc"] == 2 and "no data here" in r["stderr_tail"] for r in res.values())
+    compiled = calls[2]
+    assert compiled[-2:] == ["--set", "train.compile=reduce-overhead"]
+    assert compiled.index("train.compile=false") < compiled.index("train.compile=reduce-overhead")
+    assert "train.compile=reduce-overhead" not in calls[0] and json.loads((tmp_path / "bench.json").read_text())["e2e"]

@@ -97,8 +97,9 @@ def preflight(config: dict[str, Any], run_dir: Path, device: torch.device) -> tu
 
     Lower bounds only, in fp32: training holds weights, gradients and two AdamW moments of the
     trained parameters (more than the card: out of memory, whatever the activations); the run's
-    final checkpoint and weights file hold the weights twice and the moments once (more than the
-    free disk: the run would die writing them).
+    weights file holds the weights, and its final checkpoint (unless ``train.final_checkpoint`` is
+    off) the weights again and the moments (more than the free disk: the run would die writing
+    them). Periodic checkpoints are not counted: a time-budgeted run may never reach one.
     """
     try:
         with torch.device("meta"):
@@ -115,10 +116,12 @@ def preflight(config: dict[str, Any], run_dir: Path, device: torch.device) -> tu
         if need > have:
             return counts, {"status": "oom", "predicted": True, "error": (
                 f"not run: weights, gradients and AdamW state alone need {need / gb:.1f} GiB, the GPU has {have / gb:.1f} GiB")}
-    need, have = 4 * (2 * n_all + 2 * n_train), free_disk(run_dir)
+    final_checkpoint = bool(config.get("train", {}).get("final_checkpoint", True))
+    need, have = 4 * (n_all + (n_all + 2 * n_train if final_checkpoint else 0)), free_disk(run_dir)
     if need > have:
         return counts, {"status": "disk", "predicted": True, "error": (
-            f"not run: its checkpoint and weights need {need / gb:.1f} GiB, the disk has {have / gb:.1f} GiB free")}
+            f"not run: its {'checkpoint and weights need' if final_checkpoint else 'weights file needs'} {need / gb:.1f} GiB,"
+            f" the disk has {have / gb:.1f} GiB free")}
     return counts, None
 
 

@@ -22,7 +22,7 @@ set -uo pipefail
 py=${PY:-python3}
 dev=${DEVICE:-cuda}
 preset=${PRESET:-inrkit-v1}
-seeds=${SEEDS:-2}
+seeds=${SEEDS:-2}  # a count (2: seeds 0,1) or a list as inrkit compare takes it (1, or 0,5,7)
 minutes=${MINUTES:-6}
 out=${1:?output dir}
 shift
@@ -31,12 +31,13 @@ mkdir -p "$out"
 quiet=(--set train.tensorboard=false --set train.progress=false --set train.sample_steps=10 --set train.n_renders=8)
 for item in ${SETS:-}; do quiet+=(--set "$item"); done  # SETS="k=v k=v": more overrides for every run
 count() { tr ',' '\n' <<< "$1" | grep -c .; }
+case "$seeds" in *,*) n_seeds=$(count "$seeds") ;; *) n_seeds=$seeds ;; esac
 cap_s() { awk -v m="$minutes" -v w="$1" -v e="${CAP_EXTRA_S:-200}" 'BEGIN { printf "%d", w * (m * 60 + e) }'; }  # $1 waves
 t0=$(date +%s)
 pids=() names=()
 for spec in "$@"; do
   IFS=: read -r modality hypernets widths <<< "$spec"
-  n=$(( $(count "$hypernets") * $(count "$widths") * seeds ))
+  n=$(( $(count "$hypernets") * $(count "$widths") * n_seeds ))
   jobs=${JOBS:-$n}; jobs=$(( jobs < n ? jobs : n ))
   waves=$(( (n + jobs - 1) / jobs ))  # runs train in waves of JOBS; the cap allows every wave its budget
   name="$modality-${hypernets//,/-}-w${widths//,/-}"

@@ -247,7 +247,6 @@ def test_point_too_large_for_the_disk_is_not_run(tmp_path, monkeypatch):
 
 def test_disk_preflight_counts_the_final_checkpoint_only_when_one_is_written(tmp_path, monkeypatch):
     from inrkit_ldmi.compare import execute
-
     from inrkit_ldmi.compare.plan import plan_configs
 
     config = plan_configs(["mlp"], "image", "tiny", None, None, 1, None, None, TINY, "cpu")[0]["configs"]["mlp"]

@@ -116,7 +116,7 @@ def preflight(config: dict[str, Any], run_dir: Path, device: torch.device) -> tu
         if need > have:
             return counts, {"status": "oom", "predicted": True, "error": (
                 f"not run: weights, gradients and AdamW state alone need {need / gb:.1f} GiB, the GPU has {have / gb:.1f} GiB")}
-    final_checkpoint = bool(config.get("train", {}).get("final_checkpoint", True))
+    final_checkpoint = bool(config["train"]["final_checkpoint"])  # resolved configs hold every default
     need, have = 4 * (n_all + (n_all + 2 * n_train if final_checkpoint else 0)), free_disk(run_dir)
     if need > have:
         return counts, {"status": "disk", "predicted": True, "error": (

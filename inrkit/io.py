@@ -1,12 +1,15 @@
 """Atomic file writes and safetensors weights (never pickle)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
 import os
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -71,6 +74,43 @@ def atomic_output(path: Path) -> Iterator[Path]:
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def zarr_writes(timeout_s: float = 120.0) -> Iterator[None]:
+    """Around zarr writes into a temporary that is removed on failure (inside :func:`atomic_output`
+    or an output folder): on failure, first wait for the zarr writes still under way.
+
+    zarr 3 writes chunks and metadata concurrently, as tasks on its own event loop that run the
+    file writes in threads. When one write fails the error comes back at once while the other
+    writes go on; finishing after the temporary is removed, they would create it again and leave
+    it behind. So the failure is raised only once zarr's loop has no task left (or ``timeout_s``).
+    """
+    try:
+        yield
+    except BaseException:
+        _wait_for_zarr(timeout_s)
+        raise
+
+
+def _wait_for_zarr(timeout_s: float) -> None:
+    sync = sys.modules.get("zarr.core.sync")  # zarr 2 has no loop of its own: nothing runs on
+    loop = (getattr(sync, "loop", None) or [None])[0] if sync is not None else None
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def others_done() -> None:
+        me, deadline = asyncio.current_task(), time.monotonic() + timeout_s
+        while (pending := [t for t in asyncio.all_tasks() if t is not me and not t.done()]):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.wait(pending, timeout=left)  # finished tasks may have started others
+
+    try:
+        asyncio.run_coroutine_threadsafe(others_done(), loop).result(timeout_s + 5)
+    except Exception:  # the loop went away meanwhile: nothing left to wait for
+        pass
 
 
 def atomic_write_text(path: Path, text: str) -> None:

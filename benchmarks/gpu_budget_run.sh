@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One LDMI training run that spends a wall-clock budget well: a 300-step probe measures the
 # GPU's items/s, then stage 1's step count (and so its cosine schedule) is set to what the
-# budget reaches, so the learning rate has decayed when the time is up. Then stage 2, evaluate
+# budget reaches, so the learning rate has decayed when the time is up (PROBE_STEPS=N for another
+# probe length; with train.compile the probe's first step pays the compile time, and the stage's
+# wall-clock cap, VAE_MIN x 1.1 unless VAE_CAP_MIN is given, counts it too). Then stage 2, evaluate
 # and 4x samples. Small outputs (no weights) go to $OUT/run.tar.gz.
 #
 #   [PRESET=paper] bash benchmarks/gpu_budget_run.sh OUT_DIR MODALITY VAE_MIN PRIOR_MIN [--set k=v ...]
@@ -13,8 +15,8 @@ mkdir -p "$out"
 declare -A fine=([sphere]=184 [occupancy]=128 [image]=256)
 common=(--modality "$modality" --preset "${PRESET:-paper}" --overwrite --set train.progress=false --set train.tensorboard=false
         --set train.checkpoint_every=0 --set train.sample_every=0 "${sets[@]}")
-inrkit train ldmi "${common[@]}" --out "$work/probe" --stage vae --set train.vae.steps=300 \
-  --set train.log_every=50 > "$work/probe.log" 2>&1 || { cat "$work/probe.log"; exit 1; }
+inrkit train ldmi "${common[@]}" --out "$work/probe" --stage vae --set train.vae.steps=${PROBE_STEPS:-300} \
+  --set train.log_every=$(( ${PROBE_STEPS:-300} / 6 )) > "$work/probe.log" 2>&1 || { cat "$work/probe.log"; exit 1; }
 steps=$(python3 - "$work/probe" "$vae_min" <<'PY'
 import json, sys
 from pathlib import Path
@@ -28,7 +30,7 @@ PY
 )
 echo "probe: stage 1 gets $steps steps in $vae_min min" | tee "$work/plan.txt"
 inrkit train ldmi "${common[@]}" --out "$work/run" --set train.vae.steps=$steps \
-  --set train.vae.max_minutes=$(python3 -c "print($vae_min * 1.1)") --set train.prior.max_minutes=$prior_min \
+  --set train.vae.max_minutes=${VAE_CAP_MIN:-$(python3 -c "print($vae_min * 1.1)")} --set train.prior.max_minutes=$prior_min \
   > "$work/run.log" 2>&1
 echo "train exit $?" >> "$work/run.log"
 inrkit evaluate "$work/run" >> "$work/run.log" 2>&1

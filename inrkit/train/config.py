@@ -24,7 +24,8 @@ class StageConfig(PartConfig):
         None, ge=1, description="random coordinates per step (null = every grid coordinate)"
     )
     max_minutes: float | None = Field(
-        None, gt=0, description="wall-clock budget of this stage: it ends (with a checkpoint) at the first step past it"
+        None, gt=0, description="wall-clock budget of this stage, counted from its start with compilation included"
+                    " (train.compile: allow for first_step_s): it ends (with a checkpoint) at the first step past it"
     )
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant", description="after warm-up: constant, or cosine decay to lr_min over `steps`"

@@ -111,3 +111,63 @@ def grad_weight_kernel(X, G, D, N: tl.constexpr, K: tl.constexpr, M: tl.constexp
     tl.store(d_base + rk[:, None] * sdk + rm[None, :] * sdm, acc, mask=(rk[:, None] < K) & (rm[None, :] < M))
     if pk == 0:
         tl.store(d_base + K * sdk + rm * sdm, bias, mask=rm < M)
+
+
+@triton.jit
+def stack_kernel(X, WF, WH, WL, Y, S, N, tiles_per_inr, n_tiles, sxb, sxn, sxk, w0_first, w0,
+                 D: tl.constexpr, H: tl.constexpr, O: tl.constexpr, L_HID: tl.constexpr, PREC: tl.constexpr,
+                 BN: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BO: tl.constexpr):
+    """A whole SIREN stack for BN coordinates of one INR per tile, inference only.
+
+    WF (B, D+1, H): first layer; WH (B, L_HID, H+1, H): hidden layers; WL (B, H+1, O): output layer,
+    all contiguous, the bias as the last row. Each program is persistent (tiles pid, pid + P, …) and
+    owns a scratch S[pid] of two (BN, H) fp32 buffers: a layer reads its input from one and writes
+    sin(ω a) to the other, so activations stay in this program's cache-resident scratch instead of
+    making a round trip through a (B, N, H) tensor per layer. H must be a multiple of BM and BK.
+    """
+    pid = tl.program_id(0)
+    n_prog = tl.num_programs(0)
+    rows = tl.arange(0, BN)
+    rm = tl.arange(0, BM)
+    rk = tl.arange(0, BK)
+    ro = tl.arange(0, BO)
+    s_base = S + pid.to(tl.int64) * (2 * BN * H)
+    for tile in range(pid, n_tiles, n_prog):
+        b = tile // tiles_per_inr
+        rn = (tile % tiles_per_inr) * BN + rows
+        x_base = X + b.to(tl.int64) * sxb + rn.to(tl.int64) * sxn
+        wf = WF + b.to(tl.int64) * ((D + 1) * H)
+        # first layer: K = D is too small for the tensor cores; exact fp32 FMAs
+        for m0 in tl.static_range(0, H, BM):
+            acc = tl.zeros((BN, BM), dtype=tl.float32)
+            for d in tl.static_range(D):
+                xd = tl.load(x_base + d * sxk, mask=rn < N, other=0.0)
+                wd = tl.load(wf + d * H + m0 + rm)
+                acc += xd[:, None] * wd[None, :]
+            acc += tl.load(wf + D * H + m0 + rm)[None, :]
+            tl.store(s_base + rows[:, None] * H + (m0 + rm)[None, :], tl.sin(w0_first * acc))
+        tl.debug_barrier()
+        for layer in range(L_HID):
+            src = s_base + (layer % 2) * (BN * H)
+            dst = s_base + ((layer + 1) % 2) * (BN * H)
+            wh = WH + (b.to(tl.int64) * L_HID + layer) * ((H + 1) * H)
+            for m0 in tl.static_range(0, H, BM):
+                acc = tl.zeros((BN, BM), dtype=tl.float32)
+                for k0 in tl.static_range(0, H, BK):
+                    h = tl.load(src + rows[:, None] * H + (k0 + rk)[None, :])
+                    w = tl.load(wh + (k0 + rk)[:, None] * H + (m0 + rm)[None, :])
+                    acc = _dot(h, w, acc, PREC)
+                acc += tl.load(wh + H * H + m0 + rm)[None, :]
+                tl.store(dst + rows[:, None] * H + (m0 + rm)[None, :], tl.sin(w0 * acc))
+            tl.debug_barrier()
+        src = s_base + (L_HID % 2) * (BN * H)
+        wl = WL + b.to(tl.int64) * ((H + 1) * O)
+        acc = tl.zeros((BN, BO), dtype=tl.float32)
+        for k0 in tl.static_range(0, H, BK):
+            h = tl.load(src + rows[:, None] * H + (k0 + rk)[None, :])
+            w = tl.load(wl + (k0 + rk)[:, None] * O + ro[None, :], mask=ro[None, :] < O, other=0.0)
+            acc = _dot(h, w, acc, PREC)
+        acc += tl.load(wl + H * O + ro, mask=ro < O, other=0.0)[None, :]
+        y_base = Y + b.to(tl.int64) * N * O
+        tl.store(y_base + rn[:, None].to(tl.int64) * O + ro[None, :], acc, mask=(rn[:, None] < N) & (ro[None, :] < O))
+        tl.debug_barrier()  # the next tile's first layer overwrites the buffer just read

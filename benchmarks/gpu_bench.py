@@ -22,10 +22,7 @@ Sections:
 - ``e2e``: ``inrkit train ldmi --preset paper`` end to end (subprocess; data loading included):
   the stage's items/s against the bare step.
 - ``sample``: DDIM latents/s at 50 and 200 steps (eager and with the denoiser compiled), and
-  rendering coordinates × INRs per second at 256² and 1024² (PyTorch, one fused kernel per layer,
-  and the whole stack in one kernel).
-- ``stack`` (not in the default list): the one-kernel stack's error against fp64 per matmul
-  precision and its speed at 1024² over tile rows and programs per SM.
+  rendering coordinates × INRs per second at 256² and 1024².
 """
 from __future__ import annotations
 
@@ -407,10 +404,8 @@ def sample_section(out: Path, bmm: dict) -> dict:
     with torch.no_grad():
         params = {k: v.float() for k, v in img.hypernet(z).items()}
     inr_flops_per_coord = 2 * sum(a * c for a, c in img.inr.param_shapes.values())
-    for kernel in ("torch", "triton-layers", "triton"):
-        # triton-layers: one fused kernel per layer; triton: the whole stack in one kernel
-        fused_sine.STACK_KERNEL = kernel == "triton"
-        img.inr.config = img.inr.config.model_copy(update={"kernel": kernel.split("-")[0]})
+    for kernel in ("torch", "triton"):
+        img.inr.config = img.inr.config.model_copy(update={"kernel": kernel})
         for res_px in ((16, 32) if SMOKE else (256, 1024)):
             coords = img.domain.grid((res_px, res_px)).to(DEV)
             with torch.no_grad():
@@ -421,65 +416,8 @@ def sample_section(out: Path, bmm: dict) -> dict:
                                                 "share_of_bmm_bf16": tflops / bmm["bmm_bf16_tflops"],
                                                 "share_of_bmm_fp32": tflops / bmm["bmm_fp32_tflops"]}
             print("render", kernel, res_px, res[f"render_{kernel}_{res_px}"], flush=True)
-    fused_sine.STACK_KERNEL = True
     RESULTS["sample"] = res
     save(out)
-    return res
-
-
-def stack_section(out: Path, bmm: dict) -> dict:
-    """The one-kernel SIREN stack for rendering: error against fp64 per precision (256², 8 image
-    INRs from the image preset's HD) and speed at 1024² over tile rows × programs per SM."""
-    res = {}
-    img = LDMI.from_preset("image", PRESET).to(DEV).eval()
-    z = torch.randn(8, *img.latent_shape, device=DEV, generator=torch.Generator(DEV).manual_seed(0))
-    with torch.no_grad():
-        params = {k: v.float() for k, v in img.hypernet(z).items()}
-    names = list(img.inr.param_shapes)
-    cfg = img.inr.config
-    flops_per_coord = 2 * sum(a * c for a, c in img.inr.param_shapes.values())
-    small, big = ((16, 32) if SMOKE else (256, 1024))
-    c_small = img.domain.grid((small, small)).to(DEV)
-    with torch.no_grad():
-        img.inr.config = cfg.model_copy(update={"kernel": "torch"})
-        ref = img.inr.double()({k: v.double() for k, v in params.items()}, c_small.double())
-        img.inr.float()
-        img.inr.config = cfg
-    weights = [params[n] for n in names]
-    c_big = img.domain.grid((big, big)).to(DEV)
-    # the same render through one fused kernel per layer (bf16x3), for the comparison in this run
-    fused_sine.STACK_KERNEL = False
-    img.inr.config = cfg.model_copy(update={"kernel": "triton"})
-    with torch.no_grad():
-        ms = bench_ms(lambda: img.inr(params, c_big), warmup=2, reps=5)
-    fused_sine.STACK_KERNEL = True
-    tflops = 8 * c_big.shape[0] * flops_per_coord / ms / 1e9
-    res["per_layer_bf16x3"] = {"1024": {"ms": ms, "tflops": tflops, "share_of_bmm_bf16": tflops / bmm["bmm_bf16_tflops"]}}
-    print("stack per-layer", res["per_layer_bf16x3"], flush=True)
-    for prec in ("bf16x3", "bf16", "tf32x3", "tf32"):
-        rec = {}
-        try:
-            with torch.no_grad():
-                y = fused_sine.stack(c_small, weights, cfg.w0_initial, cfg.w0, prec).double()
-                if cfg.out_offset:
-                    y = y + cfg.out_offset
-                rec["out_rel_err"] = float((y - ref).norm() / ref.norm())
-                rec["out_max_abs_err"] = float((y - ref).abs().max())
-                for bn in ((32, 64, 128) if prec == "bf16x3" else (64,)):
-                    for per_sm in ((1, 2, 4) if prec == "bf16x3" else (2,)):
-                        if left() < 20:
-                            break
-                        ms = bench_ms(lambda: fused_sine.stack(c_big, weights, cfg.w0_initial, cfg.w0, prec,
-                                                               block_n=bn, programs_per_sm=per_sm), warmup=2, reps=5)
-                        tflops = 8 * c_big.shape[0] * flops_per_coord / ms / 1e9
-                        rec[f"bn{bn}_sm{per_sm}"] = {"ms": ms, "tflops": tflops,
-                                                     "share_of_bmm_bf16": tflops / bmm["bmm_bf16_tflops"]}
-        except Exception as err:
-            rec["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
-        res[prec] = rec
-        print("stack", prec, rec, flush=True)
-        RESULTS["stack"] = res
-        save(out)
     return res
 
 
@@ -545,15 +483,6 @@ def markdown() -> str:
         lines += ["## Sampling and rendering", "", "| what | numbers |", "|---|---|"]
         lines += [f"| {k} | {json.dumps({a: round(b, 4) if isinstance(b, float) else b for a, b in v.items()})} |"
                   for k, v in r["sample"].items()] + [""]
-    if r.get("stack"):
-        lines += ["## The SIREN stack in one kernel (rendering, 8 image INRs)", "",
-                  "| precision | rel. error vs fp64 (256²) | max abs error | 1024²: tile rows, programs/SM → ms, TFLOP/s, share of bf16 bmm |",
-                  "|---|---|---|---|"]
-        for prec, v in r["stack"].items():
-            speeds = "; ".join(f"{k}: {t['ms']:.1f} ms, {t['tflops']:.1f}, {100 * t['share_of_bmm_bf16']:.1f}%"
-                               for k, t in v.items() if isinstance(t, dict))
-            lines.append(f"| {prec} | {v.get('out_rel_err', v.get('error', ''))} | {v.get('out_max_abs_err', '')} | {speeds} |")
-        lines.append("")
     return "\n".join(lines)
 
 
@@ -616,8 +545,6 @@ def main() -> None:
         presets_section(out, peak, best, best_sets)
     if "sample" in sections:
         sample_section(out, RESULTS["ceil"])
-    if "stack" in sections:
-        stack_section(out, RESULTS["ceil"])
     RESULTS["elapsed_s"] = time.perf_counter() - T_START
     save(out)
     (out / "bench.md").write_text(markdown())

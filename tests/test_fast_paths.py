@@ -284,56 +284,6 @@ def test_fused_kernels_match_pytorch_under_the_triton_interpreter():
     assert math.isfinite(worst) and worst < 1e-5, worst
 
 
-STACK_CHECK = r"""
-import torch
-from inrkit.inrs import fused_sine
-from inrkit.inrs.siren import Siren, SirenConfig
-torch.manual_seed(0)
-worst = 0.0
-calls = []
-real_stack = fused_sine.stack
-fused_sine.stack = lambda *a, **k: calls.append(1) or real_stack(*a, **k)
-# (in, out, width, depth, INRs, coordinates, shared coordinates, tile rows)
-for d, o, w, depth, b, n, shared, bn in [(2, 3, 32, 4, 2, 70, True, 32), (3, 1, 16, 1, 3, 33, False, 16),
-                                         (2, 3, 48, 2, 1, 17, False, 64), (1, 16, 64, 3, 2, 130, True, 64)]:
-    for prec in ("fp32", "tf32x3"):
-        ref = Siren(SirenConfig(in_dim=d, out_dim=o, width=w, depth=depth, kernel="torch"))
-        params = {k: v[None].repeat(b, 1, 1) * (1 + 0.2 * torch.randn(b, *v.shape)) for k, v in ref.init_params().items()}
-        coords = torch.rand(n, d) * 2 - 1 if shared else torch.rand(b, n, d) * 2 - 1
-        with torch.no_grad():
-            y_ref = ref(params, coords)
-            weights = [params[k] for k in ref.param_shapes]
-            y = real_stack(coords, weights, 30.0, 30.0, prec, block_n=bn, programs_per_sm=1)
-            fused_sine.STACK_KERNEL = False
-            y_layers = Siren(SirenConfig(in_dim=d, out_dim=o, width=w, depth=depth, kernel="triton",
-                                         matmul_precision=prec))(params, coords)
-            fused_sine.STACK_KERNEL = True
-        worst = max(worst, float((y - y_ref).norm() / y_ref.norm()), float((y_layers - y_ref).norm() / y_ref.norm()))
-# the stack kernel is what no-grad SIREN evaluation uses where the shapes allow, and only there
-with torch.no_grad():
-    for w, o, expect in ((32, 3, 1), (20, 3, 0), (32, 17, 0)):
-        calls.clear()
-        inr = Siren(SirenConfig(in_dim=2, out_dim=o, width=w, depth=2, kernel="triton", matmul_precision="fp32"))
-        p = {k: v[None] for k, v in inr.init_params().items()}
-        y = inr(p, torch.rand(9, 2))
-        assert len(calls) == expect and torch.isfinite(y).all(), (w, o, calls)
-print("WORST", worst)
-"""
-
-
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None,
-                    reason="needs the triton package (the test extra installs it) for its CPU interpreter")
-def test_one_kernel_stack_matches_pytorch_and_is_used_only_where_shapes_allow():
-    """The rendering kernel (the whole SIREN stack in one persistent kernel): the PyTorch output
-    within 1e-5 (relative) for depths 1-4, widths 16-64, 1-16 outputs, shared and per-INR
-    coordinates and row counts that are not a multiple of the tile; other shapes use the per-layer kernels."""
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", STACK_CHECK], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    worst = float(proc.stdout.split("WORST")[-1])
-    assert math.isfinite(worst) and worst < 1e-5, worst
-
-
 def test_gpu_bench_runs_its_smoke_mode_on_cpu(tmp_path):
     """benchmarks/gpu_bench.py --smoke: the script itself works (its numbers on CPU mean nothing)."""
     out = tmp_path / "bench"

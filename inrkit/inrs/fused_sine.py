@@ -126,66 +126,6 @@ def grad_weight(x: torch.Tensor, g: torch.Tensor, sine_in: bool, w0_in: float, p
     return out
 
 
-# Rendering evaluates the whole stack in one kernel (``stack``) when the layer sizes allow it;
-# ``STACK_KERNEL = False`` keeps the per-layer kernels there too (the benchmark compares both).
-STACK_KERNEL = True
-_PROGRAMS_PER_SM = 2
-
-
-def _divisor_block(h: int, hi: int) -> int | None:
-    for blk in (128, 64, 32, 16):
-        if blk <= hi and h % blk == 0:
-            return blk
-    return None
-
-
-def stack_shapes_ok(weights: list[torch.Tensor]) -> bool:
-    """Whether ``stack`` can evaluate these layers: ≥ 2 layers, equal hidden widths (a multiple of
-    16), an output of at most 16 channels."""
-    if len(weights) < 2:
-        return False
-    h = weights[0].shape[-1]
-    if h % 16 or weights[-1].shape[-2] != h + 1 or weights[-1].shape[-1] > 16:
-        return False
-    return all(tuple(w.shape[-2:]) == (h + 1, h) for w in weights[1:-1])
-
-
-def stack(x: torch.Tensor, weights: list[torch.Tensor], w0_initial: float, w0: float, precision: str,
-          block_n: int = 64, programs_per_sm: int | None = None) -> torch.Tensor:
-    """The whole stack in one persistent kernel (inference): x (B, N, D) or shared (N, D)."""
-    k = _kernels_stack()
-    triton = _triton()[0]
-    first, hidden, last = weights[0], weights[1:-1], weights[-1]
-    b, d1, h = first.shape
-    n, o = x.shape[-2], last.shape[-1]
-    dev = first.device
-    first = first.contiguous()
-    wh = torch.stack(hidden, dim=1).contiguous() if hidden else first.new_zeros(b, 1, h + 1, h)
-    last = last.contiguous()
-    out = torch.empty(b, n, o, device=dev, dtype=torch.float32)
-    bm = _divisor_block(h, 128)
-    bk = _divisor_block(h, 64 if precision.startswith("bf16") else 32)
-    tiles_per_inr = triton.cdiv(n, block_n)
-    n_tiles = b * tiles_per_inr
-    if dev.type == "cuda":
-        sms = torch.cuda.get_device_properties(dev).multi_processor_count
-    else:
-        sms = 2
-    programs = max(1, min(n_tiles, sms * (programs_per_sm or _PROGRAMS_PER_SM)))
-    scratch = torch.empty(programs, 2, block_n, h, device=dev, dtype=torch.float32)
-    k[(programs,)](x, first, wh, last, out, scratch, n, tiles_per_inr, n_tiles, *_batch_strides(x),
-                   float(w0_initial), float(w0), D=d1 - 1, H=h, O=o, L_HID=len(hidden), PREC=precision,
-                   BN=block_n, BM=bm, BK=bk, BO=16, num_warps=_warps(block_n, bm), num_stages=1)
-    return out
-
-
-@functools.lru_cache(maxsize=None)
-def _kernels_stack():
-    from . import sine_kernels as k
-
-    return k.stack_kernel
-
-
 def _omegas(n_layers: int, w0_initial: float, w0: float) -> list[float]:
     """ω of the sine applied to each layer's *input* (layer 0 reads raw coordinates)."""
     return [0.0] + [w0_initial] + [w0] * max(0, n_layers - 2)
@@ -234,10 +174,7 @@ def siren_stack(coords: torch.Tensor, weights: list[torch.Tensor], w0_initial: f
     coords = coords.float()
     if torch.is_grad_enabled() and (coords.requires_grad or any(w.requires_grad for w in weights)):
         return _FusedSiren.apply(coords, w0_initial, w0, precision, *weights)
-    # inference: nothing is kept; the whole stack in one kernel where the shapes allow, else each
-    # pre-activation is freed as soon as the next layer has read it
-    if STACK_KERNEL and stack_shapes_ok(weights):
-        return stack(coords, weights, w0_initial, w0, precision)
+    # inference: nothing is kept, each pre-activation is freed as soon as the next layer has read it
     omegas = _omegas(len(weights), w0_initial, w0)
     x = coords
     for i, w in enumerate(weights):

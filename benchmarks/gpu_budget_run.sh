@@ -4,7 +4,9 @@
 # budget reaches, so the learning rate has decayed when the time is up (PROBE_STEPS=N for another
 # probe length; with train.compile the probe's first step pays the compile time, and the stage's
 # wall-clock cap, VAE_MIN x 1.1 unless VAE_CAP_MIN is given, counts it too). Then stage 2, evaluate
-# and 4x samples. Small outputs (no weights) go to $OUT/run.tar.gz.
+# and 4x samples. Small outputs (no weights) go to $OUT/run.tar.gz. The logs are written into
+# OUT_DIR as they grow, and every command stops DEADLINE_S (default 560) seconds after the start,
+# keeping 20 s to pack what exists: a device call cut off at its limit still brings its logs back.
 #
 #   [PRESET=paper] bash benchmarks/gpu_budget_run.sh OUT_DIR MODALITY VAE_MIN PRIOR_MIN [--set k=v ...]
 set -uo pipefail
@@ -12,11 +14,14 @@ out=${1:?output dir}; modality=${2:?modality}; vae_min=${3:?}; prior_min=${4:?};
 sets=("$@")
 work=$(mktemp -d /tmp/inrkit-budget-XXXX)
 mkdir -p "$out"
+start_s=$SECONDS
+left() { echo $(( ${DEADLINE_S:-560} - 20 - (SECONDS - start_s) )); }
+guard() { local t; t=$(left); (( t > 5 )) || { echo "deadline: skipped $2" >&2; return 124; }; timeout "$t" "$@"; }
 declare -A fine=([sphere]=184 [occupancy]=128 [image]=256)
 common=(--modality "$modality" --preset "${PRESET:-paper}" --overwrite --set train.progress=false --set train.tensorboard=false
         --set train.checkpoint_every=0 --set train.sample_every=0 "${sets[@]}")
-inrkit train ldmi "${common[@]}" --out "$work/probe" --stage vae --set train.vae.steps=${PROBE_STEPS:-300} \
-  --set train.log_every=$(( ${PROBE_STEPS:-300} / 6 )) > "$work/probe.log" 2>&1 || { cat "$work/probe.log"; exit 1; }
+guard inrkit train ldmi "${common[@]}" --out "$work/probe" --stage vae --set train.vae.steps=${PROBE_STEPS:-300} \
+  --set train.log_every=$(( ${PROBE_STEPS:-300} / 6 )) > "$out/probe.log" 2>&1 || { cat "$out/probe.log"; exit 1; }
 steps=$(python3 - "$work/probe" "$vae_min" <<'PY'
 import json, sys
 from pathlib import Path
@@ -29,14 +34,15 @@ print(int(rate / batch * minutes * 60 * 0.95))
 PY
 )
 echo "probe: stage 1 gets $steps steps in $vae_min min" | tee "$work/plan.txt"
-inrkit train ldmi "${common[@]}" --out "$work/run" --set train.vae.steps=$steps \
+guard inrkit train ldmi "${common[@]}" --out "$work/run" --set train.vae.steps=$steps \
   --set train.vae.max_minutes=${VAE_CAP_MIN:-$(python3 -c "print($vae_min * 1.1)")} --set train.prior.max_minutes=$prior_min \
-  > "$work/run.log" 2>&1
-echo "train exit $?" >> "$work/run.log"
-inrkit evaluate "$work/run" >> "$work/run.log" 2>&1
-inrkit sample "$work/run" --n 16 --seed 0 --out "$work/run/samples/fine" --resolution ${fine[$modality]} >> "$work/run.log" 2>&1
+  > "$out/run.log" 2>&1
+echo "train exit $?" >> "$out/run.log"
+guard inrkit evaluate "$work/run" >> "$out/run.log" 2>&1
+guard inrkit sample "$work/run" --n 16 --seed 0 --out "$work/run/samples/fine" --resolution ${fine[$modality]} >> "$out/run.log" 2>&1
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$work/gpu.txt"
-tail -30 "$work/run.log"
+tail -30 "$out/run.log"
+cp "$out/probe.log" "$out/run.log" "$work/"
 cd "$work" && tar czf "$out/run.tar.gz" gpu.txt plan.txt probe.log run.log \
   $(find run -maxdepth 4 \( -name '*.json' -o -name '*.jsonl' -o -name '*.png' -o -name config.yaml \) -size -3M)
 ls -la "$out"

@@ -248,6 +248,39 @@ def test_max_minutes_ends_a_stage_with_a_checkpoint(tmp_path, monkeypatch):
     assert ref is not None and ref.step == a["steps"]
 
 
+def test_a_budget_spent_on_the_first_step_is_reported(tmp_path, monkeypatch, capsys):
+    """A stage whose first step (e.g. compilation) eats most of its max_minutes says so."""
+    import inrkit.train.trainer as trainer_mod
+
+    clock = {"t": 0.0}
+    seen = []
+    forward = trainer_mod._StageStep.forward
+
+    def slow_first_step(self, *args, **kw):  # the first step's forward takes 100 s of the fake clock
+        if not seen:
+            seen.append(1)
+            clock["t"] += 100.0
+        return forward(self, *args, **kw)
+
+    def fake_clock():  # every clock read advances 1 s
+        clock["t"] += 1.0
+        return clock["t"]
+
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", fake_clock)
+    monkeypatch.setattr(trainer_mod._StageStep, "forward", slow_first_step)
+    cfg = _config()
+    cfg.a = StageConfig(steps=1000, batch_size=3, lr=1e-2, max_minutes=2.0)
+    _, summary = _train(tmp_path / "run", config=cfg, stages=("a",))
+    a = summary["a"]
+    assert a["stopped_early"] == "max_minutes=2.0" and a["first_step_s"] >= 100
+    assert "first step" in a["note"] and "train.a.max_minutes" in a["note"]
+    assert "warning: stage 'a' spent" in capsys.readouterr().err
+    # a stage whose first step was cheap has no such note
+    monkeypatch.setattr(trainer_mod._StageStep, "forward", forward)
+    _, summary = _train(tmp_path / "run2", config=cfg, stages=("a",))
+    assert summary["a"]["stopped_early"] and "note" not in summary["a"]
+
+
 def test_loader_workers_do_not_change_the_result(tmp_path):
     """Batches come from the step sampler, not from worker RNGs: 2 workers train the same weights."""
     a, _ = _train(tmp_path / "w0", config=_config(num_workers=0))

@@ -338,6 +338,14 @@ class Trainer:
             raise self._interrupted(stage, step, start, model, optimizer, generator, logs_acc)
         wall = time.perf_counter() - t0
         trained = step - start
+        extra = {}
+        if stopped and first_step_s is not None and first_step_s > 30.0 * cfg.max_minutes:
+            # e.g. train.compile: a stage's compilation counts against its wall-clock budget
+            extra["note"] = (f"stage '{stage}' spent {first_step_s:.0f} s of its {60 * cfg.max_minutes:.0f} s budget on its"
+                             f" first step (compilation, warm-up) and trained {trained} steps; raise"
+                             f" train.{stage}.max_minutes or set train.compile=false")
+            if engine.is_main:
+                print(f"warning: {extra['note']}", file=sys.stderr)
         return {
             "steps": step,
             "resumed_from": start if resume_from is not None else None,
@@ -347,6 +355,7 @@ class Trainer:
             "items_per_s": round(trained * cfg.batch_size * engine.world_size / max(wall, 1e-9), 3),
             "first_step_s": round(first_step_s, 3) if first_step_s is not None else None,
             "final": {k: v for k, v in last.items() if k not in ("lr", "items_per_s")},
+            **extra,
         }
 
     def _check_finite(self, stage: str, step: int, logs_acc: StepLogs) -> None:

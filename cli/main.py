@@ -74,6 +74,16 @@ def main(argv: list[str] | None = None) -> None:
     except UnicodeDecodeError as err:
         print(f"error: a file is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:
+        from inrkit.train.launch import PEER_LOST, peer_lost
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and peer_lost(err):
+            # a consequence, not the cause: the process that failed has printed its own message
+            print(f"error: training process of rank {os.environ.get('RANK', '?')} stopped because another process"
+                  " of this run ended (its own message says why); the newest checkpoint is kept: continue with"
+                  " --resume", file=sys.stderr)
+            sys.exit(PEER_LOST)
+        raise
     finally:
         warnings.showwarning = previous
 

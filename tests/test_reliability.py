@@ -360,3 +360,82 @@ def test_one_item_data_warns_and_says_how_many_items_each_split_got(tmp_path, ca
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "too few to hold any out" in warnings[0], err
     assert "data: 1 training items, 1 held out" in out
+
+
+# A failure on rank 1 only: this sitecustomize (on the workers' PYTHONPATH) makes rank 1's
+# learning-rate schedule raise at step 3, an InrkitError (bad input: exit 2) or a bug (RuntimeError).
+RANK1_FAILS = r'''
+import importlib.abc, importlib.machinery, os, sys
+if os.environ.get("RANK") == "1" and os.environ.get("INRKIT_TEST_RANK1_FAILS"):
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "inrkit.train.trainer":
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            run = spec.loader.exec_module
+
+            def exec_module(mod):
+                run(mod)
+                real = mod.stage_lr
+
+                def failing(cfg, step, *rest):
+                    if step == 3:
+                        if os.environ["INRKIT_TEST_RANK1_FAILS"] == "input":
+                            from inrkit.errors import InrkitError
+                            raise InrkitError("the data of rank 1 is unreadable (injected)")
+                        raise RuntimeError("a bug on rank 1 (injected)")
+                    return real(cfg, step, *rest)
+                mod.stage_lr = failing
+            spec.loader.exec_module = exec_module
+            return spec
+    sys.meta_path.insert(0, Finder())
+'''
+
+
+@pytest.mark.parametrize("fault", ["input", "bug"])
+def test_a_rank_that_fails_under_ddp_is_the_one_that_explains(tmp_path, fault):
+    """``--devices 2`` (gloo on CPU) where rank 1 alone fails at step 3: rank 1 says why (one line for
+    bad input, its traceback for a bug); rank 0, whose collective then fails, prints one line instead of
+    gloo's traceback; the command exits with rank 1's code; the run resumes from its checkpoint."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(RANK1_FAILS)
+    run = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": f"{hooks}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
+           "INRKIT_TEST_RANK1_FAILS": fault}
+    base = [sys.executable, "-m", "inrkit_cli.main", "train", "ldmi", "--modality", "image", "--preset", "tiny",
+            "--out", str(run), *map(str, FAST), "--set", "train.checkpoint_every=2", "--set", "train.vae.steps=6",
+            "--set", "train.prior.steps=1", "--devices", "2"]
+    proc = subprocess.run(base, cwd=tmp_path, env=env, capture_output=True, text=True)
+    err = proc.stderr
+    assert proc.returncode == (2 if fault == "input" else 1), err[-3000:]
+    peer = [line for line in err.splitlines() if "stopped because another process of this run ended" in line]
+    assert len(peer) == 1 and peer[0].startswith("error: training process of rank 0 ") and "--resume" in peer[0]
+    assert "gloo" not in err and "Connection closed" not in err and "[rank0]" not in err, err[-3000:]
+    if fault == "input":
+        assert "Traceback" not in err and "error: the data of rank 1 is unreadable (injected)" in err.splitlines()
+    else:
+        assert "RuntimeError: a bug on rank 1 (injected)" in err
+    assert ckpt.latest_checkpoint(run, "vae").step == 2
+    RunLock.acquire(run).release()  # neither process is left holding the run
+    env.pop("INRKIT_TEST_RANK1_FAILS")
+    done = subprocess.run([*base, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run / "summary.json").read_text())["stages"]["vae"]["resumed_from"] == 2
+
+
+def test_peer_lost_recognises_a_closed_peer_and_nothing_else():
+    from inrkit.train.launch import peer_lost
+
+    gloo = RuntimeError("[../gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:29350")
+    assert peer_lost(gloo)
+    try:
+        try:
+            raise gloo
+        except RuntimeError as inner:
+            raise ValueError("wrapped") from inner
+    except ValueError as outer:
+        assert peer_lost(outer)
+    assert not peer_lost(RuntimeError("CUDA out of memory")) and not peer_lost(ValueError("closed by peer"))
+    if hasattr(torch.distributed, "DistError"):
+        assert peer_lost(torch.distributed.DistError("store timeout"))

@@ -16,6 +16,9 @@ forwarding the signal, whether or not their checkpoint is written. Here, instead
   come once for every thread of the dying launcher, and a second SIGTERM stops a worker at once.)
 - a worker that fails (not by a signal) stops the rest: a peer blocked in a collective would wait
   for the dead one forever, so after ``grace`` seconds it gets SIGTERM and, ``grace`` later, SIGKILL;
+  a peer whose collective fails because the other end closed says so in one line and exits with
+  :data:`PEER_LOST` (:func:`peer_lost` recognises that error), and the launcher then exits with the
+  code of the worker that failed first, not the peer's;
 - the rendezvous store is this launcher's own TCPStore on a free port, so there is no port race.
 """
 from __future__ import annotations
@@ -31,6 +34,25 @@ from ..errors import ProcessesFailed
 LAUNCHER_ENV = "INRKIT_LAUNCHER_FD"  # the worker's end of the pipe that closes when the launcher dies
 FORWARDED = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM}
 STOPPED_BY_SIGNAL = {128 + int(signal.SIGINT), 128 + int(signal.SIGTERM)}
+PEER_LOST = 3  # a worker's exit code when its collective failed because another worker had ended
+_PEER_GONE = ("connection closed by peer", "connection reset by peer", "broken pipe")
+
+
+def peer_lost(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is a collective failing because another process of the
+    group ended: gloo reports a closed or reset connection; torch.distributed's own DistError types."""
+    try:
+        from torch.distributed import DistError
+    except ImportError:  # an older torch
+        DistError = ()
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, DistError) or (isinstance(err, RuntimeError)
+                                          and any(s in str(err).lower() for s in _PEER_GONE)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def launch_local(devices: int, command: list[str], grace: float = 30.0, poll: float = 0.1) -> None:
@@ -83,7 +105,9 @@ def launch_local(devices: int, command: list[str], grace: float = 30.0, poll: fl
                 os.close(fd)
         del store
     if any(codes):
-        raise ProcessesFailed(codes[0] or next(c for c in codes if c))
+        # the worker that failed first: a peer that only lost it exited with PEER_LOST
+        first = [c for c in codes if c and c != PEER_LOST]
+        raise ProcessesFailed(codes[0] if codes[0] and codes[0] != PEER_LOST else (first or [PEER_LOST])[0])
 
 
 def _wait(procs: list[subprocess.Popen], signalled: list[int], grace: float, poll: float) -> list[int]:

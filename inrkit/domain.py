@@ -29,6 +29,18 @@ def parse_resolution(text: str | None) -> int | tuple[int, ...] | None:
     return sizes[0] if len(sizes) == 1 else sizes
 
 
+def random_indices(n: int, points: int | None, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None) -> torch.Tensor | None:
+    """Flat indices of ``points`` distinct random points out of a grid of ``n``, or None when
+    ``points`` is None or covers the grid (then every point is used, in grid order)."""
+    if points is None or points >= n:
+        return None
+    if points < 1:
+        raise ConfigError(f"points: expected at least 1, got {points}")
+    idx = torch.randperm(n, generator=generator)[:points]
+    return idx if device is None else idx.to(device)
+
+
 class Domain:
     """Base class: subclasses set ``coord_dim``, ``channels``, ``grid_shape`` and implement the rest."""
 
@@ -58,6 +70,18 @@ class Domain:
     def grid(self, resolution: Sequence[int] | int | None = None) -> torch.Tensor:
         """(N, d) coordinates at cell centres, flattened in the grid's C order."""
         raise NotImplementedError
+
+    def sample(self, n: int, resolution: Sequence[int] | int | None = None,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` distinct random points of the grid at ``resolution`` (default: the training grid):
+        their (n, d) coordinates and their flat indices into the grid, to gather the values there
+        (``values[:, index]``). This is how a step trains on part of a grid too large to decode
+        whole (``train.<stage>.points``); ``n`` at least the grid's size gives every point in order."""
+        coords = self.grid(resolution)
+        idx = random_indices(coords.shape[0], n, generator)
+        if idx is None:
+            return coords, torch.arange(coords.shape[0])
+        return coords[idx], idx
 
     def resolve_resolution(self, resolution: Sequence[int] | int | None) -> tuple[int, ...]:
         """A user's ``--resolution R`` → the grid shape it means in this domain."""

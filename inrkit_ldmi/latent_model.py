@@ -30,13 +30,6 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def random_points(n: int, points: int | None, generator: torch.Generator | None, device) -> torch.Tensor | None:
-    """Indices of a random subset of ``points`` out of ``n`` grid points, or None to keep them all."""
-    if points is None or points >= n:
-        return None
-    return torch.randperm(n, generator=generator)[:points].to(device)
-
-
 class LatentModel(Renders, nn.Module, abc.ABC):
     model_name: ClassVar[str]  # the ``models`` registry name
     config_class: ClassVar[type[PartConfig]]

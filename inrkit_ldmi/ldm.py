@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from inrkit.domain import random_indices
 from inrkit.errors import ConfigError
 from inrkit.recipe import register_recipe
 from inrkit.registry import get_registry, models
 
 from .config import RECORDS, LDMITrainConfig, PartsConfig, check_records
-from .latent_model import LatentModel, count_params, random_points
+from .latent_model import LatentModel, count_params
 
 
 def mirror_decoder(encoder_spec: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +86,7 @@ class LDM(LatentModel):
         pred = self.domain.from_grid(self.decoder(z))
         target = self.domain.from_grid(x)
         # the decoder renders the whole grid anyway; the subset keeps the loss comparable to LDMI's
-        idx = random_points(target.shape[1], points, generator, target.device)
+        idx = random_indices(target.shape[1], points, generator, target.device)
         if idx is not None:
             pred, target = pred[:, idx], target[:, idx]
         return self._elbo(pred, target, mean, logvar)

@@ -13,11 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from inrkit.domain import random_indices
 from inrkit.recipe import register_recipe
 from inrkit.registry import models
 
 from .config import RECORDS, LDMIConfig, LDMITrainConfig, check_records
-from .latent_model import LatentModel, count_params, random_points
+from .latent_model import LatentModel, count_params
 from .presets import load_preset
 
 
@@ -61,7 +62,7 @@ class LDMI(LatentModel):
     def _training_points(self, x: torch.Tensor, points: int | None, generator: torch.Generator | None):
         """The grid coordinates and ``x``'s values there, or at a random subset of ``points`` of them."""
         coords, target = self.coords, self.domain.from_grid(x)
-        idx = random_points(coords.shape[0], points, generator, coords.device)
+        idx = random_indices(coords.shape[0], points, generator, coords.device)
         if idx is not None:
             coords, target = coords[idx], target[:, idx]
         return coords, target

@@ -4,6 +4,7 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint
 
 import pytest
+import torch
 
 import inrkit
 import inrkit.registry as reg
@@ -183,3 +184,25 @@ def test_data_path_replaces_the_builtin_datasets_fields(tmp_path):
     assert cfg["data"] == {"path": str(tmp_path)}
     with pytest.raises(ConfigError, match="data.path"):
         recipe_config("ldmi", "image", "tiny", data=tmp_path / "missing")
+
+
+@pytest.mark.parametrize("name", ["image", "occupancy", "sphere"])
+def test_every_domain_samples_distinct_random_grid_points(name):
+    """``Domain.sample(n)``: n distinct grid points (coordinates and flat indices), reproducible
+    from a generator, at the training grid or another resolution; n ≥ the grid's size gives all."""
+    import inrkit
+
+    domain = inrkit.build("domains", name)
+    grid = domain.grid()
+    coords, idx = domain.sample(50, generator=torch.Generator().manual_seed(0))
+    assert coords.shape == (50, domain.coord_dim) and idx.shape == (50,)
+    assert len(set(idx.tolist())) == 50 and torch.equal(coords, grid[idx])
+    again, idx2 = domain.sample(50, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(idx, idx2) and torch.equal(coords, again)
+    other, _ = domain.sample(50, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(coords, other)
+    every, all_idx = domain.sample(10**9)
+    assert torch.equal(every, grid) and torch.equal(all_idx, torch.arange(grid.shape[0]))
+    res = 5 if name != "sphere" else (6, 12)
+    fine, fidx = domain.sample(7, resolution=res)
+    assert torch.equal(fine, domain.grid(res)[fidx])

@@ -6,6 +6,8 @@ import os
 import sys
 import warnings
 
+import typer
+
 from .app import app
 
 # Each module registers its commands on ``inrkit_cli.app``'s typer objects when imported.
@@ -50,6 +52,13 @@ def _one_line_warnings():
     return previous
 
 
+def _help_hint(err) -> str:
+    """`` (see: inrkit CMD --help)`` for a usage error raised inside a command's context."""
+    ctx = getattr(err, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    return f" (see: {path} --help)" if path else ""
+
+
 def main(argv: list[str] | None = None) -> None:
     from inrkit.errors import InrkitError, Interrupted, os_error_message
 
@@ -58,7 +67,18 @@ def main(argv: list[str] | None = None) -> None:
     _load_commands()
     previous = _one_line_warnings()
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, prog_name="inrkit", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code:  # typer.Exit(N); Ctrl-C: 130
+            sys.exit(code)
+    except typer.TyperException as err:  # a usage error: unknown option, bad or missing value
+        if type(err).__name__ == "NoArgsIsHelpError":  # a group typed alone: its help (printed) is the answer
+            pass
+        else:
+            print(f"error: {' '.join(err.format_message().split())}{_help_hint(err)}", file=sys.stderr)
+        sys.exit(getattr(err, "exit_code", 2))
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
     except Interrupted as err:
         if os.environ.get("RANK", "0") == "0":  # every DDP rank stopped at the same step: one line
             print(f"stopped: {err}", file=sys.stderr)

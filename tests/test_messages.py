@@ -9,6 +9,7 @@ import shlex
 
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 import yaml
 
@@ -127,3 +128,26 @@ def test_compare_markdown_keeps_one_number_format_per_column():
     assert [c[1] for c in cells] == ["0.823M", "0.033M"]  # hypernet params: both in millions
     assert [c[2] for c in cells] == ["32,771", "1,200"]  # INR params: both with thousands separators
     assert not any(re.search(r"\dM", c[2]) for c in cells)
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["sample", "RUN", "--n", "0"], ["Invalid value for '--n'", "greater than or equal to 1", "inrkit sample --help"]),
+    (["sample", "RUN", "--n", "many"], ["Invalid value for '--n'", "valid integer"]),
+    (["sample", "RUN", "--no-such-flag"], ["No such option: --no-such-flag"]),
+    (["sample"], ["Missing argument"]),
+    (["train", "ldmi", "--modality"], ["--modality", "requires an argument"]),
+    (["no-such-command"], ["No such command 'no-such-command'"]),
+])
+def test_usage_errors_are_one_line_with_exit_2(tmp_path, capsys, args, needles):
+    """What typer reports (a bad or missing value, an unknown option or command) is one
+    ``error:`` line naming the problem, as inrkit's own errors are, not a boxed usage text."""
+    args = [str(tmp_path) if a == "RUN" else a for a in args]
+    code, out, err = cli(args, capsys)
+    one_line_error(code, err, *needles)
+
+
+def test_help_and_a_group_alone_still_print_help(capsys):
+    code, out, err = cli(["sample", "--help"], capsys)
+    assert code == 0 and "Usage" in out and "--resolution" in out
+    code, out, err = cli(["train"], capsys)
+    assert code == 2 and "ldmi" in out and err == ""

@@ -73,24 +73,21 @@ def atomic_output(path: Path) -> Iterator[Path]:
         raise OutputError.cannot_write(path, err) from None
     finally:
         if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_staging(work)
 
 
-@contextlib.contextmanager
-def zarr_writes(timeout_s: float = 120.0) -> Iterator[None]:
-    """Around zarr writes into a temporary that is removed on failure (inside :func:`atomic_output`
-    or an output folder): on failure, first wait for the zarr writes still under way.
+def remove_staging(folder: Path) -> None:
+    """Remove a writer's staging folder (the temporary of :func:`atomic_output` or an output
+    folder) once no write can still land in it.
 
     zarr 3 writes chunks and metadata concurrently, as tasks on its own event loop that run the
     file writes in threads. When one write fails the error comes back at once while the other
-    writes go on; finishing after the temporary is removed, they would create it again and leave
-    it behind. So the failure is raised only once zarr's loop has no task left (or ``timeout_s``).
+    writes go on; finishing after the folder is removed, they would create it again and leave it
+    behind. So zarr's loop is first given time (up to 2 minutes) to finish every task it has; with
+    nothing under way (every success, and any process that has not imported zarr) that costs nothing.
     """
-    try:
-        yield
-    except BaseException:
-        _wait_for_zarr(timeout_s)
-        raise
+    _wait_for_zarr(120.0)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _wait_for_zarr(timeout_s: float) -> None:

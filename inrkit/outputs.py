@@ -28,13 +28,12 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from .errors import OutputError, os_error_reason
-from .io import atomic_write_text
+from .io import atomic_write_text, remove_staging
 
 MANIFEST = ".inrkit-outputs.json"
 STAGING_PREFIX = ".inrkit-partial-"
@@ -88,7 +87,7 @@ def output_folder(folder: str | Path, _only: str | None = None) -> Iterator[Stag
         _publish(folder, staging, _only)
         done = True
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staging(staging)
         if not done:
             _remove_empty(made)
 

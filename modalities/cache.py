@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from inrkit.data import split_indices
 from inrkit.errors import DataError
-from inrkit.io import plain, zarr_writes
+from inrkit.io import plain
 from inrkit.outputs import check_replaceable as _inrkit_wrote, output_file
 from inrkit.registry import PartConfig, datasets
 
@@ -109,8 +109,7 @@ def prepare_cache(
     n = len(dataset)
     if n == 0:
         raise DataError("dataset is empty: nothing to prepare")
-    # a temporary beside out, renamed into place once complete
-    with output_file(out) as store, zarr_writes():
+    with output_file(out) as store:  # a temporary beside out, renamed into place once complete
         first = torch.as_tensor(dataset[0])
         item_shape = tuple(first.shape)
         group = zarr.open_group(str(store), mode="w")

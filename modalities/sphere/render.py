@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from inrkit.io import atomic_output, atomic_write_bytes, zarr_writes
+from inrkit.io import atomic_output, atomic_write_bytes
 
 from ..common import PNG_SOFTWARE, columns
 
@@ -58,7 +58,7 @@ def write_netcdf(ds, path: Path) -> Path:
 
 
 def write_zarr_store(ds, path: Path, zarr_format: int | None = None) -> Path:
-    with atomic_output(Path(path)) as tmp, zarr_writes(), warnings.catch_warnings():
+    with atomic_output(Path(path)) as tmp, warnings.catch_warnings():
         # consolidated metadata is not in the zarr v3 spec yet (zarr warns) but it is what
         # xarray.open_zarr looks for first; without it every reader gets a warning instead
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")

@@ -26,7 +26,8 @@ from inrkit.priors.ema import EMA
 from inrkit.train import Engine, StageConfig, Trainer
 from inrkit.train import checkpoint as ckpt
 from inrkit.train.fast import DeviceData, StepLogs, make_optimizer
-from inrkit.train.trainer import NonFiniteLoss, stage_lr
+from inrkit.train.schedule import stage_lr
+from inrkit.train.trainer import NonFiniteLoss
 
 from test_trainer import Items, Toy, ToyTrain
 

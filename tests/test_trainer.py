@@ -218,7 +218,7 @@ def test_optimizer_state_round_trips_without_pickle():
 
 def test_stage_lr_warmup_then_cosine_to_lr_min():
     from inrkit.train.config import StageConfig
-    from inrkit.train.trainer import stage_lr
+    from inrkit.train.schedule import stage_lr
 
     cfg = StageConfig(steps=110, lr=1.0, warmup=10, lr_schedule="cosine", lr_min=0.1)
     assert stage_lr(cfg, 5) == pytest.approx(0.5)

@@ -25,7 +25,6 @@ the held-out data and the train config. A model keeps none of it.
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from .engine import Engine, to_device
 from .fast import DeviceData, StepLogs, all_finite, make_optimizer, to_channels_last
 from .logging import MetricsLogger, StageProgress
 from .sampler import StepBatchSampler
+from .schedule import stage_lr
 from .stopping import StopOnSignals
 
 
@@ -340,12 +340,7 @@ class Trainer:
         trained = step - start
         extra = {}
         if stopped and first_step_s is not None and first_step_s > 30.0 * cfg.max_minutes:
-            # e.g. train.compile: a stage's compilation counts against its wall-clock budget
-            extra["note"] = (f"stage '{stage}' spent {first_step_s:.0f} s of its {60 * cfg.max_minutes:.0f} s budget on its"
-                             f" first step (compilation, warm-up) and trained {trained} steps; raise"
-                             f" train.{stage}.max_minutes or set train.compile=false")
-            if engine.is_main:
-                print(f"warning: {extra['note']}", file=sys.stderr)
+            extra["note"] = self._budget_note(stage, cfg, first_step_s, trained)
         return {
             "steps": step,
             "resumed_from": start if resume_from is not None else None,
@@ -357,6 +352,16 @@ class Trainer:
             "final": {k: v for k, v in last.items() if k not in ("lr", "items_per_s")},
             **extra,
         }
+
+    def _budget_note(self, stage: str, cfg: StageConfig, first_step_s: float, trained: int) -> str:
+        """The warning of a stage whose first step (train.compile's compilation, warm-up) took over
+        half its wall-clock budget, which counts it."""
+        note = (f"stage '{stage}' spent {first_step_s:.0f} s of its {60 * cfg.max_minutes:.0f} s budget on its first"
+                f" step (compilation, warm-up) and trained {trained} steps; raise train.{stage}.max_minutes or set"
+                " train.compile=false")
+        if self.engine.is_main:
+            print(f"warning: {note}", file=sys.stderr)
+        return note
 
     def _check_finite(self, stage: str, step: int, logs_acc: StepLogs) -> None:
         """Refuse to checkpoint non-finite weights: the newest checkpoint on disk stays the last good one."""
@@ -374,26 +379,6 @@ class Trainer:
         if not params:
             raise InrkitError(f"stage '{stage}' has no trainable parameters")
         return params
-
-
-def stage_lr(cfg: StageConfig, step: int, global_batch: int | None = None) -> float:
-    """Linear warm-up, then constant or cosine decay to ``lr_min`` at ``cfg.steps``.
-
-    ``lr`` and ``lr_min`` are the rates at ``lr_reference_batch`` items per step; a larger global
-    batch scales them by ``lr_scaling`` (``sqrt``: the square-root rule for Adam, Malladi et
-    al. 2022; ``linear``: Goyal et al. 2017; ``none``: unchanged).
-    """
-    scale = 1.0
-    if cfg.lr_scaling != "none" and global_batch:
-        ratio = global_batch / (cfg.lr_reference_batch or cfg.batch_size)
-        scale = math.sqrt(ratio) if cfg.lr_scaling == "sqrt" else ratio
-    lr, lr_min = cfg.lr * scale, cfg.lr_min * scale
-    if cfg.warmup and step <= cfg.warmup:
-        return lr * step / cfg.warmup
-    if cfg.lr_schedule == "cosine" and cfg.steps > cfg.warmup:
-        progress = min(1.0, (step - cfg.warmup) / (cfg.steps - cfg.warmup))
-        return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * progress))
-    return lr
 
 
 class NonFiniteLoss(InrkitError):

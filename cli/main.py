@@ -71,14 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and not isinstance(code, bool) and code:  # typer.Exit(N); Ctrl-C: 130
             sys.exit(code)
     except typer.TyperException as err:  # a usage error: unknown option, bad or missing value
-        if type(err).__name__ == "NoArgsIsHelpError":  # a group typed alone: its help (printed) is the answer
-            pass
-        else:
+        if type(err).__name__ != "NoArgsIsHelpError":  # a group typed alone has printed its help
             print(f"error: {' '.join(err.format_message().split())}{_help_hint(err)}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 2))
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(1)
     except Interrupted as err:
         if os.environ.get("RANK", "0") == "0":  # every DDP rank stopped at the same step: one line
             print(f"stopped: {err}", file=sys.stderr)

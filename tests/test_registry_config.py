@@ -206,3 +206,5 @@ def test_every_domain_samples_distinct_random_grid_points(name):
     res = 5 if name != "sphere" else (6, 12)
     fine, fidx = domain.sample(7, resolution=res)
     assert torch.equal(fine, domain.grid(res)[fidx])
+    with pytest.raises(ConfigError, match="at least 1"):
+        domain.sample(0)

@@ -41,10 +41,8 @@ _PEER_GONE = ("connection closed by peer", "connection reset by peer", "broken p
 def peer_lost(err: BaseException) -> bool:
     """Whether ``err`` (or what caused it) is a collective failing because another process of the
     group ended: gloo reports a closed or reset connection; torch.distributed's own DistError types."""
-    try:
-        from torch.distributed import DistError
-    except ImportError:  # an older torch
-        DistError = ()
+    from torch.distributed import DistError
+
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
@@ -105,9 +103,8 @@ def launch_local(devices: int, command: list[str], grace: float = 30.0, poll: fl
                 os.close(fd)
         del store
     if any(codes):
-        # the worker that failed first: a peer that only lost it exited with PEER_LOST
-        first = [c for c in codes if c and c != PEER_LOST]
-        raise ProcessesFailed(codes[0] if codes[0] and codes[0] != PEER_LOST else (first or [PEER_LOST])[0])
+        # rank 0's code, or the first failing rank's, skipping peers that only lost it
+        raise ProcessesFailed(next((c for c in codes if c and c != PEER_LOST), PEER_LOST))
 
 
 def _wait(procs: list[subprocess.Popen], signalled: list[int], grace: float, poll: float) -> list[int]:

@@ -12,7 +12,7 @@
 set -uo pipefail
 out=${1:?output dir}; modality=${2:?modality}; vae_min=${3:?}; prior_min=${4:?}; shift 4
 sets=("$@")
-work=$(mktemp -d /tmp/inrkit-budget-XXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/inrkit-budget-XXXX")
 mkdir -p "$out"
 start_s=$SECONDS
 left() { echo $(( ${DEADLINE_S:-560} - 20 - (SECONDS - start_s) )); }

@@ -42,14 +42,21 @@ def pad_grid(x: torch.Tensor, pads: Sequence[tuple[int, int]], periodic: bool) -
 
 
 class _PaddedConv:
-    """Mixin: explicit padding before the convolution (the base conv itself pads nothing)."""
+    """Mixin: a convolution padded by ``pads`` (one (low, high) per axis), circularly along the
+    last axis when ``periodic``. Symmetric zero padding is left to the convolution itself (no
+    padded copy of the input, forward or backward); only circular and one-sided padding are
+    applied to the input first."""
 
     def _setup_padding(self, pads: Sequence[tuple[int, int]], periodic: bool) -> None:
         self.pads = tuple(tuple(p) for p in pads)
         self.periodic = periodic
+        last = len(self.pads) - 1
+        native = [lo if lo == hi and not (periodic and i == last) else 0 for i, (lo, hi) in enumerate(self.pads)]
+        self.padding = tuple(native)
+        self._explicit_pads = tuple((0, 0) if n else p for n, p in zip(native, self.pads))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(pad_grid(x, self.pads, self.periodic), self.weight, self.bias)
+        return self._conv_forward(pad_grid(x, self._explicit_pads, self.periodic), self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", pads={self.pads}, periodic={self.periodic}"

@@ -68,6 +68,25 @@ def test_pad_grid_wraps_longitude_and_zero_pads_latitude():
     assert torch.all(y[0, 0, 0] == 0) and torch.all(y[0, 0, -1] == 0)
 
 
+@pytest.mark.parametrize("dims,pads,stride,periodic", [
+    (2, [(1, 1), (1, 1)], 1, False), (2, [(1, 1), (1, 1)], 2, True), (2, [(0, 1), (1, 1)], 2, False),
+    (3, [(1, 1)] * 3, 1, False), (3, [(1, 1), (0, 1), (1, 1)], 2, True)])
+def test_padded_conv_equals_a_conv_of_the_explicitly_padded_grid(dims, pads, stride, periodic):
+    """Symmetric zero padding goes to the conv itself; the output is the conv of pad_grid's grid."""
+    from inrkit.nn import conv
+
+    torch.manual_seed(0)
+    layer = conv(dims, 3, 4, stride=stride, periodic=periodic, pads=pads)
+    x = torch.randn(2, 3, *([6, 8, 5][:dims]), requires_grad=True)
+    op = torch.nn.functional.conv2d if dims == 2 else torch.nn.functional.conv3d
+    want = op(pad_grid(x, pads, periodic), layer.weight, layer.bias, stride=stride)
+    got = layer(x)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    g = torch.randn_like(got)
+    torch.testing.assert_close(torch.autograd.grad((got * g).sum(), x)[0], torch.autograd.grad((want * g).sum(), x)[0],
+                               rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("periodic", [True, False])
 def test_periodic_encoder_is_equivariant_to_longitude_rolls(periodic):
     torch.manual_seed(0)

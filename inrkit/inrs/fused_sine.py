@@ -43,6 +43,7 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@torch.compiler.assume_constant_result  # torch.compile takes the answer as it is, without tracing the import
 def available(device: torch.device | str) -> bool:
     """Whether the fused kernels can run for tensors on ``device``."""
     if _triton() is None:
@@ -131,52 +132,85 @@ def _omegas(n_layers: int, w0_initial: float, w0: float) -> list[float]:
     return [0.0] + [w0_initial] + [w0] * max(0, n_layers - 2)
 
 
-class _FusedSiren(torch.autograd.Function):
-    """The whole stack: saves the coordinates, the weights and each hidden pre-activation."""
+# The stack is two custom operators (forward, backward) with a registered autograd formula: to
+# torch.compile they are opaque calls, so neither dynamo nor inductor traces into the Triton
+# launches (under tracing the kernels ran 3-4x slower, benchmarks/RESULTS.md), and CUDA graphs
+# capture them as they are.
 
-    @staticmethod
-    def forward(ctx, coords, w0_initial, w0, precision, *weights):
-        omegas = _omegas(len(weights), w0_initial, w0)
-        pre, x = [], coords
-        for i, w in enumerate(weights):
-            x = linear(x, w, i > 0, omegas[i], precision)
+@torch.library.custom_op("inrkit::fused_siren", mutates_args=())
+def _stack(coords: torch.Tensor, weights: list[torch.Tensor], w0_initial: float, w0: float, precision: str,
+           keep: bool) -> list[torch.Tensor]:
+    """Every layer's pre-activation when ``keep`` (for backward), else only the last one."""
+    omegas = _omegas(len(weights), w0_initial, w0)
+    pre, x = [], coords
+    for i, w in enumerate(weights):
+        x = linear(x, w.contiguous(), i > 0, omegas[i], precision)
+        if keep:
             pre.append(x)
-        ctx.precision, ctx.omegas, ctx.coords_shape = precision, omegas, coords.shape
-        ctx.save_for_backward(coords, *weights, *pre[:-1])
-        return pre[-1]
+    return pre if keep else [x]
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        saved = ctx.saved_tensors
-        n_layers = len(saved) // 2  # coords, L weights, L-1 pre-activations
-        coords, weights, pre = saved[0], saved[1 : 1 + n_layers], saved[1 + n_layers :]
-        inputs = [coords, *pre]
-        g = grad_out.float().contiguous()
-        grads: list[torch.Tensor | None] = [None] * n_layers
-        grad_coords = None
-        for i in reversed(range(n_layers)):
-            grads[i] = grad_weight(inputs[i], g, i > 0, ctx.omegas[i], ctx.precision)
-            if i > 0:
-                g = grad_input(g, weights[i], inputs[i], ctx.omegas[i], ctx.precision)
-            elif ctx.needs_input_grad[0]:
-                grad_coords = grad_input(g, weights[0], None, 0.0, ctx.precision)
-                if len(ctx.coords_shape) == 2:
-                    grad_coords = grad_coords.sum(0)
-        return (grad_coords, None, None, None, *grads)
+
+@_stack.register_fake
+def _(coords, weights, w0_initial, w0, precision, keep):
+    b, n = weights[0].shape[0], coords.shape[-2]
+    return [coords.new_empty(b, n, w.shape[-1], dtype=torch.float32) for w in (weights if keep else weights[-1:])]
+
+
+@torch.library.custom_op("inrkit::fused_siren_backward", mutates_args=())
+def _stack_backward(grad_out: torch.Tensor, coords: torch.Tensor, weights: list[torch.Tensor], pre: list[torch.Tensor],
+                    w0_initial: float, w0: float, precision: str, coords_grad: bool) -> list[torch.Tensor]:
+    """The weights' gradients, then the coordinates' gradient when ``coords_grad``."""
+    omegas = _omegas(len(weights), w0_initial, w0)
+    inputs = [coords, *pre]
+    g = grad_out.float().contiguous()
+    grads: list[torch.Tensor] = [g] * len(weights)
+    for i in reversed(range(len(weights))):
+        grads[i] = grad_weight(inputs[i], g, i > 0, omegas[i], precision)
+        if i > 0:
+            g = grad_input(g, weights[i].contiguous(), inputs[i], omegas[i], precision)
+    if coords_grad:
+        grad_coords = grad_input(g, weights[0].contiguous(), None, 0.0, precision)
+        grads.append(grad_coords.sum(0) if coords.dim() == 2 else grad_coords)
+    return grads
+
+
+@_stack_backward.register_fake
+def _(grad_out, coords, weights, pre, w0_initial, w0, precision, coords_grad):
+    b, n = weights[0].shape[0], coords.shape[-2]
+    grads = [w.new_empty(w.shape, dtype=torch.float32) for w in weights]
+    if coords_grad:
+        grads.append(coords.new_empty(coords.shape, dtype=torch.float32))
+    return grads
+
+
+def _setup_context(ctx, inputs, output):
+    coords, weights, w0_initial, w0, precision, _keep = inputs
+    ctx.n_layers, ctx.args = len(weights), (w0_initial, w0, precision)
+    ctx.save_for_backward(coords, *weights, *output[:-1])
+
+
+def _backward(ctx, grads):
+    n = ctx.n_layers
+    saved = ctx.saved_tensors
+    coords, weights, pre = saved[0], list(saved[1 : 1 + n]), list(saved[1 + n :])
+    need = bool(ctx.needs_input_grad[0])
+    out = _stack_backward(grads[-1], coords, weights, pre, *ctx.args, need)
+    return (out[n] if need else None), list(out[:n]), None, None, None, None
+
+
+_stack.register_autograd(_backward, setup_context=_setup_context)
 
 
 def siren_stack(coords: torch.Tensor, weights: list[torch.Tensor], w0_initial: float, w0: float,
                 precision: str) -> torch.Tensor:
-    """The SIREN's output before its final activation: coords (B, N, d) or (N, d); weights (B, K+1, M)."""
+    """The SIREN's output before its final activation: coords (B, N, d) or (N, d); weights (B, K+1, M).
+
+    With gradients, each hidden pre-activation is kept for backward (which recomputes the sines
+    from them); without, each is freed as soon as the next layer has read it.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown matmul precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
     weights = [w.float() for w in weights]
     coords = coords.float()
-    if torch.is_grad_enabled() and (coords.requires_grad or any(w.requires_grad for w in weights)):
-        return _FusedSiren.apply(coords, w0_initial, w0, precision, *weights)
-    # inference: nothing is kept, each pre-activation is freed as soon as the next layer has read it
-    omegas = _omegas(len(weights), w0_initial, w0)
-    x = coords
-    for i, w in enumerate(weights):
-        x = linear(x, w, i > 0, omegas[i], precision)
-    return x
+    keep = torch.is_grad_enabled() and (coords.requires_grad or any(w.requires_grad for w in weights))
+    return _stack(coords, weights, float(w0_initial), float(w0), precision, keep)[-1]

@@ -7,6 +7,7 @@
 # and 4x samples. Small outputs (no weights) go to $OUT/run.tar.gz. The logs are written into
 # OUT_DIR as they grow, and every command stops DEADLINE_S (default 560) seconds after the start,
 # keeping 20 s to pack what exists: a device call cut off at its limit still brings its logs back.
+# VAE_STEPS=N skips the probe (a step count measured before) and gives stage 1 N steps.
 #
 #   [PRESET=paper] bash benchmarks/gpu_budget_run.sh OUT_DIR MODALITY VAE_MIN PRIOR_MIN [--set k=v ...]
 set -uo pipefail
@@ -20,6 +21,10 @@ guard() { local t; t=$(left); (( t > 5 )) || { echo "deadline: skipped $2" >&2; 
 declare -A fine=([sphere]=184 [occupancy]=128 [image]=256)
 common=(--modality "$modality" --preset "${PRESET:-paper}" --overwrite --set train.progress=false --set train.tensorboard=false
         --set train.checkpoint_every=0 --set train.sample_every=0 "${sets[@]}")
+if [[ -n "${VAE_STEPS:-}" ]]; then  # a step count known from an earlier probe: no probe
+  steps=$VAE_STEPS
+  echo "given: stage 1 gets $steps steps in $vae_min min" | tee "$work/plan.txt"
+else
 guard inrkit train ldmi "${common[@]}" --out "$work/probe" --stage vae --set train.vae.steps=${PROBE_STEPS:-300} \
   --set train.log_every=$(( ${PROBE_STEPS:-300} / 6 )) > "$out/probe.log" 2>&1 || { cat "$out/probe.log"; exit 1; }
 steps=$(python3 - "$work/probe" "$vae_min" <<'PY'
@@ -34,6 +39,7 @@ print(int(rate / batch * minutes * 60 * 0.95))
 PY
 )
 echo "probe: stage 1 gets $steps steps in $vae_min min" | tee "$work/plan.txt"
+fi
 guard inrkit train ldmi "${common[@]}" --out "$work/run" --set train.vae.steps=$steps \
   --set train.vae.max_minutes=${VAE_CAP_MIN:-$(python3 -c "print($vae_min * 1.1)")} --set train.prior.max_minutes=$prior_min \
   > "$out/run.log" 2>&1
@@ -42,7 +48,7 @@ guard inrkit evaluate "$work/run" >> "$out/run.log" 2>&1
 guard inrkit sample "$work/run" --n 16 --seed 0 --out "$work/run/samples/fine" --resolution ${fine[$modality]} >> "$out/run.log" 2>&1
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$work/gpu.txt"
 tail -30 "$out/run.log"
-cp "$out/probe.log" "$out/run.log" "$work/"
-cd "$work" && tar czf "$out/run.tar.gz" gpu.txt plan.txt probe.log run.log \
+cp "$out/run.log" "$work/"; [[ -f "$out/probe.log" ]] && cp "$out/probe.log" "$work/"
+cd "$work" && tar czf "$out/run.tar.gz" gpu.txt plan.txt $(ls probe.log 2>/dev/null) run.log \
   $(find run -maxdepth 4 \( -name '*.json' -o -name '*.jsonl' -o -name '*.png' -o -name config.yaml \) -size -3M)
 ls -la "$out"

@@ -21,6 +21,10 @@ Sections:
   preset batch and at larger batches (items/s, MFU from FLOPs counted by FlopCounterMode).
 - ``e2e``: ``inrkit train ldmi --preset paper`` end to end (subprocess; data loading included):
   the stage's items/s against the bare step.
+- ``large``: the image preset's stage 1 at a large batch (--large-batch, then the fastest variant at
+  twice it), eager and ``torch.compile`` (default mode), each with and without channels-last, each with
+  a short profile: GPU busy share, launches per step and GPU time per kernel class (conv, norm, gemm,
+  layout conversions, fused sine, optimizer ...).
 - ``sample``: DDIM latents/s at 50 and 200 steps (eager and with the denoiser compiled), and
   rendering coordinates × INRs per second at 256² and 1024².
 """
@@ -197,13 +201,16 @@ def count_step_flops(modality: str, sets: list[str], batch: int) -> float:
     return float(counter.get_total_flops())
 
 
-def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm: int, profiler=None) -> dict:
-    """Time steps ``warm+1..steps`` of stage 1 through ``Trainer.fit`` (no run directory)."""
+def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm: int, profiler=None,
+                  profile_steps: int = 0) -> dict:
+    """Time steps ``warm+1..steps`` of stage 1 through ``Trainer.fit`` (no run directory); with
+    ``profile_steps``, that many more steps run under ``profiler`` after the timed ones."""
     cfg = Recipe.resolve("ldmi", PRESET, overrides=sets + (["train.device=cpu"] if DEV.type == "cpu" else []),
                          modality=modality).config
     cfg["train"].update({k: v for k, v in train.items() if k != "vae"})
-    cfg["train"]["vae"].update({"steps": steps, "warmup": 0, **train.get("vae", {})})
-    cfg["train"].update({"progress": False, "tensorboard": False, "log_every": steps, "checkpoint_every": 0,
+    total = steps + profile_steps
+    cfg["train"]["vae"].update({"steps": total, "warmup": 0, **train.get("vae", {})})
+    cfg["train"].update({"progress": False, "tensorboard": False, "log_every": total, "checkpoint_every": 0,
                          "sample_every": 0, "num_workers": 0})
     torch.manual_seed(0)
     model = LDMI.from_config(cfg)
@@ -211,12 +218,12 @@ def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm:
     marks = {}
 
     def on_step(stage, step, last):
-        if step in (1, warm, steps):
+        if step in (1, warm, steps, total):
             sync()
             marks[step] = time.perf_counter()
-            if profiler is not None and step == warm:
+            if profiler is not None and step == (steps if profile_steps else warm):
                 profiler.start()
-            if profiler is not None and step == steps:
+            if profiler is not None and step == total:
                 profiler.stop()
 
     reset_peak()
@@ -225,9 +232,49 @@ def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm:
     summary = trainer.train_stage("vae", ds, trainer.stage_config("vae"))
     ms = (marks[steps] - marks[warm]) / (steps - warm) * 1e3
     batch = cfg["train"]["vae"]["batch_size"]
-    return {"step_ms": ms, "items_per_s": batch / ms * 1e3, "first_step_s": marks[1] - t0,
-            "peak_gib": peak_gib(), "final_loss": summary["final"].get("loss"),
-            "batch": batch}
+    out = {"step_ms": ms, "items_per_s": batch / ms * 1e3, "first_step_s": marks[1] - t0,
+           "peak_gib": peak_gib(), "final_loss": summary["final"].get("loss"), "batch": batch}
+    if profile_steps:
+        out["profiled_wall_s"] = marks[total] - marks[steps]
+    return out
+
+
+def kernel_category(name: str) -> str:
+    """A coarse class of a CUDA kernel, by its name (what the profile's time goes to)."""
+    n = name.lower()
+    rules = [("layout", ("nchwtonhwc", "nhwctonchw", "transpose", "permute")),
+             ("optimizer", ("adam", "multi_tensor")),
+             ("sine (fused)", ("_sine", "sine_", "forward_kernel", "grad_input_kernel", "grad_weight_kernel")),
+             ("norm", ("group_norm", "groupnorm", "welford", "batch_norm", "layer_norm")),
+             ("attention", ("flash", "fmha", "attention", "sdpa")),
+             ("conv", ("conv", "cudnn", "implicit", "dgrad", "wgrad", "fprop", "xmma")),
+             ("gemm", ("gemm", "cutlass", "cublas", "sm90_", "sm80_", "nvjet")),
+             ("copy / cast", ("copy", "cast", "memcpy", "memset", "fill")),
+             ("inductor fused", ("triton_",)),
+             ("reduction", ("reduce",)),
+             ("elementwise", ("elementwise", "vectorized", "unrolled"))]
+    return next((cat for cat, keys in rules if any(k in n for k in keys)), "other")
+
+
+def summarize_profile(prof, n: int, wall_s: float) -> dict:
+    """GPU busy share, launches, copies and syncs per step, time per kernel class and top kernels."""
+    events = prof.key_averages()
+    cuda = [e for e in events if e.device_type.name == "CUDA"]
+    gpu_us = sum(e.self_device_time_total for e in cuda)
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
+                                                         "cuLaunchKernelEx", "cudaGraphLaunch"))
+    copies = sum(e.count for e in events if e.key in ("cudaMemcpyAsync", "cudaMemcpy"))
+    syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
+    cats: dict[str, float] = {}
+    for e in cuda:
+        c = kernel_category(e.key)
+        cats[c] = cats.get(c, 0.0) + e.self_device_time_total / 1e3 / n
+    top = sorted(cuda, key=lambda e: -e.self_device_time_total)[:15]
+    return {"steps": n, "gpu_busy_share": gpu_us / 1e6 / wall_s if wall_s else None,
+            "gpu_ms_per_step": gpu_us / 1e3 / n,
+            "launches_per_step": launches / n, "copies_per_step": copies / n, "syncs_per_step": syncs / n,
+            "ms_per_step_by_class": dict(sorted(cats.items(), key=lambda kv: -kv[1])),
+            "top_kernels": [{"name": e.key[:90], "ms_per_step": e.self_device_time_total / 1e3 / n, "count": e.count} for e in top]}
 
 
 EAGER_FP32 = {"precision": "fp32", "optimizer": "default", "channels_last": False, "data_on_device": "never", "compile": False}
@@ -278,18 +325,59 @@ def profile_section(train: dict, sets: list[str], steps: int = 20, warm: int = 8
     prof = profile(activities=acts)
     r = trainer_steps("image", sets, train, steps=steps, warm=warm, profiler=prof)
     n = steps - warm
-    wall = r["step_ms"] * n / 1e3
-    events = prof.key_averages()
-    gpu_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA") if DEV.type == "cuda" else 0
-    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
-                                                         "cuLaunchKernelEx", "cudaGraphLaunch"))
-    copies = sum(e.count for e in events if e.key in ("cudaMemcpyAsync", "cudaMemcpy"))
-    syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
-    top = sorted((e for e in events if e.device_type.name == "CUDA"), key=lambda e: -e.self_device_time_total)[:12]
-    return {"steps": n, "step_ms": r["step_ms"], "gpu_busy_share": gpu_us / 1e6 / wall if wall else None,
-            "launches_per_step": launches / n, "copies_per_step": copies / n, "syncs_per_step": syncs / n,
-            "top_kernels": [{"name": e.key[:90], "ms_per_step": e.self_device_time_total / 1e3 / n, "count": e.count} for e in top],
-            "settings": {**train, "sets": sets}}
+    return {"step_ms": r["step_ms"], **summarize_profile(prof, n, r["step_ms"] * n / 1e3), "settings": {**train, "sets": sets}}
+
+
+LARGE_VARIANTS = [  # image-64, stage 1, at a large batch: where the eager step's time goes, and what compile buys
+    ("eager", FUSED_INR, FAST_EAGER),
+    ("eager + channels-last", FUSED_INR, {**FAST_EAGER, "channels_last": True}),
+    ("compile (default mode)", FUSED_INR, {**FAST_EAGER, "compile": True}),
+    ("compile (default mode) + channels-last", FUSED_INR, {**FAST_EAGER, "compile": True, "channels_last": True}),
+]
+
+
+def large_section(out: Path, peak: float, batch: int) -> dict:
+    """The image preset's step at a large batch, eager and compiled, each with a short profile
+    (time per kernel class), MFU from FLOPs counted at batch 32; then the fastest at twice the batch."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEV.type == "cuda" else [])
+    flops_item = count_step_flops("image", [], 32) / 32
+    res: dict = {"flops_per_item": flops_item, "batch": batch, "rows": {}}
+    runs = [(name, sets, train, batch) for name, sets, train in LARGE_VARIANTS]
+    done = 0
+    while runs:
+        name, sets, train, b = runs.pop(0)
+        compiled = bool(train.get("compile"))
+        need = 150 if compiled else 45
+        if left() < need:
+            res["rows"][f"{name} @ {b}"] = {"skipped": "time budget"}
+            continue
+        steps, warm, prof_n = (4, 2, 1) if SMOKE else ((18, 8, 3) if compiled else (16, 6, 3))
+        prof = profile(activities=acts)
+        try:
+            r = trainer_steps("image", sets, {**train, "vae": {"batch_size": b}}, steps=steps, warm=warm,
+                              profiler=prof, profile_steps=prof_n)
+            r["mfu"] = flops_item * b / (r["step_ms"] / 1e3) / (peak * 1e12)
+            r["profile"] = summarize_profile(prof, prof_n, r.pop("profiled_wall_s"))
+        except torch.OutOfMemoryError:
+            r = {"oom": True}
+        except Exception as err:
+            r = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+        r["compiled"] = compiled
+        res["rows"][f"{name} @ {b}"] = r
+        print("large", name, b, {k: v for k, v in r.items() if k != "profile"}, flush=True)
+        torch.cuda.empty_cache() if DEV.type == "cuda" else None
+        done += 1
+        if done == len(LARGE_VARIANTS):
+            timed = {k: v for k, v in res["rows"].items() if "step_ms" in v}
+            if timed:
+                best = min(timed, key=lambda k: timed[k]["step_ms"])
+                spec = next(v for v in LARGE_VARIANTS if best.startswith(v[0] + " @"))
+                runs.append((spec[0], spec[1], spec[2], 2 * batch))
+        RESULTS["large"] = res
+        save(out)
+    return res
 
 
 def presets_section(out: Path, peak: float, best_train: dict, best_sets: list[str]) -> dict:
@@ -479,6 +567,20 @@ def markdown() -> str:
                   f" {p['syncs_per_step']:.1f} synchronize calls per step.", "",
                   "| kernel | ms per step | calls |", "|---|---|---|"]
         lines += [f"| {k['name']} | {k['ms_per_step']:.2f} | {k['count']} |" for k in p["top_kernels"]] + [""]
+    lg = r.get("large")
+    if lg:
+        lines += [f"## Image-64 stage 1 at large batches: eager and compiled, with where the GPU time goes", "",
+                  "| variant @ batch | ms/step | items/s | MFU | first step s | peak GiB | GPU busy | launches/step | GPU ms per step by kernel class |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for k, v in lg["rows"].items():
+            if "step_ms" in v:
+                p = v["profile"]
+                cls = ", ".join(f"{c} {ms:.1f}" for c, ms in p["ms_per_step_by_class"].items() if ms >= 0.5)
+                lines.append(f"| {k} | {v['step_ms']:.1f} | {v['items_per_s']:.0f} | {100 * v['mfu']:.1f}% | {v['first_step_s']:.1f} |"
+                             f" {v['peak_gib']:.1f} | {100 * (p['gpu_busy_share'] or 0):.0f}% | {p['launches_per_step']:.0f} | {cls} |")
+            else:
+                lines.append(f"| {k} | {'OOM' if v.get('oom') else v.get('error') or v.get('skipped')} | | | | | | | |")
+        lines.append("")
     if r.get("sample"):
         lines += ["## Sampling and rendering", "", "| what | numbers |", "|---|---|"]
         lines += [f"| {k} | {json.dumps({a: round(b, 4) if isinstance(b, float) else b for a, b in v.items()})} |"
@@ -498,6 +600,7 @@ def main() -> None:
     ap.add_argument("--e2e-compile", default="",
                     help="e2e: also train each modality with these train.compile modes (e.g. reduce-overhead,default)")
     ap.add_argument("--e2e-modalities", default="image,sphere,occupancy")
+    ap.add_argument("--large-batch", type=int, default=512, help="large: the batch of the image-preset variants (then twice it)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny presets: check the script runs (numbers mean nothing)")
     args = ap.parse_args()
     BUDGET = args.budget_s
@@ -537,6 +640,8 @@ def main() -> None:
             RESULTS["profile"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
         print("profile", RESULTS["profile"], flush=True)
         save(out)
+    if "large" in sections:
+        large_section(out, peak, args.large_batch)
     if "e2e" in sections:
         e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in best.items()] + best_sets,
                     devices=args.devices, compile_modes=tuple(m for m in args.e2e_compile.split(",") if m),

@@ -80,6 +80,50 @@ def _warps(a: int, b: int) -> int:
     return 8 if a * b >= 128 * 128 else 4
 
 
+# Each kernel's block sizes: two of the output tile, then the reduction tile.
+BLOCKS = {"forward": ("BN", "BM", "BK"), "grad_input": ("BN", "BK", "BM"), "grad_weight": ("BK", "BM", "BN")}
+_LAUNCH = ("num_warps", "num_stages")
+
+# Tile settings that replace the built-in rule, per (kernel, precision): block sizes as caps (a
+# layer narrower than a cap gets the next power of two, at least 16), num_warps, num_stages.
+# Set through set_tiles; ``benchmarks/gpu_bench.py --sections tiles`` measures candidates on a card.
+_TILES: dict[tuple[str, str], dict[str, int]] = {}
+
+
+def set_tiles(kernel: str, precision: str, **tiles: int) -> None:
+    """Replace the built-in tile rule of ``kernel`` (one of BLOCKS) at ``precision``; no
+    ``tiles`` restores the rule. Block sizes are powers of two ≥ 16 (``tl.dot``'s minimum)."""
+    if kernel not in BLOCKS:
+        raise ValueError(f"unknown fused sine kernel '{kernel}' (expected one of {', '.join(BLOCKS)})")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown matmul precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
+    for name, value in tiles.items():
+        if name not in BLOCKS[kernel] + _LAUNCH:
+            raise ValueError(f"unknown tile setting '{name}' of {kernel} (expected {', '.join(BLOCKS[kernel] + _LAUNCH)})")
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"tile setting {name}={value!r} of {kernel} must be a positive integer")
+        if name in BLOCKS[kernel] and (value < 16 or value & (value - 1)):
+            raise ValueError(f"block size {name}={value} of {kernel} must be a power of two >= 16")
+    if tiles:
+        _TILES[(kernel, precision)] = dict(tiles)
+    else:
+        _TILES.pop((kernel, precision), None)
+
+
+def tiles(kernel: str, precision: str) -> dict[str, int]:
+    """The tile settings in force for ``kernel`` at ``precision`` (empty: the built-in rule)."""
+    return dict(_TILES.get((kernel, precision), {}))
+
+
+def _launch(kernel: str, precision: str, sizes: tuple[int, int, int], caps: tuple[int, int, int]) -> dict[str, int]:
+    """Block sizes and launch settings for one call: ``sizes`` and default ``caps`` in BLOCKS order."""
+    over = _TILES.get((kernel, precision), {})
+    names = BLOCKS[kernel]
+    blocks = {nm: _block(n, 16, over.get(nm, cap)) for nm, n, cap in zip(names, sizes, caps)}
+    return {**blocks, "num_warps": over.get("num_warps", _warps(blocks[names[0]], blocks[names[1]])),
+            "num_stages": over.get("num_stages", 3)}
+
+
 def _batch_strides(x: torch.Tensor) -> tuple[int, int, int]:
     """(batch, row, column) strides; a shared (N, d) input has batch stride 0."""
     if x.dim() == 2:
@@ -93,10 +137,10 @@ def linear(x: torch.Tensor, w: torch.Tensor, sine_in: bool, w0_in: float, precis
     b, k1, m = w.shape
     n = x.shape[-2]
     out = torch.empty(b, n, m, device=w.device, dtype=torch.float32)
-    bn, bm, bk = _block(n, 16, 128), _block(m, 16, 128), _block(k1 - 1, 16, 32)
-    grid = (triton.cdiv(n, bn), triton.cdiv(m, bm), b)
+    t = _launch("forward", precision, (n, m, k1 - 1), (128, 128, 32))
+    grid = (triton.cdiv(n, t["BN"]), triton.cdiv(m, t["BM"]), b)
     fwd[grid](x, w, out, n, k1 - 1, m, *_batch_strides(x), *w.stride(), *out.stride(), float(w0_in),
-              SINE_IN=sine_in, PREC=precision, BN=bn, BM=bm, BK=bk, num_warps=_warps(bn, bm), num_stages=3)
+              SINE_IN=sine_in, PREC=precision, **t)
     return out
 
 
@@ -107,10 +151,10 @@ def grad_input(g: torch.Tensor, w: torch.Tensor, prev: torch.Tensor | None, w0_i
     n, k = g.shape[1], k1 - 1
     out = torch.empty(b, n, k, device=w.device, dtype=torch.float32)
     p = prev if prev is not None else out
-    bn, bk, bm = _block(n, 16, 128), _block(k, 16, 128), _block(m, 16, _reduction_block(precision))
-    grid = (triton.cdiv(n, bn), triton.cdiv(k, bk), b)
+    t = _launch("grad_input", precision, (n, k, m), (128, 128, _reduction_block(precision)))
+    grid = (triton.cdiv(n, t["BN"]), triton.cdiv(k, t["BK"]), b)
     gin[grid](g, w, p, out, n, k, m, *g.stride(), *w.stride(), *_batch_strides(p), *out.stride(), float(w0_in),
-              COS_OUT=prev is not None, PREC=precision, BN=bn, BK=bk, BM=bm, num_warps=_warps(bn, bk), num_stages=3)
+              COS_OUT=prev is not None, PREC=precision, **t)
     return out
 
 
@@ -120,10 +164,10 @@ def grad_weight(x: torch.Tensor, g: torch.Tensor, sine_in: bool, w0_in: float, p
     b, n, m = g.shape
     k = x.shape[-1]
     out = torch.empty(b, k + 1, m, device=g.device, dtype=torch.float32)
-    bk, bm, bn = _block(k, 16, 128), _block(m, 16, 128), _block(n, 16, _reduction_block(precision))
-    grid = (triton.cdiv(k, bk), triton.cdiv(m, bm), b)
+    t = _launch("grad_weight", precision, (k, m, n), (128, 128, _reduction_block(precision)))
+    grid = (triton.cdiv(k, t["BK"]), triton.cdiv(m, t["BM"]), b)
     gw[grid](x, g, out, n, k, m, *_batch_strides(x), *g.stride(), *out.stride(), float(w0_in),
-             SINE_IN=sine_in, PREC=precision, BK=bk, BM=bm, BN=bn, num_warps=_warps(bk, bm), num_stages=3)
+             SINE_IN=sine_in, PREC=precision, **t)
     return out
 
 

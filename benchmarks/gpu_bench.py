@@ -2,7 +2,7 @@
 
 One command, one GPU call of at most ~10 minutes:
 
-    python benchmarks/gpu_bench.py --out $OUT/bench [--budget-s 540] [--sections ceil,kernel,opt,profile,e2e,presets,sample]
+    python benchmarks/gpu_bench.py --out $OUT/bench [--budget-s 540] [--sections ceil,kernel,tiles,opt,profile,large,e2e,presets,sample]
     python benchmarks/gpu_bench.py --out $OUT/ddp --sections ceil,e2e --devices 2    # on a two-GPU machine
 
 Writes ``bench.json`` (updated after every measurement, so a cut-off run keeps what it measured)
@@ -21,6 +21,8 @@ Sections:
   preset batch and at larger batches (items/s, MFU from FLOPs counted by FlopCounterMode).
 - ``e2e``: ``inrkit train ldmi --preset paper`` end to end (subprocess; data loading included):
   the stage's items/s against the bare step.
+- ``tiles``: the fused sine kernels at the training shape over a table of tile sizes, warps and
+  pipeline stages (``--tiles-budget-s``); the fastest valid tiles are used by the later sections.
 - ``large``: the image preset's stage 1 at a large batch (--large-batch, then the fastest variant at
   twice it), eager and ``torch.compile`` (default mode), each with and without channels-last, each with
   a short profile: GPU busy share, launches per step and GPU time per kernel class (conv, norm, gemm,
@@ -181,6 +183,67 @@ def kernel_section() -> dict:
         out[prec] = rec
         print("kernel", prec, rec, flush=True)
     return out
+
+
+# Tile candidates of the fused sine kernels: (output tile a, output tile b, reduction tile) in each
+# kernel's BLOCKS order, each with 4 or 8 warps and 3 or 4 pipeline stages; the built-in rule first.
+TILE_SHAPES = [(128, 128, 32), (128, 128, 64), (64, 128, 32), (128, 64, 64), (64, 256, 32), (128, 256, 32),
+               (256, 128, 32), (256, 64, 32), (64, 64, 64)]
+
+
+def tiles_section(out: Path, budget_s: float) -> dict:
+    """The fused sine kernels at the training shape (B INRs × N coordinates, a 256-wide layer, the
+    default precision) over TILE_SHAPES × warps × stages: time and TFLOP/s of each, its output
+    against the built-in tiles'; the fastest valid one (≥ 3% faster) is set with
+    ``fused_sine.set_tiles`` for the rest of this run, so later sections measure the tuned kernels."""
+    from inrkit.inrs.siren import SirenConfig
+
+    prec = SirenConfig.model_fields["matmul_precision"].default
+    if not fused_sine.available(DEV):
+        return {"skipped": f"the fused kernels do not run on {DEV.type} here"}
+    b, n, w = (2, 64, 32) if SMOKE else (64, 4096, 256)
+    torch.manual_seed(0)
+    x = torch.randn(b, n, w, device=DEV) * 0.1                 # a pre-activation (sine applied on load)
+    wt = torch.randn(b, w + 1, w, device=DEV) / math.sqrt(w)
+    g = torch.randn(b, n, w, device=DEV)
+    calls = {"forward": lambda: fused_sine.linear(x, wt, True, 30.0, prec),
+             "grad_input": lambda: fused_sine.grad_input(g, wt, x, 30.0, prec),
+             "grad_weight": lambda: fused_sine.grad_weight(x, g, True, 30.0, prec)}
+    flops = 2 * b * n * w * w
+    shapes = TILE_SHAPES[:2] if SMOKE else TILE_SHAPES
+    launches = [(2, 2)] if SMOKE else [(4, 3), (8, 3), (4, 4), (8, 4)]
+    res: dict = {"shape": {"B": b, "N": n, "K": w, "M": w}, "precision": prec, "kernels": {}}
+    stop = time.perf_counter() + budget_s
+    for kind, fn in calls.items():
+        names = fused_sine.BLOCKS[kind]
+        fused_sine.set_tiles(kind, prec)
+        ref = fn()
+        base = bench_ms(fn)
+        rows = [{"tiles": "built-in", "ms": base, "tflops": flops / base / 1e9}]
+        for shape in shapes:
+            for warps, stages in launches:
+                if time.perf_counter() > stop or left() < 60:
+                    break
+                t = {**dict(zip(names, shape)), "num_warps": warps, "num_stages": stages}
+                row = {"tiles": t}
+                try:
+                    fused_sine.set_tiles(kind, prec, **t)
+                    err = float((fn() - ref).norm() / ref.norm())
+                    ms = bench_ms(fn)
+                    row.update({"ms": ms, "tflops": flops / ms / 1e9, "rel_diff": err})
+                except Exception as e:  # too much shared memory, a Triton that refuses the tile...
+                    row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                rows.append(row)
+        valid = [r for r in rows[1:] if "ms" in r and r["rel_diff"] < 1e-4]
+        best = min(valid, key=lambda r: r["ms"], default=None)
+        applied = best is not None and best["ms"] < 0.97 * base
+        fused_sine.set_tiles(kind, prec, **(best["tiles"] if applied else {}))
+        res["kernels"][kind] = {"built_in_ms": base, "best": best, "applied": applied,
+                                "speedup": base / best["ms"] if best else None, "rows": rows}
+        print("tiles", kind, {k: v for k, v in res["kernels"][kind].items() if k != "rows"}, flush=True)
+        RESULTS["tiles"] = res
+        save(out)
+    return res
 
 
 # -- training steps through the real trainer ----------------------------------------------------
@@ -567,6 +630,21 @@ def markdown() -> str:
                   f" {p['syncs_per_step']:.1f} synchronize calls per step.", "",
                   "| kernel | ms per step | calls |", "|---|---|---|"]
         lines += [f"| {k['name']} | {k['ms_per_step']:.2f} | {k['count']} |" for k in p["top_kernels"]] + [""]
+    tl = r.get("tiles")
+    if tl and "kernels" in tl:
+        sh = tl["shape"]
+        lines += [f"## Fused sine kernel tiles (B={sh['B']}, N={sh['N']}, {sh['K']}→{sh['M']}, {tl['precision']})", "",
+                  "Later sections of this run use the fastest valid tiles where they beat the built-in rule by ≥ 3%.", "",
+                  "| kernel | built-in ms | built-in TFLOP/s | fastest tiles | ms | TFLOP/s | speed-up | applied | tried (failed) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for kind, v in tl["kernels"].items():
+            bt = v["best"] or {}
+            tried = len(v["rows"]) - 1
+            failed = sum(1 for x in v["rows"] if "error" in x)
+            lines.append(f"| {kind} | {v['built_in_ms']:.3f} | {v['rows'][0]['tflops']:.1f} | {bt.get('tiles', '-')} |"
+                         f" {bt.get('ms', float('nan')):.3f} | {bt.get('tflops', float('nan')):.1f} |"
+                         f" {(v['speedup'] or float('nan')):.2f}× | {'yes' if v['applied'] else 'no'} | {tried} ({failed}) |")
+        lines.append("")
     lg = r.get("large")
     if lg:
         lines += [f"## Image-64 stage 1 at large batches: eager and compiled, with where the GPU time goes", "",
@@ -600,6 +678,9 @@ def main() -> None:
     ap.add_argument("--e2e-compile", default="",
                     help="e2e: also train each modality with these train.compile modes (e.g. reduce-overhead,default)")
     ap.add_argument("--e2e-modalities", default="image,sphere,occupancy")
+    ap.add_argument("--e2e-batch", type=int, default=256, help="e2e: the stage-1 batch (lr by the sqrt rule from 32)")
+    ap.add_argument("--e2e-steps", type=int, default=150, help="e2e: stage-1 steps of each run")
+    ap.add_argument("--tiles-budget-s", type=float, default=150.0, help="tiles: seconds for the sweep of all three kernels")
     ap.add_argument("--large-batch", type=int, default=512, help="large: the batch of the image-preset variants (then twice it)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny presets: check the script runs (numbers mean nothing)")
     args = ap.parse_args()
@@ -626,6 +707,9 @@ def main() -> None:
     if "kernel" in sections:
         RESULTS["kernel"] = kernel_section()
         save(out)
+    if "tiles" in sections:
+        RESULTS["tiles"] = tiles_section(out, args.tiles_budget_s)
+        save(out)
     best, best_sets = FAST_EAGER, FUSED_INR
     if "opt" in sections:
         opt = opt_section(out)
@@ -644,7 +728,7 @@ def main() -> None:
         large_section(out, peak, args.large_batch)
     if "e2e" in sections:
         e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in best.items()] + best_sets,
-                    devices=args.devices, compile_modes=tuple(m for m in args.e2e_compile.split(",") if m),
+                    steps=args.e2e_steps, batch=args.e2e_batch, devices=args.devices, compile_modes=tuple(m for m in args.e2e_compile.split(",") if m),
                     modalities=tuple(m for m in args.e2e_modalities.split(",") if m))
     if "presets" in sections:
         presets_section(out, peak, best, best_sets)

@@ -239,6 +239,32 @@ def test_fused_kernel_falls_back_to_pytorch_without_cuda_or_triton(monkeypatch):
         fused_sine._triton.cache_clear()
 
 
+@pytest.mark.parametrize("args,kwargs,match", [
+    (("forwards", "bf16x3"), {"BN": 64}, "unknown fused sine kernel 'forwards'"),
+    (("forward", "fp8"), {"BN": 64}, "unknown matmul precision 'fp8'"),
+    (("forward", "bf16x3"), {"BX": 64}, "unknown tile setting 'BX' of forward"),
+    (("grad_weight", "bf16x3"), {"BN": 48}, "power of two >= 16"),
+    (("grad_input", "bf16x3"), {"BK": 8}, "power of two >= 16"),
+    (("forward", "bf16x3"), {"num_warps": 0}, "must be a positive integer"),
+])
+def test_bad_tile_settings_are_refused(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fused_sine.set_tiles(*args, **kwargs)
+    assert not fused_sine.tiles("forward", "bf16x3")
+
+
+def test_tile_settings_are_caps_and_can_be_restored():
+    fused_sine.set_tiles("forward", "bf16x3", BN=256, BM=64, num_warps=8)
+    try:
+        t = fused_sine._launch("forward", "bf16x3", (4096, 3, 256), (128, 128, 32))
+        assert (t["BN"], t["BM"], t["BK"], t["num_warps"], t["num_stages"]) == (256, 16, 32, 8, 3)  # M = 3 → 16
+    finally:
+        fused_sine.set_tiles("forward", "bf16x3")
+    assert not fused_sine.tiles("forward", "bf16x3")
+    assert fused_sine._launch("forward", "bf16x3", (4096, 256, 256), (128, 128, 32)) == \
+        {"BN": 128, "BM": 128, "BK": 32, "num_warps": 8, "num_stages": 3}
+
+
 def test_unknown_matmul_precision_is_refused():
     with pytest.raises(ValueError, match="unknown matmul precision"):
         fused_sine.siren_stack(torch.zeros(4, 2), [torch.zeros(1, 3, 4)], 30.0, 30.0, "fp8")
@@ -274,6 +300,13 @@ for prec in ("fp32", "tf32x3"):
         step = torch.compile(lambda p, c: (fused(p, c) * g).sum(), backend="aot_eager", fullgraph=True)
         g_compiled = torch.autograd.grad(step(params, coords), [coords, *params.values()])
         worst = max(worst, *[float((a - b).norm() / b.norm()) for a, b in zip(g_compiled, g_ref)])
+# other tiles (as gpu_bench.py --sections tiles sets them) change the summation order only
+for kind, names in fused_sine.BLOCKS.items():
+    fused_sine.set_tiles(kind, "fp32", **{names[0]: 16, names[1]: 64, names[2]: 16}, num_warps=2, num_stages=2)
+fused = Siren(SirenConfig(kernel="triton", matmul_precision="fp32", **cfg))
+g_tiled = torch.autograd.grad((fused(params, coords) * g).sum(), [coords, *params.values()])
+worst = max(worst, *[float((a - b).norm() / b.norm()) for a, b in zip(g_tiled, g_ref)])
+assert fused_sine.tiles("forward", "fp32")["BM"] == 64 and not fused_sine.tiles("forward", "bf16x3")
 assert Siren(SirenConfig(kernel="auto", in_dim=2, out_dim=1, width=16, depth=2)).uses_fused_kernel(torch.device("cpu"))
 print("WORST", worst)
 """
@@ -296,14 +329,40 @@ def test_gpu_bench_runs_its_smoke_mode_on_cpu(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("TRITON_INTERPRET", None)
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_bench.py"), "--smoke", "--out", str(out),
-                           "--sections", "ceil,kernel"], env=env, capture_output=True, text=True, cwd=tmp_path)
+                           "--sections", "ceil,kernel,tiles,e2e", "--e2e-modalities", "sphere", "--e2e-batch", "4",
+                           "--e2e-steps", "3"], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
 
     data = json.loads((out / "bench.json").read_text())
     assert data["env"]["card"] == "cpu (smoke)" and "bf16_matmul_tflops" in data["ceil"]
     assert set(data["kernel"]) == {"torch-fp32", *fused_sine.PRECISIONS}
+    assert data["tiles"] == {"skipped": "the fused kernels do not run on cpu here"}
+    e2e = data["e2e"]["sphere"]
+    assert e2e["rc"] == 0 and e2e["batch"] == 4 and "train.vae.steps=3" in e2e["command"]
     assert "Fused sine layers" in (out / "bench.md").read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                    reason="needs the triton package (the test extra installs it) for its CPU interpreter")
+def test_gpu_bench_tile_sweep_runs_under_the_triton_interpreter(tmp_path):
+    """--sections tiles under Triton's interpreter (tiny shapes, two candidates per kernel) records
+    each kernel's candidates and applies a winner only where it is valid."""
+    out = tmp_path / "bench"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TRITON_INTERPRET": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_bench.py"), "--smoke", "--out", str(out),
+                           "--sections", "ceil,tiles"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    data = json.loads((out / "bench.json").read_text())
+    kernels = data["tiles"]["kernels"]
+    assert set(kernels) == set(fused_sine.BLOCKS)
+    for v in kernels.values():
+        assert v["rows"][0]["tiles"] == "built-in" and len(v["rows"]) == 3
+        assert all(r["rel_diff"] < 1e-4 for r in v["rows"][1:])
+        assert v["applied"] == (v["best"]["ms"] < 0.97 * v["built_in_ms"])
+    assert "Fused sine kernel tiles" in (out / "bench.md").read_text()
 
 
 def test_ddim_with_a_compiled_denoiser_samples_the_same_latents(monkeypatch, tmp_path):

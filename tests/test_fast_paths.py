@@ -307,6 +307,19 @@ fused = Siren(SirenConfig(kernel="triton", matmul_precision="fp32", **cfg))
 g_tiled = torch.autograd.grad((fused(params, coords) * g).sum(), [coords, *params.values()])
 worst = max(worst, *[float((a - b).norm() / b.norm()) for a, b in zip(g_tiled, g_ref)])
 assert fused_sine.tiles("forward", "fp32")["BM"] == 64 and not fused_sine.tiles("forward", "bf16x3")
+# the custom operators pass torch.library.opcheck (schema, fake tensors, autograd registration,
+# AOT dispatch); keep=False under autograd recomputes the pre-activations in backward
+ws = [(torch.randn(2, k + 1, m) / k ** 0.5).requires_grad_() for k, m in ((3, 16), (16, 16), (16, 2))]
+for c in (torch.rand(8, 3).requires_grad_(), torch.rand(2, 8, 3).requires_grad_()):
+    for keep in (True, False):
+        torch.library.opcheck(fused_sine._stack, (c, ws, 30.0, 30.0, "fp32", keep))
+    pre = fused_sine._stack(c, ws, 30.0, 30.0, "fp32", True)
+    for coords_grad in (True, False):
+        torch.library.opcheck(fused_sine._stack_backward, (torch.randn(2, 8, 2), c.detach(), [w.detach() for w in ws],
+                                                           [p.detach() for p in pre[:-1]], 30.0, 30.0, "fp32", coords_grad))
+    gk = torch.autograd.grad(fused_sine._stack(c, ws, 30.0, 30.0, "fp32", True)[-1].sum(), [c, *ws])
+    gr = torch.autograd.grad(fused_sine._stack(c, ws, 30.0, 30.0, "fp32", False)[-1].sum(), [c, *ws])
+    worst = max(worst, *[float((a - b).norm() / b.norm()) for a, b in zip(gr, gk)])
 assert Siren(SirenConfig(kernel="auto", in_dim=2, out_dim=1, width=16, depth=2)).uses_fused_kernel(torch.device("cpu"))
 print("WORST", worst)
 """

@@ -184,7 +184,8 @@ def _omegas(n_layers: int, w0_initial: float, w0: float) -> list[float]:
 @torch.library.custom_op("inrkit::fused_siren", mutates_args=())
 def _stack(coords: torch.Tensor, weights: list[torch.Tensor], w0_initial: float, w0: float, precision: str,
            keep: bool) -> list[torch.Tensor]:
-    """Every layer's pre-activation when ``keep`` (for backward), else only the last one."""
+    """Every layer's pre-activation when ``keep`` (backward reads them), else only the last one
+    (then a backward pass recomputes them: activation checkpointing)."""
     omegas = _omegas(len(weights), w0_initial, w0)
     pre, x = [], coords
     for i, w in enumerate(weights):
@@ -237,6 +238,8 @@ def _backward(ctx, grads):
     n = ctx.n_layers
     saved = ctx.saved_tensors
     coords, weights, pre = saved[0], list(saved[1 : 1 + n]), list(saved[1 + n :])
+    if len(pre) != n - 1:  # called with keep=False: recompute the pre-activations (checkpointing)
+        pre = _stack(coords, weights, *ctx.args, True)[:-1]
     need = bool(ctx.needs_input_grad[0])
     out = _stack_backward(grads[-1], coords, weights, pre, *ctx.args, need)
     return (out[n] if need else None), list(out[:n]), None, None, None, None

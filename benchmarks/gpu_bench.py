@@ -60,6 +60,7 @@ DEV = torch.device("cuda")
 PRESET = "inrkit-v1"
 SMOKE = False  # --smoke: CPU, tiny presets and sizes; checks the script itself, measures nothing
 RESULTS: dict = {}
+TILE_SETS: list[str] = []  # model.inr.tiles overrides found by the tiles section, used by the later training sections
 T_START = time.perf_counter()
 BUDGET = 540.0
 
@@ -194,8 +195,8 @@ TILE_SHAPES = [(128, 128, 32), (128, 128, 64), (64, 128, 32), (128, 64, 64), (64
 def tiles_section(out: Path, budget_s: float) -> dict:
     """The fused sine kernels at the training shape (B INRs × N coordinates, a 256-wide layer, the
     default precision) over TILE_SHAPES × warps × stages: time and TFLOP/s of each, its output
-    against the built-in tiles'; the fastest valid one (≥ 3% faster) is set with
-    ``fused_sine.set_tiles`` for the rest of this run, so later sections measure the tuned kernels."""
+    against the built-in tiles'; the fastest valid one (≥ 3% faster) goes into TILE_SETS
+    (``model.inr.tiles`` overrides), so the later training sections of this run use it."""
     from inrkit.inrs.siren import SirenConfig
 
     prec = SirenConfig.model_fields["matmul_precision"].default
@@ -206,9 +207,9 @@ def tiles_section(out: Path, budget_s: float) -> dict:
     x = torch.randn(b, n, w, device=DEV) * 0.1                 # a pre-activation (sine applied on load)
     wt = torch.randn(b, w + 1, w, device=DEV) / math.sqrt(w)
     g = torch.randn(b, n, w, device=DEV)
-    calls = {"forward": lambda: fused_sine.linear(x, wt, True, 30.0, prec),
-             "grad_input": lambda: fused_sine.grad_input(g, wt, x, 30.0, prec),
-             "grad_weight": lambda: fused_sine.grad_weight(x, g, True, 30.0, prec)}
+    calls = {"forward": lambda t: fused_sine.linear(x, wt, True, 30.0, prec, t),
+             "grad_input": lambda t: fused_sine.grad_input(g, wt, x, 30.0, prec, t),
+             "grad_weight": lambda t: fused_sine.grad_weight(x, g, True, 30.0, prec, t)}
     flops = 2 * b * n * w * w
     shapes = TILE_SHAPES[:2] if SMOKE else TILE_SHAPES
     launches = [(2, 2)] if SMOKE else [(4, 3), (8, 3), (4, 4), (8, 4)]
@@ -216,20 +217,18 @@ def tiles_section(out: Path, budget_s: float) -> dict:
     stop = time.perf_counter() + budget_s
     for kind, fn in calls.items():
         names = fused_sine.BLOCKS[kind]
-        fused_sine.set_tiles(kind, prec)
-        ref = fn()
-        base = bench_ms(fn)
+        ref = fn(None)
+        base = bench_ms(lambda: fn(None))
         rows = [{"tiles": "built-in", "ms": base, "tflops": flops / base / 1e9}]
         for shape in shapes:
             for warps, stages in launches:
                 if time.perf_counter() > stop or left() < 60:
                     break
-                t = {**dict(zip(names, shape)), "num_warps": warps, "num_stages": stages}
+                t = fused_sine.check_tiles(kind, {**dict(zip(names, shape)), "num_warps": warps, "num_stages": stages})
                 row = {"tiles": t}
                 try:
-                    fused_sine.set_tiles(kind, prec, **t)
-                    err = float((fn() - ref).norm() / ref.norm())
-                    ms = bench_ms(fn)
+                    err = float((fn(t) - ref).norm() / ref.norm())
+                    ms = bench_ms(lambda: fn(t))
                     row.update({"ms": ms, "tflops": flops / ms / 1e9, "rel_diff": err})
                 except Exception as e:  # too much shared memory, a Triton that refuses the tile...
                     row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
@@ -237,10 +236,12 @@ def tiles_section(out: Path, budget_s: float) -> dict:
         valid = [r for r in rows[1:] if "ms" in r and r["rel_diff"] < 1e-4]
         best = min(valid, key=lambda r: r["ms"], default=None)
         applied = best is not None and best["ms"] < 0.97 * base
-        fused_sine.set_tiles(kind, prec, **(best["tiles"] if applied else {}))
+        if applied:
+            TILE_SETS.extend(f"model.inr.tiles.{kind}.{k}={v}" for k, v in best["tiles"].items())
         res["kernels"][kind] = {"built_in_ms": base, "best": best, "applied": applied,
                                 "speedup": base / best["ms"] if best else None, "rows": rows}
         print("tiles", kind, {k: v for k, v in res["kernels"][kind].items() if k != "rows"}, flush=True)
+        res["applied_sets"] = list(TILE_SETS)
         RESULTS["tiles"] = res
         save(out)
     return res
@@ -268,7 +269,7 @@ def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm:
                   profile_steps: int = 0) -> dict:
     """Time steps ``warm+1..steps`` of stage 1 through ``Trainer.fit`` (no run directory); with
     ``profile_steps``, that many more steps run under ``profiler`` after the timed ones."""
-    cfg = Recipe.resolve("ldmi", PRESET, overrides=sets + (["train.device=cpu"] if DEV.type == "cpu" else []),
+    cfg = Recipe.resolve("ldmi", PRESET, overrides=sets + TILE_SETS + (["train.device=cpu"] if DEV.type == "cpu" else []),
                          modality=modality).config
     cfg["train"].update({k: v for k, v in train.items() if k != "vae"})
     total = steps + profile_steps
@@ -503,7 +504,7 @@ def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 
                    "--set", "train.vae.lr_scaling=sqrt", "--set", "train.vae.lr_reference_batch=32",
                    "--set", "train.progress=false", "--set", "train.tensorboard=false",
                    "--set", "train.checkpoint_every=0", "--set", "train.sample_every=0", "--set", "train.log_every=25",
-                   *[x for s in best_sets for x in ("--set", s)], "--devices", str(n_dev),
+                   *[x for s in best_sets + TILE_SETS for x in ("--set", s)], "--devices", str(n_dev),
                    *(("--set", f"train.compile={mode}") if mode else ())]
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -634,7 +635,8 @@ def markdown() -> str:
     if tl and "kernels" in tl:
         sh = tl["shape"]
         lines += [f"## Fused sine kernel tiles (B={sh['B']}, N={sh['N']}, {sh['K']}→{sh['M']}, {tl['precision']})", "",
-                  "Later sections of this run use the fastest valid tiles where they beat the built-in rule by ≥ 3%.", "",
+                  "Later training sections of this run use the fastest valid tiles where they beat the built-in rule by ≥ 3%"
+                  f" ({', '.join(f'`{x}`' for x in tl.get('applied_sets', [])) or 'none did'}).", "",
                   "| kernel | built-in ms | built-in TFLOP/s | fastest tiles | ms | TFLOP/s | speed-up | applied | tried (failed) |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for kind, v in tl["kernels"].items():

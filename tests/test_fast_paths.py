@@ -239,30 +239,40 @@ def test_fused_kernel_falls_back_to_pytorch_without_cuda_or_triton(monkeypatch):
         fused_sine._triton.cache_clear()
 
 
-@pytest.mark.parametrize("args,kwargs,match", [
-    (("forwards", "bf16x3"), {"BN": 64}, "unknown fused sine kernel 'forwards'"),
-    (("forward", "fp8"), {"BN": 64}, "unknown matmul precision 'fp8'"),
-    (("forward", "bf16x3"), {"BX": 64}, "unknown tile setting 'BX' of forward"),
-    (("grad_weight", "bf16x3"), {"BN": 48}, "power of two >= 16"),
-    (("grad_input", "bf16x3"), {"BK": 8}, "power of two >= 16"),
-    (("forward", "bf16x3"), {"num_warps": 0}, "must be a positive integer"),
+@pytest.mark.parametrize("tiles,match", [
+    ({"forwards": {"BN": 64}}, "forwards"),
+    ({"forward": {"BX": 64}}, "unknown tile setting 'BX' of forward"),
+    ({"grad_weight": {"BN": 48}}, "power of two >= 16"),
+    ({"grad_input": {"BK": 8}}, "power of two >= 16"),
+    ({"forward": {"num_warps": 0}}, "must be a positive integer"),
 ])
-def test_bad_tile_settings_are_refused(args, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        fused_sine.set_tiles(*args, **kwargs)
-    assert not fused_sine.tiles("forward", "bf16x3")
+def test_bad_tile_settings_are_refused(tiles, match):
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match=match):
+        SirenConfig(tiles=tiles)
 
 
-def test_tile_settings_are_caps_and_can_be_restored():
-    fused_sine.set_tiles("forward", "bf16x3", BN=256, BM=64, num_warps=8)
-    try:
-        t = fused_sine._launch("forward", "bf16x3", (4096, 3, 256), (128, 128, 32))
-        assert (t["BN"], t["BM"], t["BK"], t["num_warps"], t["num_stages"]) == (256, 16, 32, 8, 3)  # M = 3 → 16
-    finally:
-        fused_sine.set_tiles("forward", "bf16x3")
-    assert not fused_sine.tiles("forward", "bf16x3")
-    assert fused_sine._launch("forward", "bf16x3", (4096, 256, 256), (128, 128, 32)) == \
+def test_bad_tile_settings_are_a_one_line_cli_error(tmp_path, capsys):
+    from conftest import cli, one_line_error
+
+    code, _, err = cli(["train", "ldmi", "--modality", "sphere", "--preset", "tiny", "--out", tmp_path / "run",
+                        "--set", "model.inr.tiles.forward.BM=100"], capsys)
+    one_line_error(code, err, "BM=100", "power of two")
+    assert not (tmp_path / "run").exists()
+
+
+def test_tile_settings_are_caps_and_encode_for_the_operators():
+    t = fused_sine._launch("forward", (4096, 3, 256), (128, 128, 32), {"BN": 256, "BM": 64, "num_warps": 8})
+    assert (t["BN"], t["BM"], t["BK"], t["num_warps"], t["num_stages"]) == (256, 16, 32, 8, 3)  # M = 3 → 16
+    assert fused_sine._launch("forward", (4096, 256, 256), (128, 128, 32), None) == \
         {"BN": 128, "BM": 128, "BK": 32, "num_warps": 8, "num_stages": 3}
+    tiles = {"grad_weight": {"BN": 32}, "forward": {"num_warps": 4, "BM": 256}}
+    text = fused_sine.encode_tiles(tiles)
+    assert text == "forward.BM=256,forward.num_warps=4,grad_weight.BN=32"
+    assert fused_sine._decode_tiles(text) == {"forward": {"BM": 256, "num_warps": 4}, "grad_input": {},
+                                              "grad_weight": {"BN": 32}}
+    assert Siren(SirenConfig(tiles=tiles))._tiles == text and fused_sine.encode_tiles(None) == ""
 
 
 def test_unknown_matmul_precision_is_refused():
@@ -300,25 +310,24 @@ for prec in ("fp32", "tf32x3"):
         step = torch.compile(lambda p, c: (fused(p, c) * g).sum(), backend="aot_eager", fullgraph=True)
         g_compiled = torch.autograd.grad(step(params, coords), [coords, *params.values()])
         worst = max(worst, *[float((a - b).norm() / b.norm()) for a, b in zip(g_compiled, g_ref)])
-# other tiles (as gpu_bench.py --sections tiles sets them) change the summation order only
-for kind, names in fused_sine.BLOCKS.items():
-    fused_sine.set_tiles(kind, "fp32", **{names[0]: 16, names[1]: 64, names[2]: 16}, num_warps=2, num_stages=2)
-fused = Siren(SirenConfig(kernel="triton", matmul_precision="fp32", **cfg))
+# other tiles (model.inr.tiles, as gpu_bench.py --sections tiles finds them) change the summation order only
+tiles = {kind: {names[0]: 16, names[1]: 64, names[2]: 16, "num_warps": 2, "num_stages": 2}
+         for kind, names in fused_sine.BLOCKS.items()}
+fused = Siren(SirenConfig(kernel="triton", matmul_precision="fp32", tiles=tiles, **cfg))
 g_tiled = torch.autograd.grad((fused(params, coords) * g).sum(), [coords, *params.values()])
 worst = max(worst, *[float((a - b).norm() / b.norm()) for a, b in zip(g_tiled, g_ref)])
-assert fused_sine.tiles("forward", "fp32")["BM"] == 64 and not fused_sine.tiles("forward", "bf16x3")
 # the custom operators pass torch.library.opcheck (schema, fake tensors, autograd registration,
 # AOT dispatch); keep=False under autograd recomputes the pre-activations in backward
 ws = [(torch.randn(2, k + 1, m) / k ** 0.5).requires_grad_() for k, m in ((3, 16), (16, 16), (16, 2))]
 for c in (torch.rand(8, 3).requires_grad_(), torch.rand(2, 8, 3).requires_grad_()):
     for keep in (True, False):
-        torch.library.opcheck(fused_sine._stack, (c, ws, 30.0, 30.0, "fp32", keep))
-    pre = fused_sine._stack(c, ws, 30.0, 30.0, "fp32", True)
+        torch.library.opcheck(fused_sine._stack, (c, ws, 30.0, 30.0, "fp32", "forward.BM=32", keep))
+    pre = fused_sine._stack(c, ws, 30.0, 30.0, "fp32", "", True)
     for coords_grad in (True, False):
         torch.library.opcheck(fused_sine._stack_backward, (torch.randn(2, 8, 2), c.detach(), [w.detach() for w in ws],
-                                                           [p.detach() for p in pre[:-1]], 30.0, 30.0, "fp32", coords_grad))
-    gk = torch.autograd.grad(fused_sine._stack(c, ws, 30.0, 30.0, "fp32", True)[-1].sum(), [c, *ws])
-    gr = torch.autograd.grad(fused_sine._stack(c, ws, 30.0, 30.0, "fp32", False)[-1].sum(), [c, *ws])
+                                                           [p.detach() for p in pre[:-1]], 30.0, 30.0, "fp32", "grad_weight.BN=16", coords_grad))
+    gk = torch.autograd.grad(fused_sine._stack(c, ws, 30.0, 30.0, "fp32", "", True)[-1].sum(), [c, *ws])
+    gr = torch.autograd.grad(fused_sine._stack(c, ws, 30.0, 30.0, "fp32", "", False)[-1].sum(), [c, *ws])
     worst = max(worst, *[float((a - b).norm() / b.norm()) for a, b in zip(gr, gk)])
 assert Siren(SirenConfig(kernel="auto", in_dim=2, out_dim=1, width=16, depth=2)).uses_fused_kernel(torch.device("cpu"))
 print("WORST", worst)

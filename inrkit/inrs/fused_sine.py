@@ -82,42 +82,46 @@ def _warps(a: int, b: int) -> int:
 
 # Each kernel's block sizes: two of the output tile, then the reduction tile.
 BLOCKS = {"forward": ("BN", "BM", "BK"), "grad_input": ("BN", "BK", "BM"), "grad_weight": ("BK", "BM", "BN")}
-_LAUNCH = ("num_warps", "num_stages")
-
-# Tile settings that replace the built-in rule, per (kernel, precision): block sizes as caps (a
-# layer narrower than a cap gets the next power of two, at least 16), num_warps, num_stages.
-# Set through set_tiles; ``benchmarks/gpu_bench.py --sections tiles`` measures candidates on a card.
-_TILES: dict[tuple[str, str], dict[str, int]] = {}
+LAUNCH = ("num_warps", "num_stages")
 
 
-def set_tiles(kernel: str, precision: str, **tiles: int) -> None:
-    """Replace the built-in tile rule of ``kernel`` (one of BLOCKS) at ``precision``; no
-    ``tiles`` restores the rule. Block sizes are powers of two ≥ 16 (``tl.dot``'s minimum)."""
+def check_tiles(kernel: str, settings: dict) -> dict[str, int]:
+    """Validate tile settings of ``kernel`` (one of BLOCKS): block sizes as caps (a layer narrower
+    than a cap gets the next power of two, at least 16; powers of two ≥ 16, ``tl.dot``'s minimum),
+    ``num_warps``, ``num_stages``. Missing settings keep the built-in rule."""
     if kernel not in BLOCKS:
         raise ValueError(f"unknown fused sine kernel '{kernel}' (expected one of {', '.join(BLOCKS)})")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown matmul precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
-    for name, value in tiles.items():
-        if name not in BLOCKS[kernel] + _LAUNCH:
-            raise ValueError(f"unknown tile setting '{name}' of {kernel} (expected {', '.join(BLOCKS[kernel] + _LAUNCH)})")
-        if not isinstance(value, int) or value < 1:
+    for name, value in settings.items():
+        if name not in BLOCKS[kernel] + LAUNCH:
+            raise ValueError(f"unknown tile setting '{name}' of {kernel} (expected {', '.join(BLOCKS[kernel] + LAUNCH)})")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"tile setting {name}={value!r} of {kernel} must be a positive integer")
         if name in BLOCKS[kernel] and (value < 16 or value & (value - 1)):
             raise ValueError(f"block size {name}={value} of {kernel} must be a power of two >= 16")
-    if tiles:
-        _TILES[(kernel, precision)] = dict(tiles)
-    else:
-        _TILES.pop((kernel, precision), None)
+    return dict(settings)
 
 
-def tiles(kernel: str, precision: str) -> dict[str, int]:
-    """The tile settings in force for ``kernel`` at ``precision`` (empty: the built-in rule)."""
-    return dict(_TILES.get((kernel, precision), {}))
+def encode_tiles(tiles: dict[str, dict[str, int]] | None) -> str:
+    """Tile settings per kernel (checked) as the custom operators take them: ``forward.BM=256,forward.num_warps=8``."""
+    for kernel, settings in (tiles or {}).items():
+        check_tiles(kernel, settings)
+    return ",".join(f"{k}.{name}={v}" for k in BLOCKS for name, v in sorted((tiles or {}).get(k, {}).items()))
 
 
-def _launch(kernel: str, precision: str, sizes: tuple[int, int, int], caps: tuple[int, int, int]) -> dict[str, int]:
-    """Block sizes and launch settings for one call: ``sizes`` and default ``caps`` in BLOCKS order."""
-    over = _TILES.get((kernel, precision), {})
+@functools.lru_cache(maxsize=64)
+def _decode_tiles(text: str) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {k: {} for k in BLOCKS}
+    for item in filter(None, text.split(",")):
+        key, value = item.split("=")
+        kernel, name = key.split(".")
+        out[kernel][name] = int(value)
+    return out
+
+
+def _launch(kernel: str, sizes: tuple[int, int, int], caps: tuple[int, int, int], over: dict | None) -> dict[str, int]:
+    """Block sizes and launch settings for one call: ``sizes`` and built-in ``caps`` in BLOCKS order,
+    ``over`` the settings that replace the rule."""
+    over = over or {}
     names = BLOCKS[kernel]
     blocks = {nm: _block(n, 16, over.get(nm, cap)) for nm, n, cap in zip(names, sizes, caps)}
     return {**blocks, "num_warps": over.get("num_warps", _warps(blocks[names[0]], blocks[names[1]])),
@@ -131,40 +135,43 @@ def _batch_strides(x: torch.Tensor) -> tuple[int, int, int]:
     return x.stride(0), x.stride(1), x.stride(2)
 
 
-def linear(x: torch.Tensor, w: torch.Tensor, sine_in: bool, w0_in: float, precision: str) -> torch.Tensor:
+def linear(x: torch.Tensor, w: torch.Tensor, sine_in: bool, w0_in: float, precision: str,
+           tiles: dict | None = None) -> torch.Tensor:
     """``act(x) @ w[:, :-1] + w[:, -1]`` for every INR: x (B, N, K) or shared (N, K), w (B, K+1, M)."""
     triton, fwd, _, _ = _kernels()
     b, k1, m = w.shape
     n = x.shape[-2]
     out = torch.empty(b, n, m, device=w.device, dtype=torch.float32)
-    t = _launch("forward", precision, (n, m, k1 - 1), (128, 128, 32))
+    t = _launch("forward", (n, m, k1 - 1), (128, 128, 32), tiles)
     grid = (triton.cdiv(n, t["BN"]), triton.cdiv(m, t["BM"]), b)
     fwd[grid](x, w, out, n, k1 - 1, m, *_batch_strides(x), *w.stride(), *out.stride(), float(w0_in),
               SINE_IN=sine_in, PREC=precision, **t)
     return out
 
 
-def grad_input(g: torch.Tensor, w: torch.Tensor, prev: torch.Tensor | None, w0_in: float, precision: str) -> torch.Tensor:
+def grad_input(g: torch.Tensor, w: torch.Tensor, prev: torch.Tensor | None, w0_in: float, precision: str,
+               tiles: dict | None = None) -> torch.Tensor:
     """(g @ w[:, :-1]^T), times ``w0_in cos(w0_in prev)`` when ``prev`` (the previous pre-activation) is given."""
     triton, _, gin, _ = _kernels()
     b, k1, m = w.shape
     n, k = g.shape[1], k1 - 1
     out = torch.empty(b, n, k, device=w.device, dtype=torch.float32)
     p = prev if prev is not None else out
-    t = _launch("grad_input", precision, (n, k, m), (128, 128, _reduction_block(precision)))
+    t = _launch("grad_input", (n, k, m), (128, 128, _reduction_block(precision)), tiles)
     grid = (triton.cdiv(n, t["BN"]), triton.cdiv(k, t["BK"]), b)
     gin[grid](g, w, p, out, n, k, m, *g.stride(), *w.stride(), *_batch_strides(p), *out.stride(), float(w0_in),
               COS_OUT=prev is not None, PREC=precision, **t)
     return out
 
 
-def grad_weight(x: torch.Tensor, g: torch.Tensor, sine_in: bool, w0_in: float, precision: str) -> torch.Tensor:
+def grad_weight(x: torch.Tensor, g: torch.Tensor, sine_in: bool, w0_in: float, precision: str,
+                tiles: dict | None = None) -> torch.Tensor:
     """(B, K+1, M): ``act(x)^T @ g`` with the bias row ``Σ_n g`` appended."""
     triton, _, _, gw = _kernels()
     b, n, m = g.shape
     k = x.shape[-1]
     out = torch.empty(b, k + 1, m, device=g.device, dtype=torch.float32)
-    t = _launch("grad_weight", precision, (k, m, n), (128, 128, _reduction_block(precision)))
+    t = _launch("grad_weight", (k, m, n), (128, 128, _reduction_block(precision)), tiles)
     grid = (triton.cdiv(k, t["BK"]), triton.cdiv(m, t["BM"]), b)
     gw[grid](x, g, out, n, k, m, *_batch_strides(x), *g.stride(), *out.stride(), float(w0_in),
              SINE_IN=sine_in, PREC=precision, **t)
@@ -183,44 +190,46 @@ def _omegas(n_layers: int, w0_initial: float, w0: float) -> list[float]:
 
 @torch.library.custom_op("inrkit::fused_siren", mutates_args=())
 def _stack(coords: torch.Tensor, weights: list[torch.Tensor], w0_initial: float, w0: float, precision: str,
-           keep: bool) -> list[torch.Tensor]:
+           tiles: str, keep: bool) -> list[torch.Tensor]:
     """Every layer's pre-activation when ``keep`` (backward reads them), else only the last one
-    (then a backward pass recomputes them: activation checkpointing)."""
+    (then a backward pass recomputes them: activation checkpointing). ``tiles``: encode_tiles's string."""
     omegas = _omegas(len(weights), w0_initial, w0)
+    t = _decode_tiles(tiles)["forward"]
     pre, x = [], coords
     for i, w in enumerate(weights):
-        x = linear(x, w.contiguous(), i > 0, omegas[i], precision)
+        x = linear(x, w.contiguous(), i > 0, omegas[i], precision, t)
         if keep:
             pre.append(x)
     return pre if keep else [x]
 
 
 @_stack.register_fake
-def _(coords, weights, w0_initial, w0, precision, keep):
+def _(coords, weights, w0_initial, w0, precision, tiles, keep):
     b, n = weights[0].shape[0], coords.shape[-2]
     return [coords.new_empty(b, n, w.shape[-1], dtype=torch.float32) for w in (weights if keep else weights[-1:])]
 
 
 @torch.library.custom_op("inrkit::fused_siren_backward", mutates_args=())
 def _stack_backward(grad_out: torch.Tensor, coords: torch.Tensor, weights: list[torch.Tensor], pre: list[torch.Tensor],
-                    w0_initial: float, w0: float, precision: str, coords_grad: bool) -> list[torch.Tensor]:
+                    w0_initial: float, w0: float, precision: str, tiles: str, coords_grad: bool) -> list[torch.Tensor]:
     """The weights' gradients, then the coordinates' gradient when ``coords_grad``."""
     omegas = _omegas(len(weights), w0_initial, w0)
+    t = _decode_tiles(tiles)
     inputs = [coords, *pre]
     g = grad_out.float().contiguous()
     grads: list[torch.Tensor] = [g] * len(weights)
     for i in reversed(range(len(weights))):
-        grads[i] = grad_weight(inputs[i], g, i > 0, omegas[i], precision)
+        grads[i] = grad_weight(inputs[i], g, i > 0, omegas[i], precision, t["grad_weight"])
         if i > 0:
-            g = grad_input(g, weights[i].contiguous(), inputs[i], omegas[i], precision)
+            g = grad_input(g, weights[i].contiguous(), inputs[i], omegas[i], precision, t["grad_input"])
     if coords_grad:
-        grad_coords = grad_input(g, weights[0].contiguous(), None, 0.0, precision)
+        grad_coords = grad_input(g, weights[0].contiguous(), None, 0.0, precision, t["grad_input"])
         grads.append(grad_coords.sum(0) if coords.dim() == 2 else grad_coords)
     return grads
 
 
 @_stack_backward.register_fake
-def _(grad_out, coords, weights, pre, w0_initial, w0, precision, coords_grad):
+def _(grad_out, coords, weights, pre, w0_initial, w0, precision, tiles, coords_grad):
     b, n = weights[0].shape[0], coords.shape[-2]
     grads = [w.new_empty(w.shape, dtype=torch.float32) for w in weights]
     if coords_grad:
@@ -229,8 +238,8 @@ def _(grad_out, coords, weights, pre, w0_initial, w0, precision, coords_grad):
 
 
 def _setup_context(ctx, inputs, output):
-    coords, weights, w0_initial, w0, precision, _keep = inputs
-    ctx.n_layers, ctx.args = len(weights), (w0_initial, w0, precision)
+    coords, weights, w0_initial, w0, precision, tiles, _keep = inputs
+    ctx.n_layers, ctx.args = len(weights), (w0_initial, w0, precision, tiles)
     ctx.save_for_backward(coords, *weights, *output[:-1])
 
 
@@ -242,22 +251,23 @@ def _backward(ctx, grads):
         pre = _stack(coords, weights, *ctx.args, True)[:-1]
     need = bool(ctx.needs_input_grad[0])
     out = _stack_backward(grads[-1], coords, weights, pre, *ctx.args, need)
-    return (out[n] if need else None), list(out[:n]), None, None, None, None
+    return (out[n] if need else None), list(out[:n]), None, None, None, None, None
 
 
 _stack.register_autograd(_backward, setup_context=_setup_context)
 
 
 def siren_stack(coords: torch.Tensor, weights: list[torch.Tensor], w0_initial: float, w0: float,
-                precision: str) -> torch.Tensor:
+                precision: str, tiles: str = "") -> torch.Tensor:
     """The SIREN's output before its final activation: coords (B, N, d) or (N, d); weights (B, K+1, M).
 
     With gradients, each hidden pre-activation is kept for backward (which recomputes the sines
-    from them); without, each is freed as soon as the next layer has read it.
+    from them); without, each is freed as soon as the next layer has read it. ``tiles``: settings
+    per kernel that replace the built-in tile rule, as :func:`encode_tiles` writes them.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown matmul precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
     weights = [w.float() for w in weights]
     coords = coords.float()
     keep = torch.is_grad_enabled() and (coords.requires_grad or any(w.requires_grad for w in weights))
-    return _stack(coords, weights, float(w0_initial), float(w0), precision, keep)[-1]
+    return _stack(coords, weights, float(w0_initial), float(w0), precision, tiles, keep)[-1]

@@ -6,7 +6,7 @@ from collections import OrderedDict
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..registry import PartConfig
 from ..registry import inrs as inr_registry
@@ -34,6 +34,16 @@ class SirenConfig(PartConfig):
     matmul_precision: Literal["fp32", "tf32", "tf32x3", "bf16", "bf16x3"] = Field(
         "bf16x3", description="tensor-core scheme of the fused kernel (the PyTorch path is always fp32); "
                               "bf16x3/tf32x3 split each operand in two and stay near fp32 (benchmarks/RESULTS.md)")
+    tiles: dict[Literal["forward", "grad_input", "grad_weight"], dict[str, int]] = Field(
+        default_factory=dict, description="fused kernel tiles per kernel, replacing the built-in rule: block caps"
+        " (forward BN/BM/BK, grad_input BN/BK/BM, grad_weight BK/BM/BN; powers of two >= 16), num_warps, num_stages;"
+        " e.g. from benchmarks/gpu_bench.py --sections tiles (docs/gpu.md); a speed setting, results are the same")
+
+    @field_validator("tiles")
+    @classmethod
+    def _check_tiles(cls, tiles):
+        fused_sine.encode_tiles(tiles)  # raises ValueError naming the bad setting
+        return tiles
 
 
 @inr_registry.register("siren", config=SirenConfig, description="SIREN: sine MLP, ω0 = 30, SIREN initialisation")
@@ -47,6 +57,7 @@ class Siren(INR):
     def __init__(self, cfg: SirenConfig):
         super().__init__()
         self.config = cfg
+        self._tiles = fused_sine.encode_tiles(cfg.tiles)
         self.in_dim, self.out_dim = cfg.in_dim, cfg.out_dim
         dims = [cfg.in_dim] + [cfg.width] * cfg.depth + [cfg.out_dim]
         self.param_shapes = OrderedDict((f"l{i}", (dims[i] + 1, dims[i + 1])) for i in range(len(dims) - 1))
@@ -83,7 +94,7 @@ class Siren(INR):
         names = list(self.param_shapes)
         if self.uses_fused_kernel(coords.device):
             x = fused_sine.siren_stack(coords, [params[n] for n in names], self.config.w0_initial, self.config.w0,
-                                       self.config.matmul_precision)
+                                       self.config.matmul_precision, self._tiles)
         else:
             x = coords
             for i, name in enumerate(names[:-1]):

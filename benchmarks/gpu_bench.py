@@ -392,15 +392,15 @@ def profile_section(train: dict, sets: list[str], steps: int = 20, warm: int = 8
     return {"step_ms": r["step_ms"], **summarize_profile(prof, n, r["step_ms"] * n / 1e3), "settings": {**train, "sets": sets}}
 
 
-LARGE_VARIANTS = [  # image-64, stage 1, at a large batch: where the eager step's time goes, and what compile buys
-    ("eager", FUSED_INR, FAST_EAGER),
-    ("eager + channels-last", FUSED_INR, {**FAST_EAGER, "channels_last": True}),
-    ("compile (default mode)", FUSED_INR, {**FAST_EAGER, "compile": True}),
-    ("compile (default mode) + channels-last", FUSED_INR, {**FAST_EAGER, "compile": True, "channels_last": True}),
-]
+LARGE_VARIANTS = {  # image-64, stage 1, at a large batch: where the eager step's time goes, and what compile buys
+    "eager": ("eager", FUSED_INR, FAST_EAGER),
+    "eager-cl": ("eager + channels-last", FUSED_INR, {**FAST_EAGER, "channels_last": True}),
+    "compile": ("compile (default mode)", FUSED_INR, {**FAST_EAGER, "compile": True}),
+    "compile-cl": ("compile (default mode) + channels-last", FUSED_INR, {**FAST_EAGER, "compile": True, "channels_last": True}),
+}
 
 
-def large_section(out: Path, peak: float, batch: int) -> dict:
+def large_section(out: Path, peak: float, batch: int, variants: list[str] | None = None) -> dict:
     """The image preset's step at a large batch, eager and compiled, each with a short profile
     (time per kernel class), MFU from FLOPs counted at batch 32; then the fastest at twice the batch."""
     from torch.profiler import ProfilerActivity, profile
@@ -408,7 +408,8 @@ def large_section(out: Path, peak: float, batch: int) -> dict:
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEV.type == "cuda" else [])
     flops_item = count_step_flops("image", [], 32) / 32
     res: dict = {"flops_per_item": flops_item, "batch": batch, "rows": {}}
-    runs = [(name, sets, train, batch) for name, sets, train in LARGE_VARIANTS]
+    chosen = [LARGE_VARIANTS[v] for v in variants or LARGE_VARIANTS]
+    runs = [(name, sets, train, batch) for name, sets, train in chosen]
     done = 0
     while runs:
         name, sets, train, b = runs.pop(0)
@@ -433,11 +434,11 @@ def large_section(out: Path, peak: float, batch: int) -> dict:
         print("large", name, b, {k: v for k, v in r.items() if k != "profile"}, flush=True)
         torch.cuda.empty_cache() if DEV.type == "cuda" else None
         done += 1
-        if done == len(LARGE_VARIANTS):
+        if done == len(chosen):
             timed = {k: v for k, v in res["rows"].items() if "step_ms" in v}
             if timed:
                 best = min(timed, key=lambda k: timed[k]["step_ms"])
-                spec = next(v for v in LARGE_VARIANTS if best.startswith(v[0] + " @"))
+                spec = next(v for v in chosen if best.startswith(v[0] + " @"))
                 runs.append((spec[0], spec[1], spec[2], 2 * batch))
         RESULTS["large"] = res
         save(out)
@@ -683,9 +684,14 @@ def main() -> None:
     ap.add_argument("--e2e-batch", type=int, default=256, help="e2e: the stage-1 batch (lr by the sqrt rule from 32)")
     ap.add_argument("--e2e-steps", type=int, default=150, help="e2e: stage-1 steps of each run")
     ap.add_argument("--tiles-budget-s", type=float, default=150.0, help="tiles: seconds for the sweep of all three kernels")
+    ap.add_argument("--large-variants", default="eager,eager-cl,compile,compile-cl",
+                    help="large: which variants (eager, eager-cl, compile, compile-cl; -cl = channels-last)")
     ap.add_argument("--large-batch", type=int, default=512, help="large: the batch of the image-preset variants (then twice it)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny presets: check the script runs (numbers mean nothing)")
     args = ap.parse_args()
+    unknown = [v for v in args.large_variants.split(",") if v and v not in LARGE_VARIANTS]
+    if unknown:
+        ap.error(f"--large-variants: unknown {', '.join(unknown)} (expected {', '.join(LARGE_VARIANTS)})")
     BUDGET = args.budget_s
     PRESET = args.preset
     if args.smoke:
@@ -727,7 +733,7 @@ def main() -> None:
         print("profile", RESULTS["profile"], flush=True)
         save(out)
     if "large" in sections:
-        large_section(out, peak, args.large_batch)
+        large_section(out, peak, args.large_batch, [v for v in args.large_variants.split(",") if v])
     if "e2e" in sections:
         e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in best.items()] + best_sets,
                     steps=args.e2e_steps, batch=args.e2e_batch, devices=args.devices, compile_modes=tuple(m for m in args.e2e_compile.split(",") if m),

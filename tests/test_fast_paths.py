@@ -351,8 +351,9 @@ def test_gpu_bench_runs_its_smoke_mode_on_cpu(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("TRITON_INTERPRET", None)
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_bench.py"), "--smoke", "--out", str(out),
-                           "--sections", "ceil,kernel,tiles,e2e", "--e2e-modalities", "sphere", "--e2e-batch", "4",
-                           "--e2e-steps", "3"], env=env, capture_output=True, text=True, cwd=tmp_path)
+                           "--sections", "ceil,kernel,tiles,large,e2e", "--e2e-modalities", "sphere", "--e2e-batch", "4",
+                           "--e2e-steps", "3", "--large-variants", "eager", "--large-batch", "2"],
+                          env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
 
@@ -362,6 +363,8 @@ def test_gpu_bench_runs_its_smoke_mode_on_cpu(tmp_path):
     assert data["tiles"] == {"skipped": "the fused kernels do not run on cpu here"}
     e2e = data["e2e"]["sphere"]
     assert e2e["rc"] == 0 and e2e["batch"] == 4 and "train.vae.steps=3" in e2e["command"]
+    assert set(data["large"]["rows"]) == {"eager @ 2", "eager @ 4"}  # the chosen variant, then at twice the batch
+    assert all(r["items_per_s"] > 0 and "ms_per_step_by_class" in r["profile"] for r in data["large"]["rows"].values())
     assert "Fused sine layers" in (out / "bench.md").read_text()
 
 

@@ -20,9 +20,20 @@ KINDS = ("domains", "inrs", "hypernets", "encoders", "decoders", "priors", "like
 
 
 class PartConfig(pydantic.BaseModel):
-    """Base of every part's config: a misspelt key is an error, not a silent default."""
+    """Base of every part's config: a misspelt key is an error, not a silent default.
+
+    A field declared with ``Field(..., json_schema_extra=RUNTIME)`` changes how fast a part runs,
+    not what it computes (a kernel choice, tile sizes): a run may continue with another value.
+    """
 
     model_config = pydantic.ConfigDict(extra="forbid", protected_namespaces=())
+
+    def runtime_paths(self) -> set[str]:
+        """Dotted paths (within this config) of its runtime fields; a config made of parts adds theirs."""
+        return {k for k, f in type(self).model_fields.items() if (f.json_schema_extra or {}).get("runtime")}
+
+
+RUNTIME = {"runtime": True}  # json_schema_extra of a PartConfig field that only changes speed
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,8 @@ class Run:
             if resume and is_run_dir(run.path):
                 # resolved, so that fields added since the run was written compare at their defaults
                 saved = Run.open(run.path).recipe.config["model"]
-                check_same_model(saved, recipe.config["model"], run.path)
+                check_same_model(saved, recipe.config["model"], run.path,
+                                 ignore={f"model.{p}" for p in recipe.model_config.runtime_paths()})
         except BaseException:
             run.release()
             raise
@@ -308,8 +309,12 @@ def check_checkpoints(run_dir: Path, order: tuple[str, ...], resume) -> None:
         ckpt.set_aside_corrupt(run_dir, stage, use_older=resume == "older")
 
 
-def check_same_model(saved: dict, new: dict, run_dir: Path) -> None:
+def check_same_model(saved: dict, new: dict, run_dir: Path, ignore: set[str] = frozenset()) -> None:
+    """Refuse to continue a run whose model section differs; ``ignore``: dotted paths of runtime
+    fields (speed settings, :class:`inrkit.registry.PartConfig`), which may differ."""
     def first_diff(a, b, prefix="model"):
+        if prefix in ignore:
+            return None
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
                 d = first_diff(a.get(k), b.get(k), f"{prefix}.{k}")

@@ -85,6 +85,10 @@ class PartsConfig(PartConfig):
     def built_domain(self):
         return self.build("domain")
 
+    def runtime_paths(self) -> set[str]:
+        own = super().runtime_paths()
+        return own | {f"{field}.{path}" for field, cfg in self._parts.items() for path in cfg.runtime_paths()}
+
 
 class LDMIConfig(PartsConfig):
     """The ``model`` section. INR ``in_dim``/``out_dim`` and the likelihood follow the domain."""

@@ -57,6 +57,11 @@ def test_create_refuses_and_resumes(tmp_path):
                                                              "inr": {"name": "siren", "width": 8, "depth": 2}}})
     with pytest.raises(ConfigError, match="different model: model.inr.width"):
         Run.create(tmp_path / "r", other, resume=True)
+    # speed settings (runtime fields: the SIREN's kernel and tiles) may change when a run continues
+    faster = Recipe.from_config(toy_run_config() | {"model": {**toy_run_config()["model"], "inr": {
+        "name": "siren", "width": 16, "depth": 2, "kernel": "torch", "tiles": {"forward": {"BM": 64}}}}})
+    assert {"inr.kernel", "inr.tiles"} <= faster.model_config.runtime_paths()
+    Run.create(tmp_path / "r", faster, resume=True).release()
 
 
 def test_evaluate_run_in_the_library_and_sample_metrics_through_the_domain(tmp_path):

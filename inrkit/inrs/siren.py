@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 
-from ..registry import PartConfig
+from ..registry import RUNTIME, PartConfig
 from ..registry import inrs as inr_registry
 from . import fused_sine
 from .base import INR, batched_linear
@@ -29,13 +29,13 @@ class SirenConfig(PartConfig):
         "uniform", description="uniform: nn.Linear's random phases (the original SIREN); zero: the LDMI code's")
     out_offset: float = Field(0.0, description="constant added to the output (the LDMI code's out_bias, 0.5)")
     kernel: Literal["auto", "torch", "triton"] = Field(
-        "auto", description="auto/triton = the fused Triton sine layers where CUDA and Triton are (faster to"
+        "auto", json_schema_extra=RUNTIME, description="auto/triton = the fused Triton sine layers where CUDA and Triton are (faster to"
                             " train and render: benchmarks/RESULTS.md), else PyTorch; torch = always PyTorch")
     matmul_precision: Literal["fp32", "tf32", "tf32x3", "bf16", "bf16x3"] = Field(
         "bf16x3", description="tensor-core scheme of the fused kernel (the PyTorch path is always fp32); "
                               "bf16x3/tf32x3 split each operand in two and stay near fp32 (benchmarks/RESULTS.md)")
     tiles: dict[Literal["forward", "grad_input", "grad_weight"], dict[str, int]] = Field(
-        default_factory=dict, description="fused kernel tiles per kernel, replacing the built-in rule: block caps"
+        default_factory=dict, json_schema_extra=RUNTIME, description="fused kernel tiles per kernel, replacing the built-in rule: block caps"
         " (forward BN/BM/BK, grad_input BN/BK/BM, grad_weight BK/BM/BN; powers of two >= 16), num_warps, num_stages;"
         " e.g. from benchmarks/gpu_bench.py --sections tiles (docs/gpu.md); a speed setting, results are the same")
 

@@ -275,6 +275,32 @@ def test_tile_settings_are_caps_and_encode_for_the_operators():
     assert Siren(SirenConfig(tiles=tiles))._tiles == text and fused_sine.encode_tiles(None) == ""
 
 
+def test_tiles_a_gpu_cannot_run_are_a_config_error_naming_them(monkeypatch):
+    """Triton's OutOfResources (too much shared memory for the card) from configured tiles becomes
+    a one-line ConfigError; from the built-in rule it stays what it is (a bug of ours)."""
+    class OutOfResources(Exception):
+        pass
+
+    class Kernel:
+        def __getitem__(self, grid):
+            def launch(*args, **meta):
+                raise OutOfResources("out of resource: shared memory, Required: 262144, Hardware limit: 232448")
+            return launch
+
+    class FakeTriton:
+        cdiv = staticmethod(lambda a, b: -(-a // b))
+
+    monkeypatch.setattr(fused_sine, "_kernels", lambda: (FakeTriton, Kernel(), Kernel(), Kernel()))
+    x, w = torch.zeros(2, 8, 16), torch.zeros(2, 17, 16)
+    with pytest.raises(ConfigError, match=r"model.inr.tiles.forward \{'BM': 256\}: this GPU cannot run these tiles "
+                                          r"\(out of resource: shared memory"):
+        fused_sine.linear(x, w, True, 30.0, "bf16x3", {"BM": 256})
+    with pytest.raises(ConfigError, match="model.inr.tiles.grad_weight"):
+        fused_sine.grad_weight(x, x, True, 30.0, "bf16x3", {"BN": 256})
+    with pytest.raises(OutOfResources):
+        fused_sine.grad_input(x, w, x, 30.0, "bf16x3", None)
+
+
 def test_unknown_matmul_precision_is_refused():
     with pytest.raises(ValueError, match="unknown matmul precision"):
         fused_sine.siren_stack(torch.zeros(4, 2), [torch.zeros(1, 3, 4)], 30.0, 30.0, "fp8")

@@ -128,6 +128,21 @@ def _launch(kernel: str, sizes: tuple[int, int, int], caps: tuple[int, int, int]
             "num_stages": over.get("num_stages", 3)}
 
 
+def _start(kernel_fn, grid, args: tuple, kernel: str, tiles: dict | None, **meta) -> None:
+    """Launch ``kernel_fn``; tiles from the config that need more of the GPU than it has (shared
+    memory, registers) are a config error naming them, not a traceback from Triton."""
+    try:
+        kernel_fn[grid](*args, **meta)
+    except Exception as err:
+        if not tiles or type(err).__name__ != "OutOfResources":
+            raise
+        from ..errors import ConfigError
+
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"model.inr.tiles.{kernel} {tiles}: this GPU cannot run these tiles ({first});"
+                          " choose smaller ones") from None
+
+
 def _batch_strides(x: torch.Tensor) -> tuple[int, int, int]:
     """(batch, row, column) strides; a shared (N, d) input has batch stride 0."""
     if x.dim() == 2:
@@ -144,8 +159,8 @@ def linear(x: torch.Tensor, w: torch.Tensor, sine_in: bool, w0_in: float, precis
     out = torch.empty(b, n, m, device=w.device, dtype=torch.float32)
     t = _launch("forward", (n, m, k1 - 1), (128, 128, 32), tiles)
     grid = (triton.cdiv(n, t["BN"]), triton.cdiv(m, t["BM"]), b)
-    fwd[grid](x, w, out, n, k1 - 1, m, *_batch_strides(x), *w.stride(), *out.stride(), float(w0_in),
-              SINE_IN=sine_in, PREC=precision, **t)
+    _start(fwd, grid, (x, w, out, n, k1 - 1, m, *_batch_strides(x), *w.stride(), *out.stride(), float(w0_in)),
+           "forward", tiles, SINE_IN=sine_in, PREC=precision, **t)
     return out
 
 
@@ -159,8 +174,8 @@ def grad_input(g: torch.Tensor, w: torch.Tensor, prev: torch.Tensor | None, w0_i
     p = prev if prev is not None else out
     t = _launch("grad_input", (n, k, m), (128, 128, _reduction_block(precision)), tiles)
     grid = (triton.cdiv(n, t["BN"]), triton.cdiv(k, t["BK"]), b)
-    gin[grid](g, w, p, out, n, k, m, *g.stride(), *w.stride(), *_batch_strides(p), *out.stride(), float(w0_in),
-              COS_OUT=prev is not None, PREC=precision, **t)
+    _start(gin, grid, (g, w, p, out, n, k, m, *g.stride(), *w.stride(), *_batch_strides(p), *out.stride(), float(w0_in)),
+           "grad_input", tiles, COS_OUT=prev is not None, PREC=precision, **t)
     return out
 
 
@@ -173,8 +188,8 @@ def grad_weight(x: torch.Tensor, g: torch.Tensor, sine_in: bool, w0_in: float, p
     out = torch.empty(b, k + 1, m, device=g.device, dtype=torch.float32)
     t = _launch("grad_weight", (k, m, n), (128, 128, _reduction_block(precision)), tiles)
     grid = (triton.cdiv(k, t["BK"]), triton.cdiv(m, t["BM"]), b)
-    gw[grid](x, g, out, n, k, m, *_batch_strides(x), *g.stride(), *out.stride(), float(w0_in),
-             SINE_IN=sine_in, PREC=precision, **t)
+    _start(gw, grid, (x, g, out, n, k, m, *_batch_strides(x), *g.stride(), *out.stride(), float(w0_in)),
+           "grad_weight", tiles, SINE_IN=sine_in, PREC=precision, **t)
     return out
 
 

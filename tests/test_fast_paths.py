@@ -272,7 +272,10 @@ def test_tile_settings_are_caps_and_encode_for_the_operators():
     assert text == "forward.BM=256,forward.num_warps=4,grad_weight.BN=32"
     assert fused_sine._decode_tiles(text) == {"forward": {"BM": 256, "num_warps": 4}, "grad_input": {},
                                               "grad_weight": {"BN": 32}}
-    assert Siren(SirenConfig(tiles=tiles))._tiles == text and fused_sine.encode_tiles(None) == ""
+    inr = Siren(SirenConfig(tiles=tiles))
+    assert inr._tile_string() == text and fused_sine.encode_tiles(None) == ""
+    inr.config = inr.config.model_copy(update={"tiles": {"grad_input": {"BK": 64}}})
+    assert inr._tile_string() == "grad_input.BK=64"
 
 
 def test_tiles_a_gpu_cannot_run_are_a_config_error_naming_them(monkeypatch):

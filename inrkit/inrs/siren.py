@@ -57,7 +57,7 @@ class Siren(INR):
     def __init__(self, cfg: SirenConfig):
         super().__init__()
         self.config = cfg
-        self._tiles = fused_sine.encode_tiles(cfg.tiles)
+        self._tiles_of = (cfg, fused_sine.encode_tiles(cfg.tiles))
         self.in_dim, self.out_dim = cfg.in_dim, cfg.out_dim
         dims = [cfg.in_dim] + [cfg.width] * cfg.depth + [cfg.out_dim]
         self.param_shapes = OrderedDict((f"l{i}", (dims[i] + 1, dims[i + 1])) for i in range(len(dims) - 1))
@@ -82,6 +82,13 @@ class Siren(INR):
             params[name] = torch.cat([w, b], dim=0)
         return params
 
+    def _tile_string(self) -> str:
+        """``config.tiles`` as the fused operators take it, kept for the config object it came from
+        (a config replaced later, e.g. by ``model_copy``, is encoded again)."""
+        if self._tiles_of[0] is not self.config:
+            self._tiles_of = (self.config, fused_sine.encode_tiles(self.config.tiles))
+        return self._tiles_of[1]
+
     def uses_fused_kernel(self, device: torch.device) -> bool:
         """Whether ``forward`` takes the fused Triton path for tensors on ``device``.
 
@@ -94,7 +101,7 @@ class Siren(INR):
         names = list(self.param_shapes)
         if self.uses_fused_kernel(coords.device):
             x = fused_sine.siren_stack(coords, [params[n] for n in names], self.config.w0_initial, self.config.w0,
-                                       self.config.matmul_precision, self._tiles)
+                                       self.config.matmul_precision, self._tile_string())
         else:
             x = coords
             for i, name in enumerate(names[:-1]):

@@ -262,6 +262,27 @@ def test_bad_tile_settings_are_a_one_line_cli_error(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_tiles_train_from_the_cli_are_saved_and_may_change_on_resume(tmp_path):
+    """model.inr.tiles end to end: a run trains with them (on CPU the PyTorch path ignores them), its
+    config.yaml keeps them, and --resume with other tiles continues the run (a speed setting)."""
+    from conftest import run_cli, toy_run_config
+    import yaml
+
+    cfg = tmp_path / "toy.yaml"
+    cfg.write_text(yaml.safe_dump(toy_run_config()))
+    run = tmp_path / "run"
+    base = ["train", "ldmi", "--config", cfg, "--out", run, "--set", "train.prior.steps=0"]
+    assert run_cli([*base, "--set", "train.vae.steps=2", "--set", "model.inr.tiles.forward.BM=32"]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["inr"]["tiles"] == {"forward": {"BM": 32}}
+    assert run_cli([*base, "--set", "train.vae.steps=3", "--set", "model.inr.tiles.grad_weight.BN=16", "--resume"]) == 0
+    import json
+
+    vae = json.loads((run / "summary.json").read_text())["stages"]["vae"]
+    assert vae["steps"] == 3 and vae["resumed_from"] is not None
+    assert run_cli([*base, "--set", "train.vae.steps=4", "--set", "model.inr.width=8", "--resume"]) == 2
+
+
 def test_tile_settings_are_caps_and_encode_for_the_operators():
     t = fused_sine._launch("forward", (4096, 3, 256), (128, 128, 32), {"BN": 256, "BM": 64, "num_warps": 8})
     assert (t["BN"], t["BM"], t["BK"], t["num_warps"], t["num_stages"]) == (256, 16, 32, 8, 3)  # M = 3 → 16

@@ -25,6 +25,8 @@ import os
 
 import torch
 
+from ..errors import ConfigError
+
 PRECISIONS = ("fp32", "tf32", "tf32x3", "bf16", "bf16x3")
 
 
@@ -136,8 +138,6 @@ def _start(kernel_fn, grid, args: tuple, kernel: str, tiles: dict | None, **meta
     except Exception as err:
         if not tiles or type(err).__name__ != "OutOfResources":
             raise
-        from ..errors import ConfigError
-
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"model.inr.tiles.{kernel} {tiles}: this GPU cannot run these tiles ({first});"
                           " choose smaller ones") from None
@@ -245,7 +245,6 @@ def _stack_backward(grad_out: torch.Tensor, coords: torch.Tensor, weights: list[
 
 @_stack_backward.register_fake
 def _(grad_out, coords, weights, pre, w0_initial, w0, precision, tiles, coords_grad):
-    b, n = weights[0].shape[0], coords.shape[-2]
     grads = [w.new_empty(w.shape, dtype=torch.float32) for w in weights]
     if coords_grad:
         grads.append(coords.new_empty(coords.shape, dtype=torch.float32))

@@ -33,6 +33,7 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -207,22 +208,28 @@ def tiles_section(out: Path, budget_s: float) -> dict:
     x = torch.randn(b, n, w, device=DEV) * 0.1                 # a pre-activation (sine applied on load)
     wt = torch.randn(b, w + 1, w, device=DEV) / math.sqrt(w)
     g = torch.randn(b, n, w, device=DEV)
-    calls = {"forward": lambda t: fused_sine.linear(x, wt, True, 30.0, prec, t),
-             "grad_input": lambda t: fused_sine.grad_input(g, wt, x, 30.0, prec, t),
-             "grad_weight": lambda t: fused_sine.grad_weight(x, g, True, 30.0, prec, t)}
-    flops = 2 * b * n * w * w
+    nr = 256 if SMOKE else 131072                                # rendering: 8 INRs, a 131,072-point chunk
+    xr = torch.randn(8, nr, w, device=DEV) * 0.1
+    wr = wt[:8].contiguous()
+    # name -> (kernel, call, FLOPs, whether its winner is used by the later sections)
+    calls = {"forward": ("forward", lambda t: fused_sine.linear(x, wt, True, 30.0, prec, t), 2 * b * n * w * w, True),
+             "grad_input": ("grad_input", lambda t: fused_sine.grad_input(g, wt, x, 30.0, prec, t), 2 * b * n * w * w, True),
+             "grad_weight": ("grad_weight", lambda t: fused_sine.grad_weight(x, g, True, 30.0, prec, t), 2 * b * n * w * w, True),
+             "render_forward": ("forward", lambda t: fused_sine.linear(xr, wr, True, 30.0, prec, t), 2 * 8 * nr * w * w, False)}
     shapes = TILE_SHAPES[:2] if SMOKE else TILE_SHAPES
     launches = [(2, 2)] if SMOKE else [(4, 3), (8, 3), (4, 4), (8, 4)]
-    res: dict = {"shape": {"B": b, "N": n, "K": w, "M": w}, "precision": prec, "kernels": {}}
+    res: dict = {"shape": {"B": b, "N": n, "K": w, "M": w}, "render_shape": {"B": 8, "N": nr, "K": w, "M": w},
+                 "precision": prec, "kernels": {}}
     stop = time.perf_counter() + budget_s
-    for kind, fn in calls.items():
+    for i, (name, (kind, fn, flops, use)) in enumerate(calls.items()):
         names = fused_sine.BLOCKS[kind]
+        kernel_stop = time.perf_counter() + (stop - time.perf_counter()) / (len(calls) - i)  # a fair share each
         ref = fn(None)
         base = bench_ms(lambda: fn(None))
         rows = [{"tiles": "built-in", "ms": base, "tflops": flops / base / 1e9}]
         for shape in shapes:
             for warps, stages in launches:
-                if time.perf_counter() > stop or left() < 60:
+                if time.perf_counter() > kernel_stop or left() < 60:
                     break
                 t = fused_sine.check_tiles(kind, {**dict(zip(names, shape)), "num_warps": warps, "num_stages": stages})
                 row = {"tiles": t}
@@ -235,12 +242,12 @@ def tiles_section(out: Path, budget_s: float) -> dict:
                 rows.append(row)
         valid = [r for r in rows[1:] if "ms" in r and r["rel_diff"] < 1e-4]
         best = min(valid, key=lambda r: r["ms"], default=None)
-        applied = best is not None and best["ms"] < 0.97 * base
+        applied = use and best is not None and best["ms"] < 0.97 * base
         if applied:
             TILE_SETS.extend(f"model.inr.tiles.{kind}.{k}={v}" for k, v in best["tiles"].items())
-        res["kernels"][kind] = {"built_in_ms": base, "best": best, "applied": applied,
+        res["kernels"][name] = {"kernel": kind, "built_in_ms": base, "best": best, "applied": applied,
                                 "speedup": base / best["ms"] if best else None, "rows": rows}
-        print("tiles", kind, {k: v for k, v in res["kernels"][kind].items() if k != "rows"}, flush=True)
+        print("tiles", name, {k: v for k, v in res["kernels"][name].items() if k != "rows"}, flush=True)
         res["applied_sets"] = list(TILE_SETS)
         RESULTS["tiles"] = res
         save(out)
@@ -397,7 +404,20 @@ LARGE_VARIANTS = {  # image-64, stage 1, at a large batch: where the eager step'
     "eager-cl": ("eager + channels-last", FUSED_INR, {**FAST_EAGER, "channels_last": True}),
     "compile": ("compile (default mode)", FUSED_INR, {**FAST_EAGER, "compile": True}),
     "compile-cl": ("compile (default mode) + channels-last", FUSED_INR, {**FAST_EAGER, "compile": True, "channels_last": True}),
+    # inductor's own choice of channels-last for the graph's convolutions, forced on (its heuristic
+    # can turn it off, e.g. for a graph with many nodes per convolution)
+    "compile-lo": ("compile (default mode) + inductor layout optimisation forced", FUSED_INR,
+                   {**FAST_EAGER, "compile": True}, {"force_layout_optimization": True}),
 }
+
+
+def _inductor_options(options: dict):
+    """torch._inductor.config patched with ``options`` (none: no change) while a variant compiles."""
+    if not options:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(options)
 
 
 def large_section(out: Path, peak: float, batch: int, variants: list[str] | None = None) -> dict:
@@ -408,21 +428,24 @@ def large_section(out: Path, peak: float, batch: int, variants: list[str] | None
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEV.type == "cuda" else [])
     flops_item = count_step_flops("image", [], 32) / 32
     res: dict = {"flops_per_item": flops_item, "batch": batch, "rows": {}}
-    chosen = [LARGE_VARIANTS[v] for v in variants or LARGE_VARIANTS]
-    runs = [(name, sets, train, batch) for name, sets, train in chosen]
+    chosen = [(*LARGE_VARIANTS[v], {})[:4] for v in variants or LARGE_VARIANTS]  # + inductor options
+    runs = [(name, sets, train, ind, batch) for name, sets, train, ind in chosen]
     done = 0
     while runs:
-        name, sets, train, b = runs.pop(0)
+        name, sets, train, ind, b = runs.pop(0)
         compiled = bool(train.get("compile"))
         need = 150 if compiled else 45
         if left() < need:
             res["rows"][f"{name} @ {b}"] = {"skipped": "time budget"}
             continue
         steps, warm, prof_n = (4, 2, 1) if SMOKE else ((18, 8, 3) if compiled else (16, 6, 3))
+        if compiled:  # compile afresh: dynamo's cache would hand a later variant the graph (and inductor options) of an earlier one
+            torch._dynamo.reset()
         prof = profile(activities=acts)
         try:
-            r = trainer_steps("image", sets, {**train, "vae": {"batch_size": b}}, steps=steps, warm=warm,
-                              profiler=prof, profile_steps=prof_n)
+            with _inductor_options(ind):
+                r = trainer_steps("image", sets, {**train, "vae": {"batch_size": b}}, steps=steps, warm=warm,
+                                  profiler=prof, profile_steps=prof_n)
             r["mfu"] = flops_item * b / (r["step_ms"] / 1e3) / (peak * 1e12)
             r["profile"] = summarize_profile(prof, prof_n, r.pop("profiled_wall_s"))
         except torch.OutOfMemoryError:
@@ -439,7 +462,7 @@ def large_section(out: Path, peak: float, batch: int, variants: list[str] | None
             if timed:
                 best = min(timed, key=lambda k: timed[k]["step_ms"])
                 spec = next(v for v in chosen if best.startswith(v[0] + " @"))
-                runs.append((spec[0], spec[1], spec[2], 2 * batch))
+                runs.append((spec[0], spec[1], spec[2], spec[3], 2 * batch))
         RESULTS["large"] = res
         save(out)
     return res
@@ -634,8 +657,9 @@ def markdown() -> str:
         lines += [f"| {k['name']} | {k['ms_per_step']:.2f} | {k['count']} |" for k in p["top_kernels"]] + [""]
     tl = r.get("tiles")
     if tl and "kernels" in tl:
-        sh = tl["shape"]
+        sh, rs = tl["shape"], tl.get("render_shape", {})
         lines += [f"## Fused sine kernel tiles (B={sh['B']}, N={sh['N']}, {sh['K']}→{sh['M']}, {tl['precision']})", "",
+                  f"`render_forward` is the forward kernel at a rendering chunk (B={rs.get('B')}, N={rs.get('N')}); recorded only.", "",
                   "Later training sections of this run use the fastest valid tiles where they beat the built-in rule by ≥ 3%"
                   f" ({', '.join(f'`{x}`' for x in tl.get('applied_sets', [])) or 'none did'}).", "",
                   "| kernel | built-in ms | built-in TFLOP/s | fastest tiles | ms | TFLOP/s | speed-up | applied | tried (failed) |",
@@ -684,8 +708,9 @@ def main() -> None:
     ap.add_argument("--e2e-batch", type=int, default=256, help="e2e: the stage-1 batch (lr by the sqrt rule from 32)")
     ap.add_argument("--e2e-steps", type=int, default=150, help="e2e: stage-1 steps of each run")
     ap.add_argument("--tiles-budget-s", type=float, default=150.0, help="tiles: seconds for the sweep of all three kernels")
-    ap.add_argument("--large-variants", default="eager,eager-cl,compile,compile-cl",
-                    help="large: which variants (eager, eager-cl, compile, compile-cl; -cl = channels-last)")
+    ap.add_argument("--large-variants", default="eager,eager-cl,compile,compile-cl,compile-lo",
+                    help="large: which variants (eager, eager-cl, compile, compile-cl, compile-lo; -cl = channels-last,"
+                         " -lo = inductor's layout optimisation forced on)")
     ap.add_argument("--large-batch", type=int, default=512, help="large: the batch of the image-preset variants (then twice it)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny presets: check the script runs (numbers mean nothing)")
     args = ap.parse_args()

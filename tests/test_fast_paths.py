@@ -284,10 +284,17 @@ def test_tiles_train_from_the_cli_are_saved_and_may_change_on_resume(tmp_path):
 
 
 def test_tile_settings_are_caps_and_encode_for_the_operators():
-    t = fused_sine._launch("forward", (4096, 3, 256), (128, 128, 32), {"BN": 256, "BM": 64, "num_warps": 8})
+    t = fused_sine._launch("forward", (4096, 3, 256), "bf16x3", {"BN": 256, "BM": 64, "num_warps": 8})
     assert (t["BN"], t["BM"], t["BK"], t["num_warps"], t["num_stages"]) == (256, 16, 32, 8, 3)  # M = 3 → 16
-    assert fused_sine._launch("forward", (4096, 256, 256), (128, 128, 32), None) == \
+    assert fused_sine._launch("forward", (4096, 256, 256), "bf16x3", None) == \
         {"BN": 128, "BM": 128, "BK": 32, "num_warps": 8, "num_stages": 3}
+    # the gradient kernels' built-in tiles with bf16 operands: the H200 sweep's winners (RESULTS.md)
+    assert fused_sine._launch("grad_weight", (256, 256, 4096), "bf16x3", None) == \
+        {"BK": 128, "BM": 256, "BN": 32, "num_warps": 8, "num_stages": 4}
+    assert fused_sine._launch("grad_input", (4096, 256, 256), "bf16", None) == \
+        {"BN": 64, "BK": 128, "BM": 32, "num_warps": 4, "num_stages": 3}
+    assert fused_sine._launch("grad_weight", (256, 256, 4096), "tf32x3", None) == \
+        {"BK": 128, "BM": 128, "BN": 32, "num_warps": 8, "num_stages": 3}
     tiles = {"grad_weight": {"BN": 32}, "forward": {"num_warps": 4, "BM": 256}}
     text = fused_sine.encode_tiles(tiles)
     assert text == "forward.BM=256,forward.num_warps=4,grad_weight.BN=32"
@@ -301,14 +308,23 @@ def test_tile_settings_are_caps_and_encode_for_the_operators():
 
 def test_tiles_a_gpu_cannot_run_are_a_config_error_naming_them(monkeypatch):
     """Triton's OutOfResources (too much shared memory for the card) from configured tiles becomes
-    a one-line ConfigError; from the built-in rule it stays what it is (a bug of ours)."""
+    a one-line ConfigError; the built-in rule's tiles fall back to the conservative ones once, and
+    when even those fail the error stays what it is (a bug of ours)."""
     class OutOfResources(Exception):
         pass
 
+    launched = []
+
     class Kernel:
+        def __init__(self, runs_up_to: int = 0):  # the largest output tile (two block sizes' product) it runs
+            self.runs_up_to = runs_up_to
+
         def __getitem__(self, grid):
             def launch(*args, **meta):
-                raise OutOfResources("out of resource: shared memory, Required: 262144, Hardware limit: 232448")
+                blocks = [v for k, v in meta.items() if k.startswith("B")][:2]
+                launched.append(meta)
+                if blocks[0] * blocks[1] > self.runs_up_to:
+                    raise OutOfResources("out of resource: shared memory, Required: 262144, Hardware limit: 232448")
             return launch
 
     class FakeTriton:
@@ -323,6 +339,18 @@ def test_tiles_a_gpu_cannot_run_are_a_config_error_naming_them(monkeypatch):
         fused_sine.grad_weight(x, x, True, 30.0, "bf16x3", {"BN": 256})
     with pytest.raises(OutOfResources):
         fused_sine.grad_input(x, w, x, 30.0, "bf16x3", None)
+    # a card that runs 128x128 output tiles but not the built-in 128x256 of grad_weight
+    monkeypatch.setattr(fused_sine, "_kernels", lambda: (FakeTriton, Kernel(), Kernel(), Kernel(128 * 128)))
+    monkeypatch.setattr(fused_sine, "_TOO_BIG", set())
+    xs, gs = torch.zeros(2, 64, 256), torch.zeros(2, 64, 256)
+    launched.clear()
+    fused_sine.grad_weight(xs, gs, True, 30.0, "bf16x3", None)
+    assert [(m["BK"], m["BM"], m["num_stages"]) for m in launched] == [(128, 256, 4), (128, 128, 3)]
+    launched.clear()
+    fused_sine.grad_weight(xs, gs, True, 30.0, "bf16x3", None)   # remembered: straight to the fallback
+    assert [(m["BK"], m["BM"]) for m in launched] == [(128, 128)]
+    with pytest.raises(ConfigError, match="model.inr.tiles.grad_weight"):
+        fused_sine.grad_weight(xs, gs, True, 30.0, "bf16x3", {"BM": 256})
 
 
 def test_unknown_matmul_precision_is_refused():
@@ -432,11 +460,13 @@ def test_gpu_bench_tile_sweep_runs_under_the_triton_interpreter(tmp_path):
 
     data = json.loads((out / "bench.json").read_text())
     kernels = data["tiles"]["kernels"]
-    assert set(kernels) == set(fused_sine.BLOCKS)
-    for v in kernels.values():
+    assert set(kernels) == set(fused_sine.BLOCKS) | {"render_forward"}
+    for name, v in kernels.items():
         assert v["rows"][0]["tiles"] == "built-in" and len(v["rows"]) == 3
         assert all(r["rel_diff"] < 1e-4 for r in v["rows"][1:])
-        assert v["applied"] == (v["best"]["ms"] < 0.97 * v["built_in_ms"])
+        assert v["applied"] == (name != "render_forward" and v["best"]["ms"] < 0.97 * v["built_in_ms"])
+    for s in data["tiles"]["applied_sets"]:            # model.inr.tiles.<kernel>.<setting>=<value>
+        assert kernels[s.split(".")[3]]["applied"]
     assert "Fused sine kernel tiles" in (out / "bench.md").read_text()
 
 
@@ -488,3 +518,58 @@ def test_gpu_bench_e2e_trains_each_modality_once_more_per_compile_mode(tmp_path,
     assert compiled[-2:] == ["--set", "train.compile=reduce-overhead"]
     assert compiled.index("train.compile=false") < compiled.index("train.compile=reduce-overhead")
     assert "train.compile=reduce-overhead" not in calls[0] and json.loads((tmp_path / "bench.json").read_text())["e2e"]
+
+
+def _load_gpu_bench():
+    import importlib.util as iu
+
+    spec = iu.spec_from_file_location("gpu_bench_mod", ROOT / "benchmarks" / "gpu_bench.py")
+    bench = iu.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_gpu_bench_large_variants_and_their_inductor_options():
+    """Each --large-variants entry names trainer settings (and optionally inductor options, patched
+    only while that variant runs)."""
+    import torch._inductor.config as inductor_config
+
+    bench = _load_gpu_bench()
+    for key, variant in bench.LARGE_VARIANTS.items():
+        name, sets, train, *ind = variant
+        assert isinstance(name, str) and isinstance(train, dict) and len(ind) <= 1, key
+    assert bench.LARGE_VARIANTS["compile-lo"][3] == {"force_layout_optimization": True}
+    before = inductor_config.force_layout_optimization
+    with bench._inductor_options({"force_layout_optimization": not before}):
+        assert inductor_config.force_layout_optimization == (not before)
+    assert inductor_config.force_layout_optimization == before
+    with bench._inductor_options({}):
+        assert inductor_config.force_layout_optimization == before
+
+
+def test_gpu_bench_large_compiles_each_compiled_variant_afresh(monkeypatch, tmp_path):
+    """--sections large: dynamo's cache is reset before every compiled variant (without it a later
+    variant reuses the earlier graph, and its inductor options never apply), each variant runs under
+    its own inductor options, and the fastest runs again at twice the batch."""
+    import torch._inductor.config as inductor_config
+
+    bench = _load_gpu_bench()
+    events = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: events.append("reset"))
+    monkeypatch.setattr(bench, "count_step_flops", lambda *a, **k: 32.0)
+    monkeypatch.setattr(bench, "left", lambda: 1e9)
+    monkeypatch.setattr(bench, "summarize_profile", lambda *a: {})
+    monkeypatch.setattr(bench, "DEV", torch.device("cpu"))
+
+    def steps(modality, sets, train, **kw):
+        lo = inductor_config.force_layout_optimization
+        events.append(("run", bool(train.get("compile")), lo, train["vae"]["batch_size"]))
+        return {"step_ms": 10.0 if lo else 20.0, "profiled_wall_s": 0.0}
+
+    monkeypatch.setattr(bench, "trainer_steps", steps)
+    res = bench.large_section(tmp_path, 1.0, 8, ["eager", "compile", "compile-lo"])
+    assert events == [("run", False, False, 8), "reset", ("run", True, False, 8), "reset", ("run", True, True, 8),
+                      "reset", ("run", True, True, 16)]
+    assert set(res["rows"]) == {"eager @ 8", "compile (default mode) @ 8",
+                                "compile (default mode) + inductor layout optimisation forced @ 8",
+                                "compile (default mode) + inductor layout optimisation forced @ 16"}

@@ -73,13 +73,32 @@ def _block(n: int, lo: int, hi: int) -> int:
 
 
 def _reduction_block(precision: str) -> int:
-    """The gradient kernels' reduction tile: 64 for bf16 operands; fp32 operands (fp32, tf32,
-    tf32x3) at 64 need more shared memory than an H200 has (tf32x3) or ran slower (fp32)."""
+    """The conservative reduction tile: 64 for bf16 operands; fp32 operands (fp32, tf32, tf32x3) at
+    64 need more shared memory than an H200 has (tf32x3) or ran slower (fp32)."""
     return 64 if precision.startswith("bf16") else 32
 
 
 def _warps(a: int, b: int) -> int:
     return 8 if a * b >= 128 * 128 else 4
+
+
+def _rule(kernel: str, precision: str) -> tuple[tuple[int, int, int], int]:
+    """The built-in (caps in BLOCKS order, pipeline stages) of ``kernel``. With bf16 operands (bf16,
+    bf16x3) the gradient kernels take the tiles the sweep of ``benchmarks/gpu_bench.py --sections
+    tiles`` found fastest on an H200 at B=64, N=4096, 256->256 (grad_weight 1.74x, grad_input
+    1.14x; benchmarks/RESULTS.md); the rest keep the conservative rule (_conservative)."""
+    if precision.startswith("bf16"):
+        if kernel == "grad_weight":
+            return (128, 256, 32), 4
+        if kernel == "grad_input":
+            return (64, 128, 32), 3
+    return _conservative(kernel, precision)
+
+
+def _conservative(kernel: str, precision: str) -> tuple[tuple[int, int, int], int]:
+    """Tiles every supported GPU runs: 128x128 output tiles, 3 stages. A GPU with less shared
+    memory than the built-in rule needs falls back to these (see _start)."""
+    return (128, 128, 32 if kernel == "forward" else _reduction_block(precision)), 3
 
 
 # Each kernel's block sizes: two of the output tile, then the reduction tile.
@@ -120,24 +139,39 @@ def _decode_tiles(text: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def _launch(kernel: str, sizes: tuple[int, int, int], caps: tuple[int, int, int], over: dict | None) -> dict[str, int]:
-    """Block sizes and launch settings for one call: ``sizes`` and built-in ``caps`` in BLOCKS order,
-    ``over`` the settings that replace the rule."""
+def _launch(kernel: str, sizes: tuple[int, int, int], precision: str, over: dict | None,
+            rule=_rule) -> dict[str, int]:
+    """Block sizes and launch settings for one call: ``sizes`` in BLOCKS order, the caps and stages
+    of ``rule``, ``over`` the settings that replace them."""
     over = over or {}
     names = BLOCKS[kernel]
+    caps, stages = rule(kernel, precision)
     blocks = {nm: _block(n, 16, over.get(nm, cap)) for nm, n, cap in zip(names, sizes, caps)}
     return {**blocks, "num_warps": over.get("num_warps", _warps(blocks[names[0]], blocks[names[1]])),
-            "num_stages": over.get("num_stages", 3)}
+            "num_stages": over.get("num_stages", stages)}
 
 
-def _start(kernel_fn, grid, args: tuple, kernel: str, tiles: dict | None, **meta) -> None:
-    """Launch ``kernel_fn``; tiles from the config that need more of the GPU than it has (shared
-    memory, registers) are a config error naming them, not a traceback from Triton."""
+_TOO_BIG: set[tuple] = set()  # (device, kernel, sizes, precision) whose built-in tiles the GPU could not run
+
+
+def _start(kernel_fn, grid_of, args: tuple, kernel: str, sizes: tuple[int, int, int], precision: str,
+           tiles: dict | None, device: torch.device, **flags) -> None:
+    """Launch ``kernel_fn`` on the grid ``grid_of(tiles)`` gives. Tiles from the config that need
+    more of the GPU than it has (shared memory, registers) are a config error naming them, not a
+    traceback from Triton; the built-in rule's tiles fall back to the conservative ones (and stay
+    there for that shape on that device)."""
+    key = (str(device), kernel, sizes, precision)
+    t = _launch(kernel, sizes, precision, tiles, _conservative if key in _TOO_BIG and not tiles else _rule)
     try:
-        kernel_fn[grid](*args, **meta)
+        kernel_fn[grid_of(t)](*args, **flags, **t)
     except Exception as err:
-        if not tiles or type(err).__name__ != "OutOfResources":
+        if type(err).__name__ != "OutOfResources" or (not tiles and key in _TOO_BIG):
             raise
+        if not tiles:
+            _TOO_BIG.add(key)
+            t = _launch(kernel, sizes, precision, None, _conservative)
+            kernel_fn[grid_of(t)](*args, **flags, **t)
+            return
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"model.inr.tiles.{kernel} {tiles}: this GPU cannot run these tiles ({first});"
                           " choose smaller ones") from None
@@ -157,10 +191,9 @@ def linear(x: torch.Tensor, w: torch.Tensor, sine_in: bool, w0_in: float, precis
     b, k1, m = w.shape
     n = x.shape[-2]
     out = torch.empty(b, n, m, device=w.device, dtype=torch.float32)
-    t = _launch("forward", (n, m, k1 - 1), (128, 128, 32), tiles)
-    grid = (triton.cdiv(n, t["BN"]), triton.cdiv(m, t["BM"]), b)
-    _start(fwd, grid, (x, w, out, n, k1 - 1, m, *_batch_strides(x), *w.stride(), *out.stride(), float(w0_in)),
-           "forward", tiles, SINE_IN=sine_in, PREC=precision, **t)
+    _start(fwd, lambda t: (triton.cdiv(n, t["BN"]), triton.cdiv(m, t["BM"]), b),
+           (x, w, out, n, k1 - 1, m, *_batch_strides(x), *w.stride(), *out.stride(), float(w0_in)),
+           "forward", (n, m, k1 - 1), precision, tiles, w.device, SINE_IN=sine_in, PREC=precision)
     return out
 
 
@@ -172,10 +205,9 @@ def grad_input(g: torch.Tensor, w: torch.Tensor, prev: torch.Tensor | None, w0_i
     n, k = g.shape[1], k1 - 1
     out = torch.empty(b, n, k, device=w.device, dtype=torch.float32)
     p = prev if prev is not None else out
-    t = _launch("grad_input", (n, k, m), (128, 128, _reduction_block(precision)), tiles)
-    grid = (triton.cdiv(n, t["BN"]), triton.cdiv(k, t["BK"]), b)
-    _start(gin, grid, (g, w, p, out, n, k, m, *g.stride(), *w.stride(), *_batch_strides(p), *out.stride(), float(w0_in)),
-           "grad_input", tiles, COS_OUT=prev is not None, PREC=precision, **t)
+    _start(gin, lambda t: (triton.cdiv(n, t["BN"]), triton.cdiv(k, t["BK"]), b),
+           (g, w, p, out, n, k, m, *g.stride(), *w.stride(), *_batch_strides(p), *out.stride(), float(w0_in)),
+           "grad_input", (n, k, m), precision, tiles, w.device, COS_OUT=prev is not None, PREC=precision)
     return out
 
 
@@ -186,10 +218,9 @@ def grad_weight(x: torch.Tensor, g: torch.Tensor, sine_in: bool, w0_in: float, p
     b, n, m = g.shape
     k = x.shape[-1]
     out = torch.empty(b, k + 1, m, device=g.device, dtype=torch.float32)
-    t = _launch("grad_weight", (k, m, n), (128, 128, _reduction_block(precision)), tiles)
-    grid = (triton.cdiv(k, t["BK"]), triton.cdiv(m, t["BM"]), b)
-    _start(gw, grid, (x, g, out, n, k, m, *_batch_strides(x), *g.stride(), *out.stride(), float(w0_in)),
-           "grad_weight", tiles, SINE_IN=sine_in, PREC=precision, **t)
+    _start(gw, lambda t: (triton.cdiv(k, t["BK"]), triton.cdiv(m, t["BM"]), b),
+           (x, g, out, n, k, m, *_batch_strides(x), *g.stride(), *out.stride(), float(w0_in)),
+           "grad_weight", (k, m, n), precision, tiles, g.device, SINE_IN=sine_in, PREC=precision)
     return out
 
 

@@ -23,8 +23,51 @@ def num_groups(channels: int) -> int:
     return math.gcd(32, channels)
 
 
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters and state dict) that keeps a channels-last input
+    channels-last, in the input's dtype: no NCHW copy on the way in or out, as PyTorch's CUDA
+    group norm makes for such inputs. Statistics in fp32, two passes (mean, then the centred sum
+    of squares), each a sum over the spatial axes per channel, whose (N, C) result is then summed
+    per group; the output is ``x * scale + shift`` with per-(item, channel) factors, so every pass
+    reads the input in its own memory order. Any other input goes through ``F.group_norm``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _channels_last(x):
+            return super().forward(x)
+        n, c = x.shape[:2]
+        g = self.num_groups
+        spatial = tuple(range(2, x.dim()))
+        count = x[0, 0].numel() * (c // g)                       # elements per (item, group)
+        ones = (1,) * len(spatial)
+
+        def per_channel(stat_g: torch.Tensor) -> torch.Tensor:   # (N, G) -> (N, C, 1, ...)
+            return stat_g[:, :, None].expand(n, g, c // g).reshape(n, c, *ones)
+
+        xf = x.float()
+        mean = per_channel(xf.sum(spatial).view(n, g, -1).sum(-1) / count)
+        var = (xf - mean).square().sum(spatial).view(n, g, -1).sum(-1) / count
+        scale = per_channel(torch.rsqrt(var + self.eps))
+        if self.affine:
+            scale = scale * self.weight.float().view(1, c, *ones)
+            shift = self.bias.float().view(1, c, *ones) - mean * scale
+        else:
+            shift = -mean * scale
+        return (xf * scale + shift).to(x.dtype)
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """A 4D/5D tensor laid out channels-last (and not also NCHW-contiguous, e.g. with C = 1)."""
+    if x.dim() == 4:
+        fmt = torch.channels_last
+    elif x.dim() == 5:
+        fmt = torch.channels_last_3d
+    else:
+        return False
+    return x.is_contiguous(memory_format=fmt) and not x.is_contiguous()
+
+
 def norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups(channels), channels, eps=1e-6)
+    return GroupNorm(num_groups(channels), channels, eps=1e-6)
 
 
 def pad_grid(x: torch.Tensor, pads: Sequence[tuple[int, int]], periodic: bool) -> torch.Tensor:

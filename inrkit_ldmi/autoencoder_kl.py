@@ -17,7 +17,7 @@ from torch import nn
 from inrkit.encoders.base import Encoder
 from inrkit.encoders.conv import LOGVAR_RANGE, check_grid
 from inrkit.errors import ConfigError, DataError
-from inrkit.nn import MidBlock, conv, level_sizes, norm, resnet_levels, run_down, run_up
+from inrkit.nn import GroupNorm, MidBlock, conv, level_sizes, norm, resnet_levels, run_down, run_up
 from inrkit.registry import PartConfig, decoders, encoders
 
 
@@ -45,7 +45,7 @@ def regroup(module: nn.Module, groups: int) -> nn.Module:
     """Give every GroupNorm ``groups`` groups: diffusers fixes the count, inrkit.nn adapts it to the width."""
     for name, child in module.named_children():
         if isinstance(child, nn.GroupNorm):
-            setattr(module, name, nn.GroupNorm(groups, child.num_channels, eps=child.eps))
+            setattr(module, name, GroupNorm(groups, child.num_channels, eps=child.eps))
         else:
             regroup(child, groups)
     return module

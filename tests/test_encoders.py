@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 import inrkit
 from inrkit.errors import ConfigError, DataError
@@ -170,3 +171,56 @@ def test_pointset_encoder_takes_any_resolution_and_ignores_masked_points():
     torch.testing.assert_close(enc(values[:1], coords, mask[:1])[0], a[:1], atol=1e-5, rtol=1e-4)
     with pytest.raises(DataError, match="mask"):
         enc(values, coords, torch.zeros(2, 96, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 5, 7), (2, 32, 3, 4, 5), (2, 8, 6, 6)])
+def test_group_norm_keeps_channels_last_and_equals_torch(shape):
+    """inrkit.nn.GroupNorm on a channels-last input: nn.GroupNorm's output and gradients (fp32,
+    within 1e-5), in the input's layout; on NCHW input it is nn.GroupNorm itself."""
+    from inrkit.nn import GroupNorm, norm
+
+    torch.manual_seed(0)
+    c = shape[1]
+    ref = nn.GroupNorm(min(32, c // 2), c, eps=1e-6)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+        ref.bias.uniform_(-0.5, 0.5)
+    ours = GroupNorm(ref.num_groups, c, eps=1e-6)
+    ours.load_state_dict(ref.state_dict())
+    fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+    x = (torch.randn(shape) * 3 + 1).to(memory_format=fmt)
+    x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ref, y = ref(x_ref), ours(x_ours)
+    assert y.is_contiguous(memory_format=fmt) and not y.is_contiguous()
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    g = torch.randn(shape)
+    (y_ref * g).sum().backward()
+    (y * g).sum().backward()
+    assert torch.allclose(x_ours.grad, x_ref.grad, atol=1e-5)
+    assert torch.allclose(ours.weight.grad, ref.weight.grad, atol=1e-4)
+    assert torch.allclose(ours.bias.grad, ref.bias.grad, atol=1e-4)
+    xc = x.contiguous()
+    assert torch.equal(ours(xc), ref(xc))            # NCHW input: the same call as nn.GroupNorm
+    if len(shape) == 4:                              # bf16 channels-last input: bf16 out, fp32 statistics
+        yb = ours(x.to(torch.bfloat16))
+        assert yb.dtype == torch.bfloat16 and torch.allclose(yb.float(), y_ref, atol=0.05)
+    assert isinstance(norm(c), GroupNorm) and list(norm(c).state_dict()) == ["weight", "bias"]
+    compiled = torch.compile(ours, backend="aot_eager", fullgraph=True)   # traces as one graph
+    assert torch.allclose(compiled(x), y.detach(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name,c,grid", [("conv2d", 3, (16, 16)), ("conv3d", 1, (8, 8, 8))])
+def test_channels_last_encoder_equals_the_nchw_one(name, c, grid):
+    """An encoder with channels-last weights and input (train.channels_last) gives the NCHW
+    encoder's mean and log-variance, and its GroupNorms keep the layout."""
+    import copy
+
+    torch.manual_seed(0)
+    enc = build(name, c, grid, base_channels=32)
+    fmt = torch.channels_last if len(grid) == 2 else torch.channels_last_3d
+    x = torch.randn(2, c, *grid)
+    ref = enc(x)
+    enc_cl = copy.deepcopy(enc).to(memory_format=fmt)
+    got = enc_cl(x.to(memory_format=fmt))
+    for a, b in zip(ref, got):
+        assert torch.allclose(a, b, atol=1e-4)

@@ -365,7 +365,9 @@ def test_one_item_data_warns_and_says_how_many_items_each_split_got(tmp_path, ca
 # A failure on rank 1 only: this sitecustomize (on the workers' PYTHONPATH) makes rank 1's
 # learning-rate schedule raise at step 3, an InrkitError (bad input: exit 2) or a bug (RuntimeError).
 RANK1_FAILS = r'''
-import importlib.abc, importlib.machinery, os, sys
+import atexit, importlib.abc, importlib.machinery, os, sys
+if os.environ.get("RANK") is not None and os.environ.get("INRKIT_TEST_TEARDOWN"):  # marks a rank's interpreter teardown
+    atexit.register(lambda: open(os.path.join(os.environ["INRKIT_TEST_TEARDOWN"], "rank" + os.environ["RANK"]), "w").close())
 if os.environ.get("RANK") == "1" and os.environ.get("INRKIT_TEST_RANK1_FAILS"):
     class Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
@@ -396,13 +398,17 @@ if os.environ.get("RANK") == "1" and os.environ.get("INRKIT_TEST_RANK1_FAILS"):
 def test_a_rank_that_fails_under_ddp_is_the_one_that_explains(tmp_path, fault):
     """``--devices 2`` (gloo on CPU) where rank 1 alone fails at step 3: rank 1 says why (one line for
     bad input, its traceback for a bug); rank 0, whose collective then fails, prints one line instead of
-    gloo's traceback; the command exits with rank 1's code; the run resumes from its checkpoint."""
+    gloo's traceback; the command exits with rank 1's code; the run resumes from its checkpoint.
+    Both failed ranks leave without the interpreter's teardown (no atexit handler runs): freeing the
+    DDP model with a collective pending once hung a rank there (gloo's threads waiting for the GIL)."""
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(RANK1_FAILS)
+    teardown = tmp_path / "teardown"
+    teardown.mkdir()
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": f"{hooks}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
-           "INRKIT_TEST_RANK1_FAILS": fault}
+           "INRKIT_TEST_RANK1_FAILS": fault, "INRKIT_TEST_TEARDOWN": str(teardown)}
     base = [sys.executable, "-m", "inrkit_cli.main", "train", "ldmi", "--modality", "image", "--preset", "tiny",
             "--out", str(run), *map(str, FAST), "--set", "train.checkpoint_every=2", "--set", "train.vae.steps=6",
             "--set", "train.prior.steps=1", "--devices", "2"]
@@ -417,10 +423,12 @@ def test_a_rank_that_fails_under_ddp_is_the_one_that_explains(tmp_path, fault):
     else:
         assert "RuntimeError: a bug on rank 1 (injected)" in err
     assert ckpt.latest_checkpoint(run, "vae").step == 2
+    assert list(teardown.iterdir()) == []  # neither failed rank ran the interpreter's teardown
     RunLock.acquire(run).release()  # neither process is left holding the run
     env.pop("INRKIT_TEST_RANK1_FAILS")
     done = subprocess.run([*base, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in teardown.iterdir()) == ["rank0", "rank1"]  # a finished run exits normally
     assert json.loads((run / "summary.json").read_text())["stages"]["vae"]["resumed_from"] == 2
 
 

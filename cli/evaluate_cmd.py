@@ -24,12 +24,14 @@ def evaluate(
     weights: str = typer.Option("final", "--weights", help="final, ema or a checkpoint name."),
     device: Optional[str] = typer.Option(None, "--device"),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", help="A speed setting of the model for this evaluation, e.g. --set model.inr.kernel=torch (repeatable)."),
 ) -> None:
     """Writes RUN/eval.json and prints a table (mean ± std over held-out items)."""
     from inrkit_ldmi.evaluate import EVAL_FILE, evaluate_run
 
     result = evaluate_run(run, data=data, n_samples=n_samples, features=fid_features, ddim_steps=ddim_steps,
-                          seed=seed, weights=weights, device=device, batch_size=batch_size)
+                          seed=seed, weights=weights, device=device, batch_size=batch_size, runtime=sets)
     _print(result, Path(run) / EVAL_FILE)
     if "hyper_transform" in result:
         from inrkit_ldmi.report import print_report

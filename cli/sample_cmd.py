@@ -32,6 +32,8 @@ def sample(
     mesh_format: Optional[str] = typer.Option(
         None, "--format", help="Shapes: mesh files to write: ply, obj, glb, several joined with '+', or none (default: the run's)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the prior's denoiser for this run (worth it on a GPU for many samples)."),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", help="A speed setting of the model for this sampling, e.g. --set model.inr.kernel=torch (repeatable)."),
 ) -> None:
     """Sample latents from the prior, decode them into INRs and render them."""
     from inrkit.outputs import check_stem, output_folder
@@ -39,7 +41,7 @@ def sample(
     from inrkit_ldmi.api import check_prior_trained
 
     opened = Run.open(run)
-    model = opened.load_model(device=device, weights=weights)
+    model = opened.load_model(device=device, weights=weights, runtime=sets)
     if not hasattr(model, "sample"):
         raise ConfigError(f"{run}: model '{model.registry_name}' cannot sample")
     check_prior_trained(opened, model, weights)

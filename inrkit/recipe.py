@@ -185,6 +185,20 @@ class Recipe:
         config.update(records)
         return Recipe.from_config(config)
 
+    def with_runtime(self, sets: list[str] | None) -> "Recipe":
+        """This recipe with ``--set model.PATH=value`` items that change only speed settings (the
+        model's runtime fields, e.g. ``model.inr.kernel``, ``model.inr.tiles.forward.BM``), as when
+        a trained run is loaded to sample or evaluate; any other path is a ConfigError naming it."""
+        if not sets:
+            return self
+        allowed = sorted(f"model.{p}" for p in self.model_config.runtime_paths())
+        for item in sets:
+            key = item.split("=", 1)[0].strip()
+            if "=" not in item or not any(key == a or key.startswith(a + ".") for a in allowed):
+                raise ConfigError(f"--set {item}: a trained run's model can change only its speed settings here"
+                                  f" ({', '.join(allowed) or 'none'}); its other fields are fixed by its weights")
+        return Recipe.from_config(apply_overrides(copy.deepcopy(self.config), sets))
+
     # -- what it builds ----------------------------------------------------------------------
     @property
     def model_name(self) -> str:

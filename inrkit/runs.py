@@ -185,15 +185,17 @@ class Run:
         return self._recipe
 
     # -- weights ---------------------------------------------------------------------------------
-    def load_model(self, device: str | torch.device | None = None, weights: str = "final"):
+    def load_model(self, device: str | torch.device | None = None, weights: str = "final",
+                   runtime: list[str] | None = None):
         """The run's model with its weights (eval mode): ``final`` (model.safetensors), ``ema`` (the same,
         with EMA copies swapped into the live weights by models that keep them), or a checkpoint
-        (``checkpoint-vae-500``, a checkpoint directory or a ``.safetensors`` file)."""
+        (``checkpoint-vae-500``, a checkpoint directory or a ``.safetensors`` file). ``runtime``:
+        ``model.PATH=value`` items for its speed settings (:meth:`Recipe.with_runtime`)."""
         from .train.checkpoint import load_model_weights
         from .train.engine import resolve_device
 
         file = weights_path(self.path, weights)
-        model = self.recipe.build_model()
+        model = self.recipe.with_runtime(runtime).build_model()
         model.to(resolve_device(device or "auto"))
         load_model_weights(model, file)
         if weights == "ema":

@@ -16,8 +16,9 @@ EVAL_FILE = "eval.json"
 
 def evaluate_run(run: str | Path | Run, data: str | Path | None = None, n_samples: int = 0,
                  features: str | Path | None = None, ddim_steps: int = 50, seed: int = 0, weights: str = "final",
-                 device: str | None = None, batch_size: int = 16) -> dict[str, Any]:
+                 device: str | None = None, batch_size: int = 16, runtime: list[str] | None = None) -> dict[str, Any]:
     """Evaluate ``run`` on its held-out split (or ``data``'s val split); writes RUN/eval.json and returns it.
+    ``runtime``: ``model.PATH=value`` speed settings for this evaluation (``model.inr.kernel=torch``).
 
     ``n_samples``: also draw that many samples for the domain's sample metrics; ``features``: the
     file those metrics need (images: FID's feature network), loaded before anything is sampled.
@@ -26,7 +27,7 @@ def evaluate_run(run: str | Path | Run, data: str | Path | None = None, n_sample
         raise ConfigError("--fid-features needs --n-samples N (FID compares N samples with the held-out images)")
     label = str(run.path if isinstance(run, Run) else run)
     run = run if isinstance(run, Run) else Run.open(run)
-    model = run.load_model(device=device, weights=weights)
+    model = run.load_model(device=device, weights=weights, runtime=runtime)
     network = model.domain.load_sample_features(features) if n_samples else None  # a bad file fails here
     val = run.dataset("val", path=data)
     result: dict[str, Any] = {

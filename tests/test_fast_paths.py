@@ -573,3 +573,45 @@ def test_gpu_bench_large_compiles_each_compiled_variant_afresh(monkeypatch, tmp_
     assert set(res["rows"]) == {"eager @ 8", "compile (default mode) @ 8",
                                 "compile (default mode) + inductor layout optimisation forced @ 8",
                                 "compile (default mode) + inductor layout optimisation forced @ 16"}
+
+
+def test_sample_and_evaluate_take_speed_settings_of_a_trained_run(tmp_path, capsys):
+    """``inrkit sample/evaluate --set model.inr.kernel=...``: runtime fields of the saved model may
+    change for this use (same samples on CPU, where both kernels are PyTorch's); any other model
+    field, a bad value or a non-model path is a one-line error with exit code 2, and nothing is written."""
+    from conftest import run_cli, toy_run_config
+    import yaml
+
+    from inrkit.runs import Run
+
+    cfg = tmp_path / "toy.yaml"
+    cfg.write_text(yaml.safe_dump(toy_run_config()))
+    run = tmp_path / "run"
+    assert run_cli(["train", "ldmi", "--config", str(cfg), "--out", str(run)]) == 0
+    base = ["sample", str(run), "--n", "2", "--seed", "1", "--ddim-steps", "2"]
+    assert run_cli([*base, "--out", str(tmp_path / "a")]) == 0
+    assert run_cli([*base, "--out", str(tmp_path / "b"), "--set", "model.inr.kernel=torch",
+                    "--set", "model.inr.tiles.forward.BM=64"]) == 0
+    a, b = sorted((tmp_path / "a").iterdir()), sorted((tmp_path / "b").iterdir())
+    assert [p.name for p in a] == [p.name for p in b] and a
+    arrays = [p for p in a if p.suffix == ".npy"]
+    assert arrays, [p.name for p in a]
+    import numpy as np
+
+    for pa in arrays:
+        np.testing.assert_array_equal(np.load(pa), np.load(tmp_path / "b" / pa.name))
+    capsys.readouterr()
+    for bad, words in ((["--set", "model.inr.width=8"], "model.inr.width=8: a trained run's model can change only"),
+                       (["--set", "train.seed=3"], "train.seed=3"),
+                       (["--set", "model.inr.kernel=cuda"], "kernel"),
+                       (["--set", "model.inr.tiles.forward.BM=48"], "power of two")):
+        assert run_cli([*base, "--out", str(tmp_path / "c"), *bad]) == 2, bad
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and words in err[0], err
+        assert not (tmp_path / "c").exists()
+    assert run_cli(["evaluate", str(run), "--set", "model.inr.kernel=torch"]) == 0
+    assert (run / "eval.json").exists()
+    assert run_cli(["evaluate", str(run), "--set", "model.hypernet.dim=8"]) == 2
+    model = Run.open(run).load_model(runtime=["model.inr.tiles.grad_weight.BN=32"])
+    assert model.recipe.config["model"]["inr"]["tiles"] == {"grad_weight": {"BN": 32}}
+    assert Run.open(run).recipe.config["model"]["inr"]["tiles"] == {}       # the run itself is unchanged

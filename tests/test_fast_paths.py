@@ -615,3 +615,16 @@ def test_sample_and_evaluate_take_speed_settings_of_a_trained_run(tmp_path, caps
     model = Run.open(run).load_model(runtime=["model.inr.tiles.grad_weight.BN=32"])
     assert model.recipe.config["model"]["inr"]["tiles"] == {"grad_weight": {"BN": 32}}
     assert Run.open(run).recipe.config["model"]["inr"]["tiles"] == {}       # the run itself is unchanged
+
+
+def test_gpu_bench_kernel_classes():
+    bench = _load_gpu_bench()
+    cat = bench.kernel_category
+    assert cat("void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16>") == "layout"
+    assert cat("triton_red_fused__to_copy_add_div_expand_mul_neg_permute_pow_silu_silu_backward_sub_sum_view_0") \
+        == "inductor fused"
+    assert cat("triton_poi_fused__to_copy_native_group_norm_native_group_norm_backward_silu_3") == "norm"
+    assert cat("grad_weight_kernel") == "sine (fused)"
+    assert cat("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc") == "conv"
+    assert cat("void at::native::vectorized_elementwise_kernel<8, at::native::bfloat16_copy_kernel_cuda>") == "copy / cast"
+    assert cat("something else") == "other"

@@ -24,7 +24,8 @@ Sections:
 - ``tiles``: the fused sine kernels at the training shape over a table of tile sizes, warps and
   pipeline stages (``--tiles-budget-s``); the fastest valid tiles are used by the later sections.
 - ``large``: the image preset's stage 1 at a large batch (--large-batch, then the fastest variant at
-  twice it), eager and ``torch.compile`` (default mode), each with and without channels-last, each with
+  twice it), eager and ``torch.compile`` (default mode), with and without channels-last, compiled also
+  with inductor's layout optimisation forced (``--large-variants``), each with
   a short profile: GPU busy share, launches per step and GPU time per kernel class (conv, norm, gemm,
   layout conversions, fused sine, optimizer ...).
 - ``sample``: DDIM latents/s at 50 and 200 steps (eager and with the denoiser compiled), and
@@ -310,23 +311,26 @@ def trainer_steps(modality: str, sets: list[str], train: dict, steps: int, warm:
     return out
 
 
+NORM_NAMES = ("group_norm", "groupnorm", "welford", "batch_norm", "layer_norm")
+
+
 def kernel_category(name: str) -> str:
     """A coarse class of a CUDA kernel, by its name (what the profile's time goes to). Inductor's
     kernels (``triton_*``) are named after every op they fused: they count as norm when a norm is
     among those ops, else as "inductor fused" (a fused ``permute`` is no layout conversion).
-    Tables recorded before 2026-12-03's last call counted them by the first matching rule below."""
+    Tables recorded before 2026-12-03's last call counted them by the first matching rule below
+    (a fused permute as layout, a fused cast as copy / cast)."""
     n = name.lower()
     if n.startswith("triton_"):
-        return "norm" if any(k in n for k in ("group_norm", "layer_norm", "batch_norm")) else "inductor fused"
+        return "norm" if any(k in n for k in NORM_NAMES) else "inductor fused"
     rules = [("layout", ("nchwtonhwc", "nhwctonchw", "transpose", "permute")),
              ("optimizer", ("adam", "multi_tensor")),
              ("sine (fused)", ("_sine", "sine_", "forward_kernel", "grad_input_kernel", "grad_weight_kernel")),
-             ("norm", ("group_norm", "groupnorm", "welford", "batch_norm", "layer_norm")),
+             ("norm", NORM_NAMES),
              ("attention", ("flash", "fmha", "attention", "sdpa")),
              ("conv", ("conv", "cudnn", "implicit", "dgrad", "wgrad", "fprop", "xmma")),
              ("gemm", ("gemm", "cutlass", "cublas", "sm90_", "sm80_", "nvjet")),
              ("copy / cast", ("copy", "cast", "memcpy", "memset", "fill")),
-             ("inductor fused", ("triton_",)),
              ("reduction", ("reduce",)),
              ("elementwise", ("elementwise", "vectorized", "unrolled"))]
     return next((cat for cat, keys in rules if any(k in n for k in keys)), "other")
@@ -405,10 +409,11 @@ def profile_section(train: dict, sets: list[str], steps: int = 20, warm: int = 8
 
 
 LARGE_VARIANTS = {  # image-64, stage 1, at a large batch: where the eager step's time goes, and what compile buys
-    "eager": ("eager", FUSED_INR, FAST_EAGER),
-    "eager-cl": ("eager + channels-last", FUSED_INR, {**FAST_EAGER, "channels_last": True}),
-    "compile": ("compile (default mode)", FUSED_INR, {**FAST_EAGER, "compile": True}),
-    "compile-cl": ("compile (default mode) + channels-last", FUSED_INR, {**FAST_EAGER, "compile": True, "channels_last": True}),
+    # name -> (label, --set items, trainer settings, inductor options)
+    "eager": ("eager", FUSED_INR, FAST_EAGER, {}),
+    "eager-cl": ("eager + channels-last", FUSED_INR, {**FAST_EAGER, "channels_last": True}, {}),
+    "compile": ("compile (default mode)", FUSED_INR, {**FAST_EAGER, "compile": True}, {}),
+    "compile-cl": ("compile (default mode) + channels-last", FUSED_INR, {**FAST_EAGER, "compile": True, "channels_last": True}, {}),
     # inductor's own choice of channels-last for the graph's convolutions, forced on (its heuristic
     # can turn it off, e.g. for a graph with many nodes per convolution)
     "compile-lo": ("compile (default mode) + inductor layout optimisation forced", FUSED_INR,
@@ -433,8 +438,8 @@ def large_section(out: Path, peak: float, batch: int, variants: list[str] | None
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEV.type == "cuda" else [])
     flops_item = count_step_flops("image", [], 32) / 32
     res: dict = {"flops_per_item": flops_item, "batch": batch, "rows": {}}
-    chosen = [(*LARGE_VARIANTS[v], {})[:4] for v in variants or LARGE_VARIANTS]  # + inductor options
-    runs = [(name, sets, train, ind, batch) for name, sets, train, ind in chosen]
+    chosen = [LARGE_VARIANTS[v] for v in variants or LARGE_VARIANTS]
+    runs = [(*spec, batch) for spec in chosen]
     done = 0
     while runs:
         name, sets, train, ind, b = runs.pop(0)
@@ -467,7 +472,7 @@ def large_section(out: Path, peak: float, batch: int, variants: list[str] | None
             if timed:
                 best = min(timed, key=lambda k: timed[k]["step_ms"])
                 spec = next(v for v in chosen if best.startswith(v[0] + " @"))
-                runs.append((spec[0], spec[1], spec[2], spec[3], 2 * batch))
+                runs.append((*spec, 2 * batch))
         RESULTS["large"] = res
         save(out)
     return res
@@ -712,7 +717,7 @@ def main() -> None:
     ap.add_argument("--e2e-modalities", default="image,sphere,occupancy")
     ap.add_argument("--e2e-batch", type=int, default=256, help="e2e: the stage-1 batch (lr by the sqrt rule from 32)")
     ap.add_argument("--e2e-steps", type=int, default=150, help="e2e: stage-1 steps of each run")
-    ap.add_argument("--tiles-budget-s", type=float, default=150.0, help="tiles: seconds for the sweep of all three kernels")
+    ap.add_argument("--tiles-budget-s", type=float, default=150.0, help="tiles: seconds for the whole sweep (a fair share per kernel)")
     ap.add_argument("--large-variants", default="eager,eager-cl,compile,compile-cl,compile-lo",
                     help="large: which variants (eager, eager-cl, compile, compile-cl, compile-lo; -cl = channels-last,"
                          " -lo = inductor's layout optimisation forced on)")

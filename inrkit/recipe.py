@@ -191,13 +191,18 @@ class Recipe:
         a trained run is loaded to sample or evaluate; any other path is a ConfigError naming it."""
         if not sets:
             return self
-        allowed = sorted(f"model.{p}" for p in self.model_config.runtime_paths())
+        allowed = sorted(self.runtime_paths)
         for item in sets:
             key = item.split("=", 1)[0].strip()
             if "=" not in item or not any(key == a or key.startswith(a + ".") for a in allowed):
                 raise ConfigError(f"--set {item}: a trained run's model can change only its speed settings here"
                                   f" ({', '.join(allowed) or 'none'}); its other fields are fixed by its weights")
         return Recipe.from_config(apply_overrides(copy.deepcopy(self.config), sets))
+
+    @property
+    def runtime_paths(self) -> set[str]:
+        """The model's speed settings as ``model.…`` paths (runtime fields, :class:`PartConfig`)."""
+        return {f"model.{p}" for p in self.model_config.runtime_paths()}
 
     # -- what it builds ----------------------------------------------------------------------
     @property

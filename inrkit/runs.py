@@ -162,8 +162,7 @@ class Run:
             if resume and is_run_dir(run.path):
                 # resolved, so that fields added since the run was written compare at their defaults
                 saved = Run.open(run.path).recipe.config["model"]
-                check_same_model(saved, recipe.config["model"], run.path,
-                                 ignore={f"model.{p}" for p in recipe.model_config.runtime_paths()})
+                check_same_model(saved, recipe.config["model"], run.path, ignore=recipe.runtime_paths)
         except BaseException:
             run.release()
             raise

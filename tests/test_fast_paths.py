@@ -493,15 +493,21 @@ def test_ddim_with_a_compiled_denoiser_samples_the_same_latents(monkeypatch, tmp
     assert len(compiled) == 2
 
 
+def _load_gpu_bench():
+    """benchmarks/gpu_bench.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("gpu_bench_under_test", ROOT / "benchmarks" / "gpu_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
 def test_gpu_bench_e2e_trains_each_modality_once_more_per_compile_mode(tmp_path, monkeypatch):
     """--e2e-compile: every modality trains eager, then once per mode with train.compile set last (so it
     wins over the eager settings); each run keyed by modality and mode, its failure recorded, not raised."""
     import json
     import types
 
-    spec = importlib.util.spec_from_file_location("gpu_bench_under_test", ROOT / "benchmarks" / "gpu_bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_gpu_bench()
     calls = []
 
     def fake_run(cmd, **kwargs):
@@ -518,15 +524,6 @@ def test_gpu_bench_e2e_trains_each_modality_once_more_per_compile_mode(tmp_path,
     assert compiled[-2:] == ["--set", "train.compile=reduce-overhead"]
     assert compiled.index("train.compile=false") < compiled.index("train.compile=reduce-overhead")
     assert "train.compile=reduce-overhead" not in calls[0] and json.loads((tmp_path / "bench.json").read_text())["e2e"]
-
-
-def _load_gpu_bench():
-    import importlib.util as iu
-
-    spec = iu.spec_from_file_location("gpu_bench_mod", ROOT / "benchmarks" / "gpu_bench.py")
-    bench = iu.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 def test_gpu_bench_large_variants_and_their_inductor_options():

@@ -717,6 +717,8 @@ def main() -> None:
     ap.add_argument("--e2e-modalities", default="image,sphere,occupancy")
     ap.add_argument("--e2e-batch", type=int, default=256, help="e2e: the stage-1 batch (lr by the sqrt rule from 32)")
     ap.add_argument("--e2e-steps", type=int, default=150, help="e2e: stage-1 steps of each run")
+    ap.add_argument("--e2e-set", action="append", default=[], metavar="PATH=VALUE",
+                    help="e2e: one more --set for every run (repeatable), e.g. train.channels_last=true")
     ap.add_argument("--tiles-budget-s", type=float, default=150.0, help="tiles: seconds for the whole sweep (a fair share per kernel)")
     ap.add_argument("--large-variants", default="eager,eager-cl,compile,compile-cl,compile-lo",
                     help="large: which variants (eager, eager-cl, compile, compile-cl, compile-lo; -cl = channels-last,"
@@ -770,7 +772,9 @@ def main() -> None:
     if "large" in sections:
         large_section(out, peak, args.large_batch, [v for v in args.large_variants.split(",") if v])
     if "e2e" in sections:
-        e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in best.items()] + best_sets,
+        # as a user trains: channels-last by its default (auto: on when compiled on CUDA)
+        e2e_train = {**best, "channels_last": "auto"}
+        e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in e2e_train.items()] + best_sets + args.e2e_set,
                     steps=args.e2e_steps, batch=args.e2e_batch, devices=args.devices, compile_modes=tuple(m for m in args.e2e_compile.split(",") if m),
                     modalities=tuple(m for m in args.e2e_modalities.split(",") if m))
     if "presets" in sections:

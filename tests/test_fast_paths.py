@@ -152,6 +152,37 @@ def test_channels_last_matches_contiguous(tmp_path):
     torch.testing.assert_close(fresh.net[0].weight, trainer.model.net[0].weight)
 
 
+def test_channels_last_auto_is_on_only_for_a_compiled_cuda_step():
+    """train.channels_last=auto: channels-last 2D convolutions where that measured faster (compiled,
+    CUDA), else the NCHW layout; explicit true/false win (true: 3D ones too). The default config leaves a CPU model NCHW."""
+    from inrkit.train.fast import channels_last_dims, to_channels_last
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert channels_last_dims("auto", "reduce-overhead", cuda) == (2,) == channels_last_dims("auto", True, cuda)
+    assert channels_last_dims("auto", False, cuda) == () == channels_last_dims("auto", True, cpu)
+    assert channels_last_dims(True, False, cpu) == (2, 3) and channels_last_dims(False, True, cuda) == ()
+    both = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Conv3d(2, 4, 3))
+    to_channels_last(both, (2,))
+    assert both[0].weight.is_contiguous(memory_format=torch.channels_last) and both[1].weight.is_contiguous()
+    to_channels_last(both)
+    assert both[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    cfg = ToyTrain(a=StageConfig(steps=1, batch_size=3), progress=False, tensorboard=False)
+    assert cfg.channels_last == "auto"
+    trainer = Trainer(Convy(), cfg, None, engine=Engine("cpu"))
+    assert trainer.model.net[0].weight.is_contiguous()
+    # the stage summary says what the auto settings resolved to
+    speed = trainer.fit(Grids())["a"]["speed"]
+    assert speed == {"device": "cpu", "precision": "fp32", "optimizer": "default", "data_on_device": False,
+                     "channels_last": [], "compile": False}
+    forced = ToyTrain(a=StageConfig(steps=1, batch_size=3), progress=False, tensorboard=False, channels_last=True,
+                      optimizer="foreach", data_on_device="always", precision="bf16")
+    speed = Trainer(Convy(), forced, None, engine=Engine("cpu")).fit(Grids())["a"]["speed"]
+    assert speed["channels_last"] == ["2d", "3d"] and speed["optimizer"] == "foreach"
+    assert speed["precision"] == "bf16" and speed["data_on_device"] is True
+    with pytest.raises(ValueError, match="channels_last"):
+        ToyTrain(a=StageConfig(steps=1, batch_size=3), channels_last="sometimes")
+
+
 class Diverges(Toy):
     """Its loss (and so its weights) turns NaN at ``bad_step`` of stage a."""
 
@@ -430,7 +461,7 @@ def test_gpu_bench_runs_its_smoke_mode_on_cpu(tmp_path):
     env.pop("TRITON_INTERPRET", None)
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_bench.py"), "--smoke", "--out", str(out),
                            "--sections", "ceil,kernel,tiles,large,e2e", "--e2e-modalities", "sphere", "--e2e-batch", "4",
-                           "--e2e-steps", "3", "--large-variants", "eager", "--large-batch", "2"],
+                           "--e2e-steps", "3", "--e2e-set", "train.log_every=1", "--large-variants", "eager", "--large-batch", "2"],
                           env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
@@ -441,6 +472,8 @@ def test_gpu_bench_runs_its_smoke_mode_on_cpu(tmp_path):
     assert data["tiles"] == {"skipped": "the fused kernels do not run on cpu here"}
     e2e = data["e2e"]["sphere"]
     assert e2e["rc"] == 0 and e2e["batch"] == 4 and "train.vae.steps=3" in e2e["command"]
+    # a user's defaults for channels-last, and --e2e-set last (so it wins)
+    assert "--set train.channels_last=auto" in e2e["command"] and "--set train.log_every=1 --devices" in e2e["command"]
     assert set(data["large"]["rows"]) == {"eager @ 2", "eager @ 4"}  # the chosen variant, then at twice the batch
     assert all(r["items_per_s"] > 0 and "ms_per_step_by_class" in r["profile"] for r in data["large"]["rows"].values())
     assert "Fused sine layers" in (out / "bench.md").read_text()

@@ -60,12 +60,39 @@ def _fields_at(model: type[pydantic.BaseModel] | None, loc: tuple) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
+_SCALAR_TAGS = {"bool", "int", "float", "str", "none", "bytes"}
+
+
+def _union_tag(key) -> bool:
+    """Whether a location element is pydantic's name for one member of a union (``bool``,
+    ``literal['auto']``, ``list[int]``...) rather than a field name."""
+    return isinstance(key, str) and (key in _SCALAR_TAGS or "[" in key)
+
+
+def _merge_union_errors(errors: list[dict]) -> list[dict]:
+    """One error per union field: the members' errors for the same value become one, whose
+    message lists what each member accepts ("should be a valid boolean or 'auto'")."""
+    out: list[dict] = []
+    for e in errors:
+        loc = tuple(e["loc"])
+        if loc and _union_tag(loc[-1]):
+            prev = out[-1] if out else None
+            msg = e["msg"].removeprefix("Input should be ").split(", unable to")[0]
+            if prev is not None and prev.get("_union") == loc[:-1] and prev.get("input") == e.get("input"):
+                prev["msg"] += f" or {msg}"
+                continue
+            out.append({**e, "loc": loc[:-1], "msg": f"should be {msg}", "_union": loc[:-1]})
+        else:
+            out.append(e)
+    return out
+
+
 def format_validation_error(err: pydantic.ValidationError, where: str,
                             model: type[pydantic.BaseModel] | None = None) -> str:
     """One line naming each failing field, the value given and what is wrong; a misspelt field
     of ``model`` (the validated config class) gets the closest known name."""
     parts = []
-    for e in err.errors():
+    for e in _merge_union_errors(err.errors()):
         loc = ".".join(str(x) for x in e["loc"]) or "(root)"
         if e["type"] == "extra_forbidden":
             known = _fields_at(model, tuple(e["loc"][:-1]))

@@ -56,6 +56,21 @@ def test_unknown_config_fields_get_did_you_mean(capsys):
     assert "unknown field 'vae.zzzzzz' (known: steps, batch_size, lr" in line
 
 
+def test_a_bad_value_of_a_union_field_is_one_message(capsys):
+    """A field that takes a boolean or a word (train.channels_last, train.compile) names itself
+    once, with everything it accepts, not once per member of its type."""
+    code, _, err = cli(["debug", "config", "--modality", "image", "--preset", "tiny", "--set", "train.channels_last=sometimes"], capsys)
+    line = one_line_error(code, err)
+    assert "'channels_last'='sometimes': should be a valid boolean or 'auto'" in line and "literal" not in line
+    code, _, err = cli(["debug", "config", "--modality", "image", "--preset", "tiny", "--set", "train.compile=fast",
+                        "--set", "train.seed=x"], capsys)
+    line = one_line_error(code, err)
+    assert "'compile'='fast': should be a valid boolean or 'default', 'reduce-overhead'" in line
+    assert "'seed'='x': Input should be a valid integer" in line and line.count("compile") == 1
+    code, out, err = cli(["debug", "config", "--modality", "image", "--preset", "tiny", "--set", "train.channels_last=auto"], capsys)
+    assert code == 0 and "channels_last: auto" in out
+
+
 def test_sample_refuses_a_checkpoint_without_trained_prior(tmp_path, capsys):
     run, file, _, _ = toy_run(tmp_path, capsys, checkpoint_every=0)
     vae = sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("checkpoint-vae-"))[-1]

@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 import inrkit.io
@@ -73,7 +74,19 @@ def _all_checkpoints_load(run: Path) -> None:
         assert ckpt.read_state(ref.path)["step"] == ref.step
 
 
-def test_sigkill_at_random_moments_loses_nothing(tmp_path):
+@pytest.fixture
+def one_thread():
+    """One intra-op thread while the test runs: a forked child must not enter a parallel region of
+    the parent's OpenMP pool (its threads do not exist after fork: the child would hang, as it did
+    under plain ``pytest`` without ``OMP_NUM_THREADS=1``), and the reference run must sum in the
+    same order as the children for their weights to be bit-identical."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_sigkill_at_random_moments_loses_nothing(tmp_path, one_thread):
     reference = tmp_path / "reference"
     _fit(reference)
     rng = random.Random(13)

@@ -418,6 +418,13 @@ LARGE_VARIANTS = {  # image-64, stage 1, at a large batch: where the eager step'
     # can turn it off, e.g. for a graph with many nodes per convolution)
     "compile-lo": ("compile (default mode) + inductor layout optimisation forced", FUSED_INR,
                    {**FAST_EAGER, "compile": True}, {"force_layout_optimization": True}),
+    # the channels-last step (the fastest on 2026-12-04) with inductor tuning its own kernels: block
+    # sizes of the fused GroupNorm/pointwise reductions by coordinate descent, or (slow to compile,
+    # run it last) autotuned matmul/convolution templates as well
+    "compile-cl-cdt": ("compile (default mode) + channels-last + coordinate-descent tuning", FUSED_INR,
+                       {**FAST_EAGER, "compile": True, "channels_last": True}, {"coordinate_descent_tuning": True}),
+    "compile-cl-at": ("compile (max-autotune-no-cudagraphs) + channels-last", FUSED_INR,
+                      {**FAST_EAGER, "compile": "max-autotune-no-cudagraphs", "channels_last": True}, {}),
 }
 
 

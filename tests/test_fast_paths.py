@@ -565,9 +565,13 @@ def test_gpu_bench_large_variants_and_their_inductor_options():
     import torch._inductor.config as inductor_config
 
     bench = _load_gpu_bench()
+    from inrkit.train.config import TrainConfig
+
     for key, variant in bench.LARGE_VARIANTS.items():
         name, sets, train, *ind = variant
         assert isinstance(name, str) and isinstance(train, dict) and len(ind) <= 1, key
+        TrainConfig.model_validate(train)  # settings the trainer accepts
+        assert all(hasattr(inductor_config, k) for k in (ind[0] if ind else {})), key  # options inductor has
     assert bench.LARGE_VARIANTS["compile-lo"][3] == {"force_layout_optimization": True}
     before = inductor_config.force_layout_optimization
     with bench._inductor_options({"force_layout_optimization": not before}):

@@ -36,6 +36,8 @@ def test_train_resume_sample_evaluate(modality, finer, expect, tmp_path, capsys)
     code, out, err = cli([*base, "--set", "train.vae.steps=2"], capsys)
     assert code == 0, err
     assert "run directory" in out
+    # what the auto speed settings chose, once for both stages (the same on CPU)
+    assert "speed settings (vae, prior): cpu, fp32, AdamW default, training set through a DataLoader, NCHW, not compiled" in out
     first = json.loads((run / "summary.json").read_text())
     assert first["stages"]["vae"]["steps"] == 2
 

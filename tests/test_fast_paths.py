@@ -567,11 +567,11 @@ def test_gpu_bench_large_variants_and_their_inductor_options():
     bench = _load_gpu_bench()
     from inrkit.train.config import TrainConfig
 
-    for key, variant in bench.LARGE_VARIANTS.items():
-        name, sets, train, *ind = variant
-        assert isinstance(name, str) and isinstance(train, dict) and len(ind) <= 1, key
+    for key, (name, sets, train, ind, gn) in bench.LARGE_VARIANTS.items():
+        assert isinstance(name, str) and isinstance(sets, list), key
         TrainConfig.model_validate(train)  # settings the trainer accepts
-        assert all(hasattr(inductor_config, k) for k in (ind[0] if ind else {})), key  # options inductor has
+        assert all(hasattr(inductor_config, k) for k in ind), key  # options inductor has
+        assert gn is None or gn in bench.GROUP_NORM_FORMS, key
     assert bench.LARGE_VARIANTS["compile-lo"][3] == {"force_layout_optimization": True}
     before = inductor_config.force_layout_optimization
     with bench._inductor_options({"force_layout_optimization": not before}):
@@ -579,6 +579,42 @@ def test_gpu_bench_large_variants_and_their_inductor_options():
     assert inductor_config.force_layout_optimization == before
     with bench._inductor_options({}):
         assert inductor_config.force_layout_optimization == before
+
+
+@pytest.mark.parametrize("shape, groups", [((3, 8, 5, 7), 4), ((2, 6, 3, 4, 5), 3), ((2, 4, 6, 6), 1)])
+def test_gpu_bench_group_norm_forms_equal_torch(shape, groups):
+    """The GroupNorm candidates that --large-variants can swap in (compile-cl-vm) give nn.GroupNorm's
+    values and gradients within 1e-5 on channels-last inputs (NCHW ones go to F.group_norm), and
+    inrkit.nn.GroupNorm is itself again afterwards."""
+    import inrkit.nn as inrkit_nn
+
+    bench = _load_gpu_bench()
+    torch.manual_seed(0)
+    fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+    x = (torch.randn(shape) * 3 + 2).to(memory_format=fmt)
+    ref_norm = nn.GroupNorm(groups, shape[1], eps=1e-6)
+    with torch.no_grad():
+        ref_norm.weight.uniform_(0.5, 1.5)
+        ref_norm.bias.uniform_(-0.5, 0.5)
+    built = inrkit_nn.GroupNorm.forward
+    for form in bench.GROUP_NORM_FORMS:
+        norm = inrkit_nn.GroupNorm(groups, shape[1], eps=1e-6)
+        norm.load_state_dict(ref_norm.state_dict())
+        with bench._group_norm_form(form):
+            assert inrkit_nn.GroupNorm.forward is bench.GROUP_NORM_FORMS[form]
+            xa = x.clone().requires_grad_(True)
+            out = norm(xa)
+        assert out.is_contiguous(memory_format=fmt)
+        xb = x.contiguous().requires_grad_(True)
+        ref = ref_norm(xb)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        g = torch.randn_like(ref)
+        out.backward(g)
+        ref.backward(g)
+        torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(norm.weight.grad, ref_norm.weight.grad, rtol=1e-5, atol=1e-4)
+        ref_norm.zero_grad()
+        assert inrkit_nn.GroupNorm.forward is built
 
 
 def test_gpu_bench_large_compiles_each_compiled_variant_afresh(monkeypatch, tmp_path):

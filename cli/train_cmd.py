@@ -132,15 +132,6 @@ def _hyper_transform(*, source: str | None, prior_from: str | None, modality: st
         _print_summary(summary, out)
 
 
-def _speed_text(speed: dict[str, Any]) -> str:
-    """A stage's resolved speed settings (its summary's ``speed``) in words."""
-    layout = "channels-last " + "+".join(speed["channels_last"]) if speed.get("channels_last") else "NCHW"
-    compiled = speed.get("compile")
-    compiled = "not compiled" if not compiled else "compiled" + ("" if compiled is True else f" ({compiled})")
-    data = "training set on the device" if speed.get("data_on_device") else "training set through a DataLoader"
-    return f"{speed['device']}, {speed['precision']}, AdamW {speed['optimizer']}, {data}, {layout}, {compiled}"
-
-
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
     console = Console()
     table = Table(title=f"run {out}")
@@ -152,10 +143,12 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         table.add_row(name, str(s.get("steps")), str(s.get("trained_steps", "")), str(s.get("wall_time_s", "-")),
                       str(s.get("items_per_s", "-")), "-" if loss is None else f"{loss:.4g}")
     console.print(table)
+    from inrkit.train.fast import speed_text
+
     speeds: dict[str, list[str]] = {}
     for name, s in summary["stages"].items():
         if s.get("speed"):
-            speeds.setdefault(_speed_text(s["speed"]), []).append(name)
+            speeds.setdefault(speed_text(s["speed"]), []).append(name)
     for text, names in speeds.items():
         console.print(f"speed settings ({', '.join(names)}): {text}", highlight=False, soft_wrap=True)
     from inrkit_ldmi.stats import split_note, stat_text

@@ -20,6 +20,7 @@ import yaml
 
 from inrkit.errors import CheckpointError
 from inrkit.io import atomic_write_text
+from inrkit.train.fast import speed_text
 from inrkit.runs import CONFIG_FILE, RUN_INFO_FILE, SUMMARY_FILE
 
 from .stats import split_note, stat_text
@@ -179,10 +180,11 @@ def run_sections(run_dir: Path) -> list[str]:
     body = (f'<img alt="loss and learning-rate curves" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
             if png else '<p class="note">No metrics.jsonl records yet.</p>')
     stage_rows = [[name, s.get("steps"), s.get("trained_steps"), s.get("wall_time_s"), s.get("items_per_s"),
-                   _num((s.get("final") or {}).get("loss")), s.get("note") or ""]
+                   _num((s.get("final") or {}).get("loss")), speed_text(s["speed"]) if s.get("speed") else "",
+                   s.get("note") or ""]
                   for name, s in (summary.get("stages") or {}).items()]
     if stage_rows:
-        body += _table(["stage", "steps", "trained", "wall s", "items/s", "final loss", "note"], stage_rows)
+        body += _table(["stage", "steps", "trained", "wall s", "items/s", "final loss", "speed settings", "note"], stage_rows)
     sections.append(_section("curves", "Loss and learning rate per stage", body))
 
     held = [(name, s["heldout"]) for name, s in (summary.get("stages") or {}).items() if s.get("heldout")]

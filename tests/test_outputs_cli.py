@@ -95,6 +95,7 @@ def test_image_previews_conversion_and_report(tmp_path, capsys):
     text = (run / "report.html").read_text()
     assert "become 16x16 px greyscale" in text and "psnr" in text
     assert "after stage vae (1 item)" in text and "kl_reduction" in text
+    assert "speed settings" in text and "AdamW default, training set through a DataLoader, NCHW" in text
 
 
 def test_sphere_maps_and_reconstruction_netcdf_keep_time(tmp_path, capsys):

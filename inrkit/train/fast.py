@@ -168,3 +168,12 @@ def to_channels_last(model: nn.Module, dims: tuple[int, ...] = (2, 3)) -> None:
             m.to(memory_format=torch.channels_last)
         elif isinstance(m, nn.Conv3d) and 3 in dims:
             m.to(memory_format=torch.channels_last_3d)
+
+
+def speed_text(speed: dict[str, Any]) -> str:
+    """A stage summary's ``speed`` (what the auto settings chose) in words, for the CLI and reports."""
+    layout = "channels-last " + "+".join(speed["channels_last"]) if speed.get("channels_last") else "NCHW"
+    compiled = speed.get("compile")
+    compiled = "not compiled" if not compiled else "compiled" + ("" if compiled is True else f" ({compiled})")
+    data = "training set on the device" if speed.get("data_on_device") else "training set through a DataLoader"
+    return f"{speed['device']}, {speed['precision']}, AdamW {speed['optimizer']}, {data}, {layout}, {compiled}"

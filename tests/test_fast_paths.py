@@ -9,6 +9,7 @@ schemes need a GPU and are measured by ``benchmarks/gpu_bench.py`` (benchmarks/R
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -698,3 +699,41 @@ def test_gpu_bench_kernel_classes():
     assert cat("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc") == "conv"
     assert cat("void at::native::vectorized_elementwise_kernel<8, at::native::bfloat16_copy_kernel_cuda>") == "copy / cast"
     assert cat("something else") == "other"
+
+
+_CL_PARTS = {  # model parts with 2D convolutions, each put channels-last by train.channels_last
+    "conv2d + hd + diffusion": {},
+    "conv2d_sphere with attention": {"encoder": {"name": "conv2d_sphere", "base_channels": 8, "channel_mult": [1, 2],
+                                                 "num_res_blocks": 1, "latent_channels": 2, "mid_attention": True}},
+    "autoencoder_kl": {"encoder": {"name": "autoencoder_kl", "block_out_channels": [8, 16], "layers_per_block": 1,
+                                   "latent_channels": 2, "norm_num_groups": 4}},
+    "modulation hypernet": {"hypernet": {"name": "modulation", "conv_channels": 8}},
+    "diffusion prior with attention": {"prior": {"name": "diffusion", "model_channels": 8, "channel_mult": [1, 2],
+                                                 "num_res_blocks": 1, "attention": True, "ema_decay": 0.9}},
+}
+
+
+@pytest.mark.parametrize("parts", list(_CL_PARTS))
+def test_every_built_in_2d_conv_part_trains_the_same_channels_last(parts, tmp_path):
+    """train.channels_last=true (auto's choice for a compiled CUDA step) through both LDMI stages
+    gives the NCHW run's losses and gradient norms within 1e-4 at every step, for each built-in part
+    with 2D convolutions: no part assumes an NCHW memory layout (a .view of a channels-last tensor
+    would raise). The learning rate is negligible so that every step sees the same weights: Adam's
+    first updates are about lr * sign(gradient), which turns rounding noise in near-zero gradients
+    into differences of lr, and the comparison would measure that instead of the layout."""
+    from conftest import toy_run_config
+    from inrkit_ldmi.model import LDMI
+
+    def losses(channels_last):
+        cfg = toy_run_config(log_every=1, checkpoint_every=0, channels_last=channels_last,
+                             vae={"steps": 3, "batch_size": 4, "lr": 1e-12}, prior={"steps": 3, "batch_size": 4, "lr": 1e-12})
+        for key, spec in _CL_PARTS[parts].items():
+            cfg["model"][key] = spec
+        run = tmp_path / f"cl-{channels_last}"
+        LDMI.from_config(cfg).fit(out=run)
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["stage"], r["step"], r["loss"], r["grad_norm"]) for r in rows if "loss" in r]
+
+    ref, got = losses(False), losses(True)
+    assert [r[:2] for r in got] == [r[:2] for r in ref] and len(ref) == 6
+    torch.testing.assert_close(torch.tensor([r[2:] for r in got]), torch.tensor([r[2:] for r in ref]), rtol=1e-4, atol=1e-5)

@@ -15,4 +15,7 @@ class Encoder(nn.Module):
 
     @staticmethod
     def reparameterize(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        # drawn in logical (NCHW) order, not randn_like's memory order: a channels-last encoder
+        # (train.channels_last) gets the same noise as the NCHW one from the same generator state
+        noise = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device)
+        return mean + noise * torch.exp(0.5 * logvar)

@@ -123,8 +123,7 @@ class LatentModel(Renders, nn.Module, abc.ABC):
             return self.vae_loss(batch, points=points, generator=generator)
         if stage == "prior":
             mean, logvar = batch
-            z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
-            loss = self.prior.loss(z)
+            loss = self.prior.loss(self.encoder.reparameterize(mean, logvar))
             return loss, {}
         raise ConfigError(f"{self.model_name.upper()} has no stage '{stage}'")
 

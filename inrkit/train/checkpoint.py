@@ -292,6 +292,7 @@ def load_checkpoint(
             optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta))
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
             raise CheckpointError(f"{path}: optimizer state does not match ({str(err).splitlines()[0]})") from None
+        _state_like_parameters(optimizer)
     if generators is not None or engine is not None:
         rank = engine.rank if engine is not None else 0
         rng_file = path / f"rng-{rank}.safetensors"
@@ -300,6 +301,20 @@ def load_checkpoint(
         plain_file = rng_file.with_suffix(".json")
         restore_rng(load_tensors(rng_file), read_json(plain_file), generators)
     return state
+
+
+def _state_like_parameters(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor (Adam's moments) its parameter's memory layout.
+    Checkpoints hold them contiguous; a channels-last parameter (train.channels_last) would otherwise
+    meet NCHW moments, which fused AdamW rejects on CUDA and, on CPU, pairs element by element in
+    memory order: a silently wrong update."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if (isinstance(value, torch.Tensor) and value.shape == p.shape and value.dim() > 1
+                        and value.stride() != p.stride()):
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def load_model_weights(model: torch.nn.Module, file: Path, strict: bool = True) -> None:

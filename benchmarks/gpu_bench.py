@@ -568,7 +568,8 @@ def presets_section(out: Path, peak: float, best_train: dict, best_sets: list[st
 
 
 def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 256, devices: int = 1,
-                compile_modes: tuple[str, ...] = (), modalities: tuple[str, ...] = ("image", "sphere", "occupancy")) -> dict:
+                compile_modes: tuple[str, ...] = (), modalities: tuple[str, ...] = ("image", "sphere", "occupancy"),
+                extra_sets: tuple[str, ...] = ()) -> dict:
     """``inrkit train`` as a user runs it; with ``devices`` > 1 also on one GPU, for the DDP speed-up
     (``batch`` is per process, so both runs see the same items per process and step); each of
     ``compile_modes`` (``train.compile`` values) trains each modality once more on one GPU, compiled."""
@@ -592,7 +593,8 @@ def e2e_section(out: Path, best_sets: list[str], steps: int = 150, batch: int = 
                    "--set", "train.progress=false", "--set", "train.tensorboard=false",
                    "--set", "train.checkpoint_every=0", "--set", "train.sample_every=0", "--set", "train.log_every=25",
                    *[x for s in best_sets + TILE_SETS for x in ("--set", s)], "--devices", str(n_dev),
-                   *(("--set", f"train.compile={mode}") if mode else ())]
+                   *(("--set", f"train.compile={mode}") if mode else ()),
+                   *[x for s in extra_sets for x in ("--set", s)]]  # --e2e-set last: it overrides everything
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             wall = time.perf_counter() - t0
@@ -774,8 +776,9 @@ def main() -> None:
                     help="e2e: one more --set for every run (repeatable), e.g. train.channels_last=true")
     ap.add_argument("--tiles-budget-s", type=float, default=150.0, help="tiles: seconds for the whole sweep (a fair share per kernel)")
     ap.add_argument("--large-variants", default="eager,eager-cl,compile,compile-cl,compile-lo",
-                    help="large: which variants (eager, eager-cl, compile, compile-cl, compile-lo; -cl = channels-last,"
-                         " -lo = inductor's layout optimisation forced on)")
+                    help="large: which variants (eager, eager-cl, compile, compile-cl, compile-lo, compile-cl-cdt,"
+                         " compile-cl-at, compile-cl-vm; -cl = channels-last, -lo = inductor's layout optimisation"
+                         " forced on, -cdt = coordinate-descent tuning, -at = max-autotune, -vm = one-pass GroupNorm)")
     ap.add_argument("--large-batch", type=int, default=512, help="large: the batch of the image-preset variants (then twice it)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny presets: check the script runs (numbers mean nothing)")
     args = ap.parse_args()
@@ -827,9 +830,9 @@ def main() -> None:
     if "e2e" in sections:
         # as a user trains: channels-last by its default (auto: on when compiled on CUDA)
         e2e_train = {**best, "channels_last": "auto"}
-        e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in e2e_train.items()] + best_sets + args.e2e_set,
+        e2e_section(out, [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in e2e_train.items()] + best_sets,
                     steps=args.e2e_steps, batch=args.e2e_batch, devices=args.devices, compile_modes=tuple(m for m in args.e2e_compile.split(",") if m),
-                    modalities=tuple(m for m in args.e2e_modalities.split(",") if m))
+                    modalities=tuple(m for m in args.e2e_modalities.split(",") if m), extra_sets=tuple(args.e2e_set))
     if "presets" in sections:
         presets_section(out, peak, best, best_sets)
     if "sample" in sections:

@@ -71,19 +71,24 @@ def _union_tag(key) -> bool:
 
 def _merge_union_errors(errors: list[dict]) -> list[dict]:
     """One error per union field: the members' errors for the same value become one, whose
-    message lists what each member accepts ("should be a valid boolean or 'auto'")."""
+    message lists what each member accepts ("should be a valid boolean or 'auto'"); an error inside
+    a member (an item of its list) is named at the field, with what that member wanted."""
     out: list[dict] = []
     for e in errors:
         loc = tuple(e["loc"])
-        if loc and _union_tag(loc[-1]):
-            prev = out[-1] if out else None
-            msg = e["msg"].removeprefix("Input should be ").split(", unable to")[0]
-            if prev is not None and prev.get("_union") == loc[:-1] and prev.get("input") == e.get("input"):
-                prev["msg"] += f" or {msg}"
-                continue
-            out.append({**e, "loc": loc[:-1], "msg": f"should be {msg}", "_union": loc[:-1]})
-        else:
+        cut = next((i for i, key in enumerate(loc) if i and _union_tag(key)), None)
+        if cut is None:
             out.append(e)
+            continue
+        field = loc[:cut]
+        msg = e["msg"].removeprefix("Input should be ").split(", unable to")[0].split(", got ")[0]
+        if cut < len(loc) - 1:                     # inside the member: e.g. an item of list[int]
+            msg = f"{loc[cut]} (item {'.'.join(map(str, loc[cut + 1:]))}: {msg})"
+        prev = out[-1] if out else None
+        if prev is not None and prev.get("_union") == field:   # pydantic lists a field's members together
+            prev["msg"] += f" or {msg}"
+            continue
+        out.append({**e, "loc": field, "msg": f"should be {msg}", "_union": field})
     return out
 
 

@@ -189,9 +189,9 @@ def test_channels_last_auto_is_on_only_for_a_compiled_cuda_step():
     assert channels_last_dims("auto", False, cuda) == () == channels_last_dims("auto", True, cpu)
     assert channels_last_dims(True, False, cpu) == (2, 3) and channels_last_dims(False, True, cuda) == ()
     both = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Conv3d(2, 4, 3))
-    to_channels_last(both, (2,))
+    assert to_channels_last(both, (2,)) == (2,)
     assert both[0].weight.is_contiguous(memory_format=torch.channels_last) and both[1].weight.is_contiguous()
-    to_channels_last(both)
+    assert to_channels_last(both) == (2, 3) and to_channels_last(nn.Linear(2, 2)) == ()
     assert both[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
     cfg = ToyTrain(a=StageConfig(steps=1, batch_size=3), progress=False, tensorboard=False)
     assert cfg.channels_last == "auto"
@@ -204,7 +204,7 @@ def test_channels_last_auto_is_on_only_for_a_compiled_cuda_step():
     forced = ToyTrain(a=StageConfig(steps=1, batch_size=3), progress=False, tensorboard=False, channels_last=True,
                       optimizer="foreach", data_on_device="always", precision="bf16")
     speed = Trainer(Convy(), forced, None, engine=Engine("cpu")).fit(Grids())["a"]["speed"]
-    assert speed["channels_last"] == ["2d", "3d"] and speed["optimizer"] == "foreach"
+    assert speed["channels_last"] == ["2d"] and speed["optimizer"] == "foreach"   # Convy has no Conv3d to convert
     assert speed["precision"] == "bf16" and speed["data_on_device"] is True
     with pytest.raises(ValueError, match="channels_last"):
         ToyTrain(a=StageConfig(steps=1, batch_size=3), channels_last="sometimes")
@@ -500,7 +500,7 @@ def test_gpu_bench_runs_its_smoke_mode_on_cpu(tmp_path):
     e2e = data["e2e"]["sphere"]
     assert e2e["rc"] == 0 and e2e["batch"] == 4 and "train.vae.steps=3" in e2e["command"]
     # a user's defaults for channels-last, and --e2e-set last (so it wins)
-    assert "--set train.channels_last=auto" in e2e["command"] and "--set train.log_every=1 --devices" in e2e["command"]
+    assert "--set train.channels_last=auto" in e2e["command"] and e2e["command"].endswith("--set train.log_every=1")
     assert set(data["large"]["rows"]) == {"eager @ 2", "eager @ 4"}  # the chosen variant, then at twice the batch
     assert all(r["items_per_s"] > 0 and "ms_per_step_by_class" in r["profile"] for r in data["large"]["rows"].values())
     assert "Fused sine layers" in (out / "bench.md").read_text()
@@ -640,6 +640,7 @@ def test_gpu_bench_group_norm_forms_equal_torch(shape, groups):
         ref.backward(g)
         torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(norm.weight.grad, ref_norm.weight.grad, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(norm.bias.grad, ref_norm.bias.grad, rtol=1e-5, atol=1e-4)
         ref_norm.zero_grad()
         assert inrkit_nn.GroupNorm.forward is built
 

@@ -67,6 +67,11 @@ def test_a_bad_value_of_a_union_field_is_one_message(capsys):
     line = one_line_error(code, err)
     assert "'compile'='fast': should be a valid boolean or 'default', 'reduce-overhead'" in line
     assert "'seed'='x': Input should be a valid integer" in line and line.count("compile") == 1
+    # an int-or-list field: a bad item is named inside the member that wanted it
+    code, _, err = cli(["debug", "config", "--modality", "image", "--preset", "tiny", "--set", "model.domain.resolution=[1,x]"], capsys)
+    line = one_line_error(code, err)
+    assert "'resolution'=[1, 'x']: should be a valid integer or list[int] (item 1: a valid integer)" in line
+    assert line.count("resolution") == 1
     code, out, err = cli(["debug", "config", "--modality", "image", "--preset", "tiny", "--set", "train.channels_last=auto"], capsys)
     assert code == 0 and "channels_last: auto" in out
 

@@ -50,9 +50,9 @@ class TrainConfig(PartConfig):
         "auto", description="hold the training set on the device and index it there (auto: on CUDA, for"
                             " tensor-backed sets within a quarter of free memory; always: also gather file-backed sets)")
     channels_last: bool | Literal["auto"] = Field(
-        "auto", description="channels-last convolutions, the encoders' GroupNorm keeping the layout (auto: on"
-                            " when train.compile is on and the device is CUDA, where it is faster; eager it is"
-                            " slower: benchmarks/RESULTS.md)")
+        "auto", description="channels-last convolutions, the encoders' GroupNorm keeping the layout (auto: the 2D"
+                            " ones when train.compile is on and the device is CUDA, where it is faster; eager it is"
+                            " slower, 3D is not measured: benchmarks/RESULTS.md; true: 2D and 3D)")
     num_workers: int = Field(0, ge=0)
     find_unused_parameters: bool = Field(False, description="DDP option for models with optional branches")
     log_every: int = Field(10, ge=1)

@@ -160,14 +160,19 @@ def channels_last_dims(setting: bool | str, compile_setting: bool | str, device:
     return (2, 3) if setting else ()
 
 
-def to_channels_last(model: nn.Module, dims: tuple[int, ...] = (2, 3)) -> None:
+def to_channels_last(model: nn.Module, dims: tuple[int, ...] = (2, 3)) -> tuple[int, ...]:
     """Channels-last weights for every 2D/3D convolution of ``dims`` (their outputs follow): the layout
-    that bf16 tensor-core convolutions run fastest in. Checkpoints are unaffected (saved contiguous)."""
+    that bf16 tensor-core convolutions run fastest in. Checkpoints are unaffected (saved contiguous).
+    Returns the dims of the convolutions the model has and that were converted."""
+    done: set[int] = set()
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and 2 in dims:
             m.to(memory_format=torch.channels_last)
+            done.add(2)
         elif isinstance(m, nn.Conv3d) and 3 in dims:
             m.to(memory_format=torch.channels_last_3d)
+            done.add(3)
+    return tuple(sorted(done))
 
 
 def speed_text(speed: dict[str, Any]) -> str:

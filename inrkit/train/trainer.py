@@ -89,9 +89,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
         self.model.to(self.engine.device)
-        self.channels_last_dims = channels_last_dims(self.config.channels_last, self.config.compile, self.engine.device)
-        if self.channels_last_dims:
-            to_channels_last(self.model, self.channels_last_dims)
+        # the convolutions actually put channels-last (the stage summary's speed.channels_last)
+        wanted = channels_last_dims(self.config.channels_last, self.config.compile, self.engine.device)
+        self.channels_last_dims = to_channels_last(self.model, wanted) if wanted else ()
         self._stop = StopOnSignals(self.engine, config.log_every)
 
     def _interrupted(self, stage: str, step: int, start: int, model, optimizer, generator, logs_acc) -> Interrupted:

@@ -24,11 +24,17 @@ from ..errors import ConfigError, InrkitError
 from .sampler import StepBatchSampler
 
 
+def optimizer_implementation(implementation: str, device: torch.device) -> str:
+    """``train.optimizer`` resolved: auto is fused on CUDA, PyTorch's default elsewhere."""
+    if implementation == "auto":
+        return "fused" if device.type == "cuda" else "default"
+    return implementation
+
+
 def make_optimizer(params, cfg, implementation: str, device: torch.device) -> torch.optim.Optimizer:
     """AdamW with ``implementation``: auto (fused on CUDA, PyTorch's default elsewhere), fused,
     foreach or plain (one parameter at a time)."""
-    if implementation == "auto":
-        implementation = "fused" if device.type == "cuda" else "default"
+    implementation = optimizer_implementation(implementation, device)
     kwargs: dict[str, Any] = {}
     if implementation == "fused":
         kwargs["fused"] = True
@@ -173,6 +179,15 @@ def to_channels_last(model: nn.Module, dims: tuple[int, ...] = (2, 3)) -> tuple[
             m.to(memory_format=torch.channels_last_3d)
             done.add(3)
     return tuple(sorted(done))
+
+
+def speed_settings(config, device: torch.device, bf16: bool, channels_last: tuple[int, ...],
+                   data_on_device: bool) -> dict[str, Any]:
+    """What a stage's speed settings resolved to (its summary's ``speed``): ``config`` the
+    TrainConfig, ``channels_last`` the convolution dims put channels-last, the rest as resolved."""
+    return {"device": str(device), "precision": "bf16" if bf16 else "fp32",
+            "optimizer": optimizer_implementation(config.optimizer, device), "data_on_device": data_on_device,
+            "channels_last": [f"{n}d" for n in channels_last], "compile": config.compile}
 
 
 def speed_text(speed: dict[str, Any]) -> str:

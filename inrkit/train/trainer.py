@@ -39,7 +39,8 @@ from ..errors import ConfigError, InrkitError, Interrupted
 from . import checkpoint as ckpt
 from .config import StageConfig, TrainConfig
 from .engine import Engine, to_device
-from .fast import DeviceData, StepLogs, all_finite, make_optimizer, to_channels_last, channels_last_dims
+from .fast import (DeviceData, StepLogs, all_finite, channels_last_dims, make_optimizer, speed_settings,
+                   to_channels_last)
 from .logging import MetricsLogger, StageProgress
 from .sampler import StepBatchSampler
 from .schedule import stage_lr
@@ -90,8 +91,8 @@ class Trainer:
         self.logger = MetricsLogger(self.run_dir, enabled=self.engine.is_main, tensorboard=config.tensorboard)
         self.model.to(self.engine.device)
         # the convolutions actually put channels-last (the stage summary's speed.channels_last)
-        wanted = channels_last_dims(self.config.channels_last, self.config.compile, self.engine.device)
-        self.channels_last_dims = to_channels_last(self.model, wanted) if wanted else ()
+        self.channels_last_dims = to_channels_last(
+            self.model, channels_last_dims(self.config.channels_last, self.config.compile, self.engine.device))
         self._stop = StopOnSignals(self.engine, config.log_every)
 
     def _interrupted(self, stage: str, step: int, start: int, model, optimizer, generator, logs_acc) -> Interrupted:
@@ -351,17 +352,9 @@ class Trainer:
             "items_per_s": round(trained * cfg.batch_size * engine.world_size / max(wall, 1e-9), 3),
             "first_step_s": round(first_step_s, 3) if first_step_s is not None else None,
             "final": {k: v for k, v in last.items() if k not in ("lr", "items_per_s")},
-            "speed": self._speed_settings(optimizer, on_device is not None),
+            "speed": speed_settings(tc, engine.device, self.use_bf16, self.channels_last_dims, on_device is not None),
             **extra,
         }
-
-    def _speed_settings(self, optimizer: torch.optim.Optimizer, data_on_device: bool) -> dict[str, Any]:
-        """What the ``auto`` speed settings resolved to for this stage (the stage summary's ``speed``)."""
-        d = optimizer.defaults
-        impl = "fused" if d.get("fused") else "foreach" if d.get("foreach") else "plain" if d.get("foreach") is False else "default"
-        return {"device": str(self.engine.device), "precision": "bf16" if self.use_bf16 else "fp32", "optimizer": impl,
-                "data_on_device": data_on_device, "channels_last": [f"{n}d" for n in self.channels_last_dims],
-                "compile": self.config.compile}
 
     def _budget_note(self, stage: str, cfg: StageConfig, first_step_s: float, trained: int) -> str:
         """The warning of a stage whose first step (train.compile's compilation, warm-up) took over

@@ -173,7 +173,7 @@ def test_pointset_encoder_takes_any_resolution_and_ignores_masked_points():
         enc(values, coords, torch.zeros(2, 96, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("shape", [(3, 64, 5, 7), (2, 32, 3, 4, 5), (2, 8, 6, 6)])
+@pytest.mark.parametrize("shape", [(3, 64, 5, 7), (2, 32, 3, 4, 5), (2, 8, 6, 6), (2, 2, 6, 6)])
 def test_group_norm_keeps_channels_last_and_equals_torch(shape):
     """inrkit.nn.GroupNorm on a channels-last input: nn.GroupNorm's output and gradients (fp32,
     within 1e-5), in the input's layout; on NCHW input it is nn.GroupNorm itself."""

@@ -159,11 +159,14 @@ def kernel_section() -> dict:
         return y.double(), [x.double() for x in grads]
 
     y64, g64 = run(ref_inr.double(), torch.float64)
-    for prec in ("torch-fp32", *fused_sine.PRECISIONS):
+    # each precision alone, then the default forward with a cheaper backward ("forward/backward")
+    for prec in ("torch-fp32", *fused_sine.PRECISIONS, "bf16x3/bf16", "bf16x3/tf32"):
         if prec == "torch-fp32":
             inr = Siren(SirenConfig(in_dim=2, out_dim=3, width=width, depth=4, kernel="torch"))
         else:
-            inr = Siren(SirenConfig(in_dim=2, out_dim=3, width=width, depth=4, kernel="triton", matmul_precision=prec))
+            fwd, _, back = prec.partition("/")
+            inr = Siren(SirenConfig(in_dim=2, out_dim=3, width=width, depth=4, kernel="triton", matmul_precision=fwd,
+                                    backward_precision=back or "same"))
         try:
             y, grads = run(inr, torch.float32)
             rec = {"out_rel_err": float((y - y64).norm() / y64.norm()),
@@ -408,69 +411,27 @@ def profile_section(train: dict, sets: list[str], steps: int = 20, warm: int = 8
     return {"step_ms": r["step_ms"], **summarize_profile(prof, n, r["step_ms"] * n / 1e3), "settings": {**train, "sets": sets}}
 
 
-def _group_norm_var_mean(self, x: torch.Tensor) -> torch.Tensor:
-    """A candidate for ``inrkit.nn.GroupNorm.forward`` (measured here before it replaces the
-    two-pass form): one-pass statistics, ``var_mean`` per channel over the spatial axes (one Welford
-    reduction for inductor, whose backward needs no reduction of its own), combined per group exactly
-    (equal counts: the group's variance is its channels' mean variance plus the variance of their means)."""
-    from inrkit.nn import _channels_last
-
-    if not _channels_last(x):
-        return torch.nn.GroupNorm.forward(self, x)
-    n, c, g = x.shape[0], x.shape[1], self.num_groups
-    ones = (1,) * (x.dim() - 2)
-    var_c, mean_c = torch.var_mean(x.float(), dim=tuple(range(2, x.dim())), correction=0)      # (N, C)
-    mean_cg = mean_c.view(n, g, c // g)
-    var_g = var_c.view(n, g, c // g).mean(-1) + mean_cg.var(-1, correction=0)
-    mean = mean_cg.mean(-1, keepdim=True).expand(n, g, c // g).reshape(n, c)
-    scale = torch.rsqrt(var_g + self.eps)[:, :, None].expand(n, g, c // g).reshape(n, c)
-    if self.affine:
-        scale = scale * self.weight.float()
-        shift = self.bias.float() - mean * scale
-    else:
-        shift = -mean * scale
-    return (x.float() * scale.view(n, c, *ones) + shift.view(n, c, *ones)).to(x.dtype)
-
-
-GROUP_NORM_FORMS = {"var-mean": _group_norm_var_mean}
-
-
-@contextlib.contextmanager
-def _group_norm_form(name: str | None):
-    """``inrkit.nn.GroupNorm`` computed by ``GROUP_NORM_FORMS[name]`` while a variant runs (none: as built)."""
-    if not name:
-        yield
-        return
-    import inrkit.nn as inrkit_nn
-
-    saved = inrkit_nn.GroupNorm.forward
-    inrkit_nn.GroupNorm.forward = GROUP_NORM_FORMS[name]
-    try:
-        yield
-    finally:
-        inrkit_nn.GroupNorm.forward = saved
-
-
 LARGE_VARIANTS = {  # image-64, stage 1, at a large batch: where the eager step's time goes, and what compile buys
-    # name -> (label, --set items, trainer settings, inductor options, GroupNorm form or None)
-    "eager": ("eager", FUSED_INR, FAST_EAGER, {}, None),
-    "eager-cl": ("eager + channels-last", FUSED_INR, {**FAST_EAGER, "channels_last": True}, {}, None),
-    "compile": ("compile (default mode)", FUSED_INR, {**FAST_EAGER, "compile": True}, {}, None),
-    "compile-cl": ("compile (default mode) + channels-last", FUSED_INR, {**FAST_EAGER, "compile": True, "channels_last": True}, {}, None),
+    # name -> (label, --set items, trainer settings, inductor options)
+    "eager": ("eager", FUSED_INR, FAST_EAGER, {}),
+    "eager-cl": ("eager + channels-last", FUSED_INR, {**FAST_EAGER, "channels_last": True}, {}),
+    "compile": ("compile (default mode)", FUSED_INR, {**FAST_EAGER, "compile": True}, {}),
+    "compile-cl": ("compile (default mode) + channels-last", FUSED_INR, {**FAST_EAGER, "compile": True, "channels_last": True}, {}),
     # inductor's own choice of channels-last for the graph's convolutions, forced on (its heuristic
     # can turn it off, e.g. for a graph with many nodes per convolution)
     "compile-lo": ("compile (default mode) + inductor layout optimisation forced", FUSED_INR,
-                   {**FAST_EAGER, "compile": True}, {"force_layout_optimization": True}, None),
+                   {**FAST_EAGER, "compile": True}, {"force_layout_optimization": True}),
     # the channels-last step (the fastest on 2026-12-04) with inductor tuning its own kernels: block
     # sizes of the fused GroupNorm/pointwise reductions by coordinate descent, or (slow to compile,
     # run it last) autotuned matmul/convolution templates as well
     "compile-cl-cdt": ("compile (default mode) + channels-last + coordinate-descent tuning", FUSED_INR,
-                       {**FAST_EAGER, "compile": True, "channels_last": True}, {"coordinate_descent_tuning": True}, None),
+                       {**FAST_EAGER, "compile": True, "channels_last": True}, {"coordinate_descent_tuning": True}),
     "compile-cl-at": ("compile (max-autotune-no-cudagraphs) + channels-last", FUSED_INR,
-                      {**FAST_EAGER, "compile": "max-autotune-no-cudagraphs", "channels_last": True}, {}, None),
-    # the channels-last step with one-pass GroupNorm statistics (GROUP_NORM_FORMS)
-    "compile-cl-vm": ("compile (default mode) + channels-last, one-pass GroupNorm statistics", FUSED_INR,
-                      {**FAST_EAGER, "compile": True, "channels_last": True}, {}, "var-mean"),
+                      {**FAST_EAGER, "compile": "max-autotune-no-cudagraphs", "channels_last": True}, {}),
+    # the channels-last step with the fused sine layers' backward products in plain bf16 (one product
+    # instead of bf16x3's three; the forward keeps bf16x3): model.inr.backward_precision
+    "compile-cl-gb": ("compile (default mode) + channels-last + sine backward in bf16", [*FUSED_INR, "model.inr.backward_precision=bf16"],
+                      {**FAST_EAGER, "compile": True, "channels_last": True}, {}),
 }
 
 
@@ -495,9 +456,12 @@ def large_section(out: Path, peak: float, batch: int, variants: list[str] | None
     runs = [(*spec, batch) for spec in chosen]
     done = 0
     while runs:
-        name, sets, train, ind, gn, b = runs.pop(0)
+        name, sets, train, ind, b = runs.pop(0)
         compiled = bool(train.get("compile"))
-        need = 150 if compiled else 45
+        # seconds a variant needs; inductor tuning its kernels compiles for minutes (compile-cl-cdt
+        # did not finish in the ~200 s a call had left on 2026-12-04, and took the call past its limit)
+        tuned = any(k.endswith("tuning") for k in ind) or str(train.get("compile")).startswith("max-autotune")
+        need = 360 if tuned else (150 if compiled else 45)
         if left() < need:
             res["rows"][f"{name} @ {b}"] = {"skipped": "time budget"}
             continue
@@ -506,7 +470,7 @@ def large_section(out: Path, peak: float, batch: int, variants: list[str] | None
             torch._dynamo.reset()
         prof = profile(activities=acts)
         try:
-            with _inductor_options(ind), _group_norm_form(gn):
+            with _inductor_options(ind):
                 r = trainer_steps("image", sets, {**train, "vae": {"batch_size": b}}, steps=steps, warm=warm,
                                   profiler=prof, profile_steps=prof_n)
             r["mfu"] = flops_item * b / (r["step_ms"] / 1e3) / (peak * 1e12)
@@ -777,8 +741,9 @@ def main() -> None:
     ap.add_argument("--tiles-budget-s", type=float, default=150.0, help="tiles: seconds for the whole sweep (a fair share per kernel)")
     ap.add_argument("--large-variants", default="eager,eager-cl,compile,compile-cl,compile-lo",
                     help="large: which variants (eager, eager-cl, compile, compile-cl, compile-lo, compile-cl-cdt,"
-                         " compile-cl-at, compile-cl-vm; -cl = channels-last, -lo = inductor's layout optimisation"
-                         " forced on, -cdt = coordinate-descent tuning, -at = max-autotune, -vm = one-pass GroupNorm)")
+                         " compile-cl-at, compile-cl-gb; -cl = channels-last, -lo = inductor's layout optimisation"
+                         " forced on, -cdt = coordinate-descent tuning, -at = max-autotune, -gb = the sine layers'"
+                         " backward in bf16)")
     ap.add_argument("--large-batch", type=int, default=512, help="large: the batch of the image-preset variants (then twice it)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny presets: check the script runs (numbers mean nothing)")
     args = ap.parse_args()

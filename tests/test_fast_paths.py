@@ -411,6 +411,37 @@ def test_tiles_a_gpu_cannot_run_are_a_config_error_naming_them(monkeypatch):
         fused_sine.grad_weight(xs, gs, True, 30.0, "bf16x3", {"BM": 256})
 
 
+def test_backward_precision_reaches_only_the_backward_kernels(monkeypatch):
+    """model.inr.backward_precision is the scheme of the gradient kernels; the forward (and a
+    recomputation of it) keeps matmul_precision; "same" is matmul_precision everywhere."""
+    launched = []
+
+    class Kernel:
+        def __init__(self, name):
+            self.name = name
+
+        def __getitem__(self, grid):
+            return lambda *args, **meta: launched.append((self.name, meta["PREC"]))
+
+    class FakeTriton:
+        cdiv = staticmethod(lambda a, b: -(-a // b))
+
+    monkeypatch.setattr(fused_sine, "_kernels", lambda: (FakeTriton, Kernel("forward"), Kernel("grad_input"), Kernel("grad_weight")))
+    monkeypatch.setattr(fused_sine, "available", lambda device: True)
+    for back, want in (("bf16", "bf16"), ("same", "bf16x3"), ("tf32", "tf32")):
+        inr = Siren(SirenConfig(in_dim=2, out_dim=1, width=16, depth=2, kernel="triton", matmul_precision="bf16x3",
+                                backward_precision=back))
+        params = {k: v[None].requires_grad_() for k, v in inr.init_params().items()}
+        launched.clear()
+        coords = torch.zeros(8, 2, requires_grad=True)
+        torch.autograd.grad(inr(params, coords).sum(), [coords, *params.values()])
+        assert {p for k, p in launched if k == "forward"} == {"bf16x3"}
+        assert {k for k, _ in launched} == {"forward", "grad_input", "grad_weight"}
+        assert {p for k, p in launched if k != "forward"} == {want}, back
+    with pytest.raises(ValueError, match="unknown matmul precision 'fp8'"):
+        fused_sine.siren_stack(torch.zeros(4, 2), [torch.zeros(1, 3, 4)], 30.0, 30.0, "bf16x3", "", "fp8")
+
+
 def test_unknown_matmul_precision_is_refused():
     with pytest.raises(ValueError, match="unknown matmul precision"):
         fused_sine.siren_stack(torch.zeros(4, 2), [torch.zeros(1, 3, 4)], 30.0, 30.0, "fp8")
@@ -423,10 +454,11 @@ from inrkit.inrs.siren import Siren, SirenConfig
 assert fused_sine.available("cpu")
 torch.manual_seed(0)
 worst = 0.0
-for prec in ("fp32", "tf32x3"):
+for prec, back in (("fp32", "same"), ("tf32x3", "same"), ("fp32", "tf32x3")):   # backward_precision: its own scheme
     for shared in (True, False):
         cfg = dict(in_dim=3, out_dim=2, width=32, depth=3, final_activation="tanh")
-        ref, fused = Siren(SirenConfig(kernel="torch", **cfg)), Siren(SirenConfig(kernel="triton", matmul_precision=prec, **cfg))
+        ref = Siren(SirenConfig(kernel="torch", **cfg))
+        fused = Siren(SirenConfig(kernel="triton", matmul_precision=prec, backward_precision=back, **cfg))
         assert fused.uses_fused_kernel(torch.device("cpu"))
         B, N = 3, 40
         params = {k: (v[None].repeat(B, 1, 1) * (1 + 0.1 * torch.randn(B, *v.shape))).requires_grad_()
@@ -457,13 +489,13 @@ worst = max(worst, *[float((a - b).norm() / b.norm()) for a, b in zip(g_tiled, g
 ws = [(torch.randn(2, k + 1, m) / k ** 0.5).requires_grad_() for k, m in ((3, 16), (16, 16), (16, 2))]
 for c in (torch.rand(8, 3).requires_grad_(), torch.rand(2, 8, 3).requires_grad_()):
     for keep in (True, False):
-        torch.library.opcheck(fused_sine._stack, (c, ws, 30.0, 30.0, "fp32", "forward.BM=32", keep))
-    pre = fused_sine._stack(c, ws, 30.0, 30.0, "fp32", "", True)
+        torch.library.opcheck(fused_sine._stack, (c, ws, 30.0, 30.0, "fp32", "tf32x3", "forward.BM=32", keep))
+    pre = fused_sine._stack(c, ws, 30.0, 30.0, "fp32", "fp32", "", True)
     for coords_grad in (True, False):
         torch.library.opcheck(fused_sine._stack_backward, (torch.randn(2, 8, 2), c.detach(), [w.detach() for w in ws],
                                                            [p.detach() for p in pre[:-1]], 30.0, 30.0, "fp32", "grad_weight.BN=16", coords_grad))
-    gk = torch.autograd.grad(fused_sine._stack(c, ws, 30.0, 30.0, "fp32", "", True)[-1].sum(), [c, *ws])
-    gr = torch.autograd.grad(fused_sine._stack(c, ws, 30.0, 30.0, "fp32", "", False)[-1].sum(), [c, *ws])
+    gk = torch.autograd.grad(fused_sine._stack(c, ws, 30.0, 30.0, "fp32", "fp32", "", True)[-1].sum(), [c, *ws])
+    gr = torch.autograd.grad(fused_sine._stack(c, ws, 30.0, 30.0, "fp32", "fp32", "", False)[-1].sum(), [c, *ws])
     worst = max(worst, *[float((a - b).norm() / b.norm()) for a, b in zip(gr, gk)])
 assert Siren(SirenConfig(kernel="auto", in_dim=2, out_dim=1, width=16, depth=2)).uses_fused_kernel(torch.device("cpu"))
 print("WORST", worst)
@@ -495,7 +527,7 @@ def test_gpu_bench_runs_its_smoke_mode_on_cpu(tmp_path):
 
     data = json.loads((out / "bench.json").read_text())
     assert data["env"]["card"] == "cpu (smoke)" and "bf16_matmul_tflops" in data["ceil"]
-    assert set(data["kernel"]) == {"torch-fp32", *fused_sine.PRECISIONS}
+    assert set(data["kernel"]) == {"torch-fp32", *fused_sine.PRECISIONS, "bf16x3/bf16", "bf16x3/tf32"}
     assert data["tiles"] == {"skipped": "the fused kernels do not run on cpu here"}
     e2e = data["e2e"]["sphere"]
     assert e2e["rc"] == 0 and e2e["batch"] == 4 and "train.vae.steps=3" in e2e["command"]
@@ -594,11 +626,10 @@ def test_gpu_bench_large_variants_and_their_inductor_options():
     bench = _load_gpu_bench()
     from inrkit.train.config import TrainConfig
 
-    for key, (name, sets, train, ind, gn) in bench.LARGE_VARIANTS.items():
+    for key, (name, sets, train, ind) in bench.LARGE_VARIANTS.items():
         assert isinstance(name, str) and isinstance(sets, list), key
         TrainConfig.model_validate(train)  # settings the trainer accepts
         assert all(hasattr(inductor_config, k) for k in ind), key  # options inductor has
-        assert gn is None or gn in bench.GROUP_NORM_FORMS, key
     assert bench.LARGE_VARIANTS["compile-lo"][3] == {"force_layout_optimization": True}
     before = inductor_config.force_layout_optimization
     with bench._inductor_options({"force_layout_optimization": not before}):
@@ -606,43 +637,6 @@ def test_gpu_bench_large_variants_and_their_inductor_options():
     assert inductor_config.force_layout_optimization == before
     with bench._inductor_options({}):
         assert inductor_config.force_layout_optimization == before
-
-
-@pytest.mark.parametrize("shape, groups", [((3, 8, 5, 7), 4), ((2, 6, 3, 4, 5), 3), ((2, 4, 6, 6), 1)])
-def test_gpu_bench_group_norm_forms_equal_torch(shape, groups):
-    """The GroupNorm candidates that --large-variants can swap in (compile-cl-vm) give nn.GroupNorm's
-    values and gradients within 1e-5 on channels-last inputs (NCHW ones go to F.group_norm), and
-    inrkit.nn.GroupNorm is itself again afterwards."""
-    import inrkit.nn as inrkit_nn
-
-    bench = _load_gpu_bench()
-    torch.manual_seed(0)
-    fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
-    x = (torch.randn(shape) * 3 + 2).to(memory_format=fmt)
-    ref_norm = nn.GroupNorm(groups, shape[1], eps=1e-6)
-    with torch.no_grad():
-        ref_norm.weight.uniform_(0.5, 1.5)
-        ref_norm.bias.uniform_(-0.5, 0.5)
-    built = inrkit_nn.GroupNorm.forward
-    for form in bench.GROUP_NORM_FORMS:
-        norm = inrkit_nn.GroupNorm(groups, shape[1], eps=1e-6)
-        norm.load_state_dict(ref_norm.state_dict())
-        with bench._group_norm_form(form):
-            assert inrkit_nn.GroupNorm.forward is bench.GROUP_NORM_FORMS[form]
-            xa = x.clone().requires_grad_(True)
-            out = norm(xa)
-        assert out.is_contiguous(memory_format=fmt)
-        xb = x.contiguous().requires_grad_(True)
-        ref = ref_norm(xb)
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-        g = torch.randn_like(ref)
-        out.backward(g)
-        ref.backward(g)
-        torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(norm.weight.grad, ref_norm.weight.grad, rtol=1e-5, atol=1e-4)
-        torch.testing.assert_close(norm.bias.grad, ref_norm.bias.grad, rtol=1e-5, atol=1e-4)
-        ref_norm.zero_grad()
-        assert inrkit_nn.GroupNorm.forward is built
 
 
 def test_gpu_bench_large_compiles_each_compiled_variant_afresh(monkeypatch, tmp_path):

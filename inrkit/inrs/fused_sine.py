@@ -14,6 +14,10 @@ The matrix products run on the tensor cores in a precision chosen by ``precision
   products (hi·hi + hi·lo + lo·hi) — about 1e-6 / 1e-5 relative error, near fp32;
 - ``tf32`` / ``bf16``: one product, 1e-4 / 1e-3 relative error (SIREN's ω0 = 30 amplifies it).
 
+The backward pass may use another scheme (``grad_precision``): its products (the weights' and the
+inputs' gradients) feed no phase, since the sines' derivatives come from the stored fp32
+pre-activations, so plain bf16 there has the error autocast gives every other gradient of a step.
+
 ``benchmarks/gpu_bench.py`` measures each one's error against an fp64 reference and its speed;
 the SIREN default is chosen from those numbers (see ``SirenConfig.matmul_precision``).
 Where CUDA or Triton is missing, :func:`available` is False and SIREN keeps its PyTorch path.
@@ -236,9 +240,10 @@ def _omegas(n_layers: int, w0_initial: float, w0: float) -> list[float]:
 
 @torch.library.custom_op("inrkit::fused_siren", mutates_args=())
 def _stack(coords: torch.Tensor, weights: list[torch.Tensor], w0_initial: float, w0: float, precision: str,
-           tiles: str, keep: bool) -> list[torch.Tensor]:
+           grad_precision: str, tiles: str, keep: bool) -> list[torch.Tensor]:
     """Every layer's pre-activation when ``keep`` (backward reads them), else only the last one
-    (then a backward pass recomputes them: activation checkpointing). ``tiles``: encode_tiles's string."""
+    (then a backward pass recomputes them: activation checkpointing). ``grad_precision``: the
+    backward's scheme (read by the autograd formula). ``tiles``: encode_tiles's string."""
     omegas = _omegas(len(weights), w0_initial, w0)
     t = _decode_tiles(tiles)["forward"]
     pre, x = [], coords
@@ -250,7 +255,7 @@ def _stack(coords: torch.Tensor, weights: list[torch.Tensor], w0_initial: float,
 
 
 @_stack.register_fake
-def _(coords, weights, w0_initial, w0, precision, tiles, keep):
+def _(coords, weights, w0_initial, w0, precision, grad_precision, tiles, keep):
     b, n = weights[0].shape[0], coords.shape[-2]
     return [coords.new_empty(b, n, w.shape[-1], dtype=torch.float32) for w in (weights if keep else weights[-1:])]
 
@@ -283,8 +288,8 @@ def _(grad_out, coords, weights, pre, w0_initial, w0, precision, tiles, coords_g
 
 
 def _setup_context(ctx, inputs, output):
-    coords, weights, w0_initial, w0, precision, tiles, _keep = inputs
-    ctx.n_layers, ctx.args = len(weights), (w0_initial, w0, precision, tiles)
+    coords, weights, w0_initial, w0, precision, grad_precision, tiles, _keep = inputs
+    ctx.n_layers, ctx.args = len(weights), (w0_initial, w0, precision, grad_precision, tiles)
     ctx.save_for_backward(coords, *weights, *output[:-1])
 
 
@@ -292,27 +297,31 @@ def _backward(ctx, grads):
     n = ctx.n_layers
     saved = ctx.saved_tensors
     coords, weights, pre = saved[0], list(saved[1 : 1 + n]), list(saved[1 + n :])
+    w0_initial, w0, precision, grad_precision, tiles = ctx.args
     if len(pre) != n - 1:  # called with keep=False: recompute the pre-activations (checkpointing)
         pre = _stack(coords, weights, *ctx.args, True)[:-1]
     need = bool(ctx.needs_input_grad[0])
-    out = _stack_backward(grads[-1], coords, weights, pre, *ctx.args, need)
-    return (out[n] if need else None), list(out[:n]), None, None, None, None, None
+    out = _stack_backward(grads[-1], coords, weights, pre, w0_initial, w0, grad_precision, tiles, need)
+    return (out[n] if need else None), list(out[:n]), None, None, None, None, None, None
 
 
 _stack.register_autograd(_backward, setup_context=_setup_context)
 
 
 def siren_stack(coords: torch.Tensor, weights: list[torch.Tensor], w0_initial: float, w0: float,
-                precision: str, tiles: str = "") -> torch.Tensor:
+                precision: str, tiles: str = "", grad_precision: str | None = None) -> torch.Tensor:
     """The SIREN's output before its final activation: coords (B, N, d) or (N, d); weights (B, K+1, M).
 
     With gradients, each hidden pre-activation is kept for backward (which recomputes the sines
     from them); without, each is freed as soon as the next layer has read it. ``tiles``: settings
     per kernel that replace the built-in tile rule, as :func:`encode_tiles` writes them.
+    ``grad_precision``: the scheme of the backward pass's products (None: ``precision``).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown matmul precision '{precision}' (expected one of {', '.join(PRECISIONS)})")
+    grad_precision = precision if grad_precision is None else grad_precision
+    for p in (precision, grad_precision):
+        if p not in PRECISIONS:
+            raise ValueError(f"unknown matmul precision '{p}' (expected one of {', '.join(PRECISIONS)})")
     weights = [w.float() for w in weights]
     coords = coords.float()
     keep = torch.is_grad_enabled() and (coords.requires_grad or any(w.requires_grad for w in weights))
-    return _stack(coords, weights, float(w0_initial), float(w0), precision, tiles, keep)[-1]
+    return _stack(coords, weights, float(w0_initial), float(w0), precision, grad_precision, tiles, keep)[-1]

@@ -34,6 +34,10 @@ class SirenConfig(PartConfig):
     matmul_precision: Literal["fp32", "tf32", "tf32x3", "bf16", "bf16x3"] = Field(
         "bf16x3", description="tensor-core scheme of the fused kernel (the PyTorch path is always fp32); "
                               "bf16x3/tf32x3 split each operand in two and stay near fp32 (benchmarks/RESULTS.md)")
+    backward_precision: Literal["same", "fp32", "tf32", "tf32x3", "bf16", "bf16x3"] = Field(
+        "same", description="scheme of the fused kernel's backward products (same: matmul_precision); they feed"
+                            " no phase (the sines' derivatives come from the stored fp32 pre-activations), so bf16"
+                            " gives the gradients autocast's error, about 1e-3 (benchmarks/RESULTS.md)")
     tiles: dict[Literal["forward", "grad_input", "grad_weight"], dict[str, int]] = Field(
         default_factory=dict, json_schema_extra=RUNTIME, description="fused kernel tiles per kernel, replacing the built-in rule: block caps"
         " (forward BN/BM/BK, grad_input BN/BK/BM, grad_weight BK/BM/BN; powers of two >= 16), num_warps, num_stages;"
@@ -89,6 +93,10 @@ class Siren(INR):
             self._tiles_of = (self.config, fused_sine.encode_tiles(self.config.tiles))
         return self._tiles_of[1]
 
+    def _grad_precision(self) -> str:
+        p = self.config.backward_precision
+        return self.config.matmul_precision if p == "same" else p
+
     def uses_fused_kernel(self, device: torch.device) -> bool:
         """Whether ``forward`` takes the fused Triton path for tensors on ``device``.
 
@@ -101,7 +109,7 @@ class Siren(INR):
         names = list(self.param_shapes)
         if self.uses_fused_kernel(coords.device):
             x = fused_sine.siren_stack(coords, [params[n] for n in names], self.config.w0_initial, self.config.w0,
-                                       self.config.matmul_precision, self._tile_string())
+                                       self.config.matmul_precision, self._tile_string(), self._grad_precision())
         else:
             x = coords
             for i, name in enumerate(names[:-1]):

@@ -14,10 +14,10 @@ set -uo pipefail
 out=${1:?output dir}; modality=${2:?modality}; vae_min=${3:?}; prior_min=${4:?}; shift 4
 sets=("$@")
 work=$(mktemp -d "${TMPDIR:-/tmp}/inrkit-budget-XXXX")
-mkdir -p "$out"
+mkdir -p "$out" && out=$(cd "$out" && pwd)   # absolute: the packing below runs from the work folder
 start_s=$SECONDS
 left() { echo $(( ${DEADLINE_S:-560} - 20 - (SECONDS - start_s) )); }
-guard() { local t; t=$(left); (( t > 5 )) || { echo "deadline: skipped $2" >&2; return 124; }; timeout "$t" "$@"; }
+guard() { local t; t=$(left); (( t > 5 )) || { echo "deadline: skipped $2" >&2; return 124; }; timeout -k 10 "$t" "$@"; }   # -k: a run still saving after SIGTERM is killed 10 s later
 declare -A fine=([sphere]=184 [occupancy]=128 [image]=256)
 common=(--modality "$modality" --preset "${PRESET:-paper}" --overwrite --set train.progress=false --set train.tensorboard=false
         --set train.checkpoint_every=0 --set train.sample_every=0 "${sets[@]}")

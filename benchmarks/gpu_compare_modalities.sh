@@ -10,7 +10,7 @@ set -uo pipefail
 out=${1:?output dir}; shift
 mods=${MODALITIES:-sphere occupancy}
 work=$(mktemp -d /tmp/inrkit-compare-XXXX)
-mkdir -p "$out"
+mkdir -p "$out" && out=$(cd "$out" && pwd)   # absolute: the packing below runs from the work folder
 pids=()
 for m in $mods; do
   timeout "${CAP_S:-470}" python3 benchmarks/gpu_compare.py --modality "$m" --out "$work/$m-out" --work "$work/$m" "$@" \

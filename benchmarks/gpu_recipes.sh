@@ -12,10 +12,10 @@
 set -uo pipefail
 out=${1:?output dir}; recipes=${2:?recipes file}; vae_min=${3:-7}; prior_min=${4:-1}; preset=${5:-paper}
 work=$(mktemp -d "${TMPDIR:-/tmp}/inrkit-recipes-XXXX")
-mkdir -p "$out"
+mkdir -p "$out" && out=$(cd "$out" && pwd)   # absolute: the packing below runs from the work folder
 start_s=$SECONDS
 left() { echo $(( ${DEADLINE_S:-560} - 20 - (SECONDS - start_s) )); }
-guard() { local t; t=$(left); (( t > 5 )) || { echo "deadline: skipped $1 $2" >&2; return 124; }; timeout "$t" "$@"; }
+guard() { local t; t=$(left); (( t > 5 )) || { echo "deadline: skipped $1 $2" >&2; return 124; }; timeout -k 10 "$t" "$@"; }   # -k: a run still saving after SIGTERM is killed 10 s later
 common=(--preset "$preset" --overwrite --set train.progress=false
         --set train.vae.max_minutes=$vae_min --set train.prior.max_minutes=$prior_min
         --set train.prior.lr=3e-4 --set train.prior.warmup=200 --set train.prior.lr_schedule=cosine

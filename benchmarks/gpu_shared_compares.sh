@@ -27,7 +27,7 @@ minutes=${MINUTES:-6}
 out=${1:?output dir}
 shift
 work=$(mktemp -d "${TMPDIR:-/tmp}/inrkit-shared-XXXX")  # run folders (weights too) stay here, not in OUT
-mkdir -p "$out"
+mkdir -p "$out" && out=$(cd "$out" && pwd)   # absolute: the packing below runs from the work folder
 quiet=(--set train.tensorboard=false --set train.progress=false --set train.sample_steps=10 --set train.n_renders=8)
 for item in ${SETS:-}; do quiet+=(--set "$item"); done  # SETS="k=v k=v": more overrides for every run
 count() { tr ',' '\n' <<< "$1" | grep -c .; }

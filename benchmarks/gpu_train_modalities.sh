@@ -10,7 +10,7 @@ set -uo pipefail
 out=${1:?output dir}; vae_min=${2:-5}; prior_min=${3:-1.5}; preset=${4:-paper}
 mods=${MODALITIES:-sphere occupancy image}
 work=$(mktemp -d /tmp/inrkit-train-XXXX)
-mkdir -p "$out"
+mkdir -p "$out" && out=$(cd "$out" && pwd)   # absolute: the packing below runs from the work folder
 common=(--preset "$preset" --overwrite --set train.progress=false
         --set train.vae.lr=3e-4 --set train.vae.warmup=200 --set train.vae.lr_schedule=cosine
         --set train.prior.lr=3e-4 --set train.prior.warmup=200 --set train.prior.lr_schedule=cosine

@@ -173,22 +173,25 @@ def test_pointset_encoder_takes_any_resolution_and_ignores_masked_points():
         enc(values, coords, torch.zeros(2, 96, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("shape", [(3, 64, 5, 7), (2, 32, 3, 4, 5), (2, 8, 6, 6), (2, 2, 6, 6)])
-def test_group_norm_keeps_channels_last_and_equals_torch(shape):
+@pytest.mark.parametrize("shape, groups", [((3, 64, 5, 7), 32), ((3, 64, 5, 7), 8), ((2, 32, 3, 4, 5), 4),
+                                           ((2, 8, 6, 6), 1), ((2, 6, 4, 4), 6)])
+def test_group_norm_keeps_channels_last_and_equals_torch(shape, groups):
     """inrkit.nn.GroupNorm on a channels-last input: nn.GroupNorm's output and gradients (fp32,
-    within 1e-5), in the input's layout; on NCHW input it is nn.GroupNorm itself."""
+    within 1e-5), in the input's layout; on NCHW input it is nn.GroupNorm itself. Groups of 1 to 8
+    channels, each channel with its own offset (the statistics combine per-channel means and variances)."""
     from inrkit.nn import GroupNorm, norm
 
     torch.manual_seed(0)
     c = shape[1]
-    ref = nn.GroupNorm(min(32, c // 2), c, eps=1e-6)
+    ref = nn.GroupNorm(groups, c, eps=1e-6)
     with torch.no_grad():
         ref.weight.uniform_(0.5, 1.5)
         ref.bias.uniform_(-0.5, 0.5)
     ours = GroupNorm(ref.num_groups, c, eps=1e-6)
     ours.load_state_dict(ref.state_dict())
     fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
-    x = (torch.randn(shape) * 3 + 1).to(memory_format=fmt)
+    offsets = (torch.randn(c) * 4).view(1, c, *([1] * (len(shape) - 2)))
+    x = (torch.randn(shape) * 3 + offsets).to(memory_format=fmt)
     x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
     y_ref, y = ref(x_ref), ours(x_ours)
     assert y.is_contiguous(memory_format=fmt) and not y.is_contiguous()

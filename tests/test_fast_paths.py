@@ -438,6 +438,13 @@ def test_backward_precision_reaches_only_the_backward_kernels(monkeypatch):
         assert {p for k, p in launched if k == "forward"} == {"bf16x3"}
         assert {k for k, _ in launched} == {"forward", "grad_input", "grad_weight"}
         assert {p for k, p in launched if k != "forward"} == {want}, back
+    # keep=False (activation checkpointing): the backward recomputes the forward in the forward's scheme
+    ws = [torch.zeros(1, 3, 16, requires_grad=True), torch.zeros(1, 17, 16, requires_grad=True), torch.zeros(1, 17, 1, requires_grad=True)]
+    launched.clear()
+    torch.autograd.grad(fused_sine._stack(torch.zeros(8, 2), ws, 30.0, 30.0, "bf16x3", "tf32", "", False)[-1].sum(), ws)
+    assert [k for k, _ in launched].count("forward") == 6                  # three layers, then recomputed
+    assert {p for k, p in launched if k == "forward"} == {"bf16x3"}
+    assert {p for k, p in launched if k != "forward"} == {"tf32"}
     with pytest.raises(ValueError, match="unknown matmul precision 'fp8'"):
         fused_sine.siren_stack(torch.zeros(4, 2), [torch.zeros(1, 3, 4)], 30.0, 30.0, "bf16x3", "", "fp8")
 

@@ -15,11 +15,11 @@ TINY = "--set data.n_items=16 --set train.sample_steps=2 --set train.vae.steps=3
 
 
 def _run(tmp_path: Path, recipes: str, **env_extra) -> tuple[subprocess.CompletedProcess, Path]:
-    out = tmp_path / "out"
+    out = tmp_path / "out"   # given relative to the working folder: the packing runs from elsewhere
     (tmp_path / "recipes.txt").write_text(recipes)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path), **env_extra}
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_recipes.sh"), str(out), str(tmp_path / "recipes.txt"),
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_recipes.sh"), "out", "recipes.txt",
                            "1", "1", "tiny"], env=env, capture_output=True, text=True, cwd=tmp_path)
     return proc, out
 
@@ -47,3 +47,16 @@ def test_a_deadline_skips_what_it_cannot_finish_and_still_packs(tmp_path):
     assert "deadline: skipped inrkit train" in log and "train exit 124" in log
     with tarfile.open(out / "recipes.tar.gz") as tar:
         assert "only.log" in tar.getnames()
+
+
+def test_a_deadline_stops_a_running_command(tmp_path):
+    """A run still training at the deadline is stopped (timeout's 124), the later commands skipped,
+    and what exists is packed."""
+    long = TINY.replace("train.vae.steps=3", "train.vae.steps=100000")
+    proc, out = _run(tmp_path, f"long sphere {long}\n", DEADLINE_S="40")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (out / "long.log").read_text()
+    assert "train exit 124" in log and "skipped inrkit train" not in log, log[-2000:]
+    assert "deadline: skipped inrkit evaluate" in log
+    with tarfile.open(out / "recipes.tar.gz") as tar:
+        assert "long.log" in tar.getnames()

@@ -25,7 +25,8 @@ def evaluate(
     device: Optional[str] = typer.Option(None, "--device"),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     sets: Optional[list[str]] = typer.Option(
-        None, "--set", help="A speed setting of the model for this evaluation, e.g. --set model.inr.kernel=torch (repeatable)."),
+        None, "--set", help="A speed setting of the model for this evaluation, e.g. --set model.inr.kernel=torch;"
+                            " with --data also how that data is read, e.g. --set data.units=degC (repeatable)."),
 ) -> None:
     """Writes RUN/eval.json and prints a table (mean ± std over held-out items)."""
     from inrkit_ldmi.evaluate import EVAL_FILE, evaluate_run

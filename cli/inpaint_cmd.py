@@ -28,13 +28,16 @@ def inpaint(
     weights: str = typer.Option("final", "--weights", help="final, ema, or a checkpoint name."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Items sampled and decoded at once (memory)."),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", help="A speed setting of the model, e.g. --set model.inr.kernel=torch; with --data also how"
+                            " that data is read, e.g. --set data.units=degC (repeatable)."),
 ) -> None:
     """Mask held-out items, complete them with the guided latent prior, render observed/completions/targets."""
     from inrkit_ldmi.inpaint import inpaint_run
 
     result = inpaint_run(run, data=data, index=index, count=count, mask=mask, n=n, resolution=resolution,
                          steps=ddim_steps, guidance=guidance, clip=clip, seed=seed, out=out, weights=weights,
-                         device=device, batch_size=batch_size)
+                         device=device, batch_size=batch_size, runtime=sets)
     print(f"{count} items x {n} completions, mask {mask} ({result['observed_fraction']:.0%} observed),"
           f" seed {result['seed']}, {ddim_steps} DDIM steps, guidance {guidance}:")
     print(f"  mse observed {_fmt(result['mse_observed'])}, unobserved {_fmt(result['mse_unobserved'])}")

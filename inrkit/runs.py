@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .config import SCHEMA_VERSION, dump_yaml, load_yaml
+from .config import SCHEMA_VERSION, apply_overrides, dump_yaml, load_yaml
 from .data import open_dataset
 from .errors import CheckpointError, ConfigError, InrkitError, os_error_message
 from .io import plain, save_state, write_json
@@ -209,12 +209,16 @@ class Run:
         """Where :meth:`dataset` reads from: ``path`` or the run's own (None: the built-in set)."""
         return str(path) if path is not None else (self.config.get("data") or {}).get("path")
 
-    def dataset(self, split: str = "val", path: str | Path | None = None):
+    def dataset(self, split: str = "val", path: str | Path | None = None, fields: dict[str, Any] | None = None):
         """One split of the run's data (``val``: the held-out split); a ``path`` given here
-        (``--data``) replaces the run's data, its dataset fields included."""
+        (``--data``) replaces the run's data, its dataset fields included: ``fields`` are those of
+        the new data (``--set data.units=degC``, :func:`split_data_sets`)."""
         if path is None:
+            if fields:
+                raise ConfigError(f"data settings {sorted(fields)} apply to the data given with --data;"
+                                  " the run's own data is read as it was trained")
             return self.recipe.dataset(split)
-        return open_dataset(self.recipe.domain, str(path), split=split)
+        return open_dataset(self.recipe.domain, str(path), split=split, **(fields or {}))
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, model, engine, stages: tuple[str, ...] | None = None, resume: bool | str = False,
@@ -391,3 +395,19 @@ def save_pretrained(model, path: str | Path) -> Path:
     save_state(model, path / WEIGHTS_FILE)
     save_run_config(path, {"model": spec_of(model), **config})
     return path
+
+
+def split_data_sets(sets: list[str] | None, data: str | Path | None) -> tuple[list[str], dict[str, Any]]:
+    """``--set`` items of a command that reads a trained run, split in two: ``data.…`` items say
+    how the data given with ``--data`` is read (``data.units=degC``, ``data.variable=u10``,
+    ``data.select={level: 850}``: that data's dataset fields, since it replaces the run's), the
+    rest stay the model's speed settings. ``data.…`` items without ``--data`` are a ConfigError."""
+    data_items = [s for s in sets or [] if s.split("=", 1)[0].strip().startswith("data.")]
+    rest = [s for s in sets or [] if s not in data_items]
+    if data_items and data is None:
+        raise ConfigError(f"--set {data_items[0]}: data settings apply to the data given with --data;"
+                          " the run's own data is read as it was trained")
+    fields = apply_overrides({}, data_items).get("data", {})
+    if "path" in fields:
+        raise ConfigError("--set data.path: give the data with --data")
+    return rest, fields

@@ -123,27 +123,31 @@ def inpaint(model, observed: torch.Tensor, mask: torch.Tensor, resolution=None, 
 
 def inpaint_run(run, data=None, index: int = 0, count: int = 4, mask: str = "left", n: int = 2, resolution=None,
                 steps: int = 50, guidance: float = 1.0, clip: float | None = None, seed: int | None = None,
-                out=None, weights: str = "final", device: str | None = None, batch_size: int = 16) -> dict:
+                out=None, weights: str = "final", device: str | None = None, batch_size: int = 16,
+                runtime: list[str] | None = None) -> dict:
     """``inrkit inpaint RUN``: mask held-out items ``index .. index+count`` with ``mask`` (see
     :func:`make_mask`), complete each ``n`` times, render observed / completions / targets under
-    ``out`` (default RUN/inpaint/) and write inpaint.json; returns what it holds (with ``files``)."""
+    ``out`` (default RUN/inpaint/) and write inpaint.json; returns what it holds (with ``files``).
+    ``runtime``: ``--set`` items, the model's speed settings and, with ``data``, how that data is
+    read (``data.units=degC``; :func:`inrkit.runs.split_data_sets`)."""
     import secrets
     from pathlib import Path
 
     from inrkit.domain import parse_resolution
     from inrkit.io import plain, write_json
     from inrkit.outputs import output_folder
-    from inrkit.runs import Run
+    from inrkit.runs import Run, split_data_sets
 
     from .api import check_prior_trained
 
+    runtime, data_fields = split_data_sets(runtime, data)
     label = str(run.path if isinstance(run, Run) else run)
     run = run if isinstance(run, Run) else Run.open(run)
-    model = run.load_model(device=device, weights=weights)
+    model = run.load_model(device=device, weights=weights, runtime=runtime)
     if not hasattr(model, "prior") or not hasattr(model, "decode"):
         raise ConfigError(f"{label}: model '{getattr(model, 'registry_name', type(model).__name__)}' cannot inpaint")
     check_prior_trained(run, model, weights)  # completions come from the guided prior
-    val = run.dataset("val", path=data)
+    val = run.dataset("val", path=data, fields=data_fields)
     if index + count > len(val):
         raise DataError(f"--index {index} --count {count}: the held-out split has {len(val)} items")
     x = torch.stack([val[i] for i in range(index, index + count)]).float()

@@ -242,6 +242,12 @@ def test_bad_inputs_name_file_and_problem(tmp_path):
     levels.to_netcdf(tmp_path / "levels.nc", engine="h5netcdf")
     with pytest.raises(DataError, match=r"levels\.nc.*extra dimension\(s\) level \(2\)"):
         open_dataset(d, tmp_path / "levels.nc")
+    both = _wb2_dataset(lat, lon).expand_dims(level=[500, 850], number=[0, 1, 2])
+    both.to_netcdf(tmp_path / "ensemble.nc", engine="h5netcdf")
+    # every dimension to choose is in the suggestion, which pastes as it is
+    with pytest.raises(DataError, match=r"level \(2\), number \(3\).*data.select=\{level: 500, number: 0\}'"):
+        open_dataset(d, tmp_path / "ensemble.nc")
+    assert len(open_dataset(d, tmp_path / "ensemble.nc", split="all", select={"number": 0, "level": 500})) == 3
     (tmp_path / "junk.nc").write_bytes(b"not a netcdf file at all")
     with pytest.raises(DataError, match=r"junk\.nc: not a NetCDF or GRIB file"):
         open_dataset(d, tmp_path / "junk.nc")

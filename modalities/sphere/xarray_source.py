@@ -69,8 +69,14 @@ def _open_grib(path: Path):
         import cfgrib  # noqa: F401
     except ImportError:
         raise DataError(f"{path}: a GRIB file; reading GRIB needs the 'grib' extra: pip install 'inrkit[grib]'") from None
-    # indexpath "": cfgrib would otherwise write a .idx file beside the user's data
-    return xr.open_dataset(path, engine="cfgrib", chunks=None, backend_kwargs={"indexpath": ""})
+    # indexpath "": cfgrib would otherwise write a .idx file beside the user's data; errors "raise":
+    # a truncated or damaged message is an error (cfgrib would log a traceback and skip it, and
+    # the run would train on part of the file without a word)
+    try:
+        return xr.open_dataset(path, engine="cfgrib", chunks=None, backend_kwargs={"indexpath": "", "errors": "raise"})
+    except Exception as err:
+        msg = str(err).strip().splitlines()
+        raise DataError(f"{path}: a damaged or truncated GRIB file ({type(err).__name__}: {msg[0] if msg else ''})") from None
 
 
 def pick_variable(ds, wanted: str, path: Path):
@@ -122,11 +128,11 @@ class XarraySource:
         if cfg.select:
             da = self._select(da, cfg.select, where)
         extra = [d for d in da.dims if d not in (lat_d, lon_d, time_d)]
-        big = [f"{d} ({da.sizes[d]})" for d in extra if da.sizes[d] != 1]
+        big = [d for d in extra if da.sizes[d] != 1]
         if big:
-            example = f"{extra[0]}: {yaml_scalar(da[extra[0]].values[0])}" if extra[0] in da.coords else f"{extra[0]}: 0"
-            raise DataError(f"{where} has extra dimension(s) {', '.join(big)}; choose one value of each with"
-                            f" --set 'data.select={{{example}}}'")
+            example = ", ".join(f"{d}: {yaml_scalar(da[d].values[0])}" if d in da.coords else f"{d}: 0" for d in big)
+            raise DataError(f"{where} has extra dimension(s) {', '.join(f'{d} ({da.sizes[d]})' for d in big)};"
+                            f" choose one value of each with --set 'data.select={{{example}}}'")
         da = da.squeeze(extra, drop=True) if extra else da
         if time_d is None:
             da = da.expand_dims("time")  # one field, no time axis

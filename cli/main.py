@@ -72,6 +72,15 @@ def _exit(code: int) -> None:
     sys.exit(code)
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """An allocation the machine refused (host or GPU), as torch and Python report it."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err)
+    return any(m in text for m in ("can't allocate memory", "not enough memory", "CUDA out of memory",
+                                   "out of memory", "Cannot allocate memory"))
+
+
 def main(argv: list[str] | None = None) -> None:
     from inrkit.errors import InrkitError, Interrupted, os_error_message
 
@@ -101,6 +110,13 @@ def main(argv: list[str] | None = None) -> None:
         _exit(2)
     except UnicodeDecodeError as err:
         print(f"error: a file is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
+        _exit(2)
+    except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+        if not _out_of_memory(err):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        print(f"error: out of memory ({first[:200]}); ask for less at once: a smaller --resolution,"
+              " --batch-size or --n", file=sys.stderr)
         _exit(2)
     except Exception as err:
         from inrkit.train.launch import PEER_LOST, peer_lost

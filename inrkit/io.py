@@ -163,13 +163,26 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
 
 
 def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors. Missing, unreadable, corrupt, or holding NaN/inf in a float
+    tensor (inrkit never writes such weights) is a CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"missing weights file: {path}")
     try:
-        return load_file(str(path), device=str(device))
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise CheckpointError(f"cannot read {os_error_message(err, path)}") from None
+    try:
+        tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: corrupt safetensors file ({str(err).splitlines()[0]})") from None
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"{path}: '{name}' holds {bad} non-finite value(s) (NaN or inf); inrkit never"
+                                  " writes such weights, so the file is damaged or was written elsewhere")
+    return tensors
 
 
 def save_state(module: torch.nn.Module, path: Path) -> None:

@@ -20,13 +20,14 @@ KINDS = ("domains", "inrs", "hypernets", "encoders", "decoders", "priors", "like
 
 
 class PartConfig(pydantic.BaseModel):
-    """Base of every part's config: a misspelt key is an error, not a silent default.
+    """Base of every part's config: a misspelt key is an error, not a silent default, and so is
+    a float that is not finite (``lr=inf``, ``w0=nan``).
 
     A field declared with ``Field(..., json_schema_extra=RUNTIME)`` changes how fast a part runs,
     not what it computes (a kernel choice, tile sizes): a run may continue with another value.
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = pydantic.ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
     def runtime_paths(self) -> set[str]:
         """Dotted paths (within this config) of its runtime fields; a config made of parts adds theirs."""

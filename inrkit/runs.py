@@ -31,6 +31,7 @@ from .config import SCHEMA_VERSION, apply_overrides, dump_yaml, load_yaml
 from .data import open_dataset
 from .errors import CheckpointError, ConfigError, InrkitError, os_error_message
 from .io import plain, save_state, write_json
+from .outputs import MANIFEST, STAGING_PREFIX
 from .runlock import LOCK_FILE, RunLock
 
 CONFIG_FILE = "config.yaml"
@@ -41,6 +42,44 @@ SUMMARY_FILE = "summary.json"
 
 def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / CONFIG_FILE).is_file()
+
+
+# What runs write at the top of their folder (the core's files, the model's, the commands' default
+# output folders): ``--overwrite`` removes these and keeps anything else, with a warning.
+RUN_ENTRIES = frozenset({
+    CONFIG_FILE, RUN_INFO_FILE, WEIGHTS_FILE, SUMMARY_FILE, "metrics.jsonl", "checkpoints", "samples",
+    "reconstructions", "tensorboard", MANIFEST,
+    "eval.json", "report.html", "reconstruct.json", "compare_run.json", "source_decoder.safetensors",
+    "inpaint", "complete", "reconstruct",
+})
+
+
+def written_by_a_run(config_file: Path) -> bool:
+    """Whether ``config_file`` is a run's config as inrkit writes it (a mapping with its schema
+    version), not any file of that name."""
+    try:
+        data = load_yaml(config_file)
+    except Exception:  # unreadable, not YAML, not UTF-8: not one inrkit wrote as it is now
+        return False
+    return isinstance(data, dict) and "schema_version" in data
+
+
+def _run_entry(entry: Path) -> bool:
+    return entry.name in RUN_ENTRIES or entry.name == LOCK_FILE or entry.name.startswith(STAGING_PREFIX)
+
+
+def foreign_entries(path: Path) -> list[Path]:
+    """The entries at the top of run folder ``path`` that no run writes (a user's notes, data)."""
+    return [e for e in sorted(path.iterdir()) if not _run_entry(e)]
+
+
+def clear_run(path: Path) -> list[Path]:
+    """Remove what a run writes at the top of ``path`` (RUN_ENTRIES; never the lock); return what
+    stays: entries inrkit does not write there, which ``--overwrite`` does not delete."""
+    for entry in sorted(path.iterdir()):
+        if _run_entry(entry) and entry.name != LOCK_FILE:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    return foreign_entries(path)
 
 
 def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False, is_main: bool = True) -> Path:
@@ -69,6 +108,9 @@ def claim_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = F
     elif exists and overwrite:
         if not is_run_dir(path):
             raise ConfigError(f"refusing to overwrite {path}: it is not an inrkit run (no {CONFIG_FILE})")
+        if not written_by_a_run(path / CONFIG_FILE):
+            raise ConfigError(f"refusing to overwrite {path}: its {CONFIG_FILE} is not a run config inrkit wrote"
+                              " (no schema_version), so the folder is not an inrkit run")
     elif exists:
         raise ConfigError(f"run directory already exists: {path} (pass --resume to continue it or --overwrite to replace it)")
     try:
@@ -77,9 +119,10 @@ def claim_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = F
         raise ConfigError(f"cannot create the run directory {os_error_message(err, path)}") from None
     lock = RunLock.acquire(path)
     if exists and overwrite:
-        for entry in path.iterdir():  # everything but the lock (the lock stays held on the same file)
-            if entry.name != LOCK_FILE:
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        kept = clear_run(path)  # the lock stays held on the same file
+        if kept:
+            print(f"warning: --overwrite kept {len(kept)} entr{'y' if len(kept) == 1 else 'ies'} in {path} that no run"
+                  f" writes: {', '.join(k.name for k in kept[:5])}" + (" ..." if len(kept) > 5 else ""), file=sys.stderr)
     return lock
 
 
@@ -258,6 +301,13 @@ class Run:
                 if ckpt.latest_checkpoint(self.path, earlier) is None:
                     raise CheckpointError(f"stage '{stages[0]}' needs a trained '{earlier}' stage, and {self.path} has"
                                           f" none (train it first, or pass --from RUN)")
+        if continues and not resume:  # a later stage again: never over its own checkpoints unasked
+            for stage in stages:
+                newest = ckpt.latest_checkpoint(self.path, stage)
+                if newest is not None:
+                    raise ConfigError(f"{self.path} already has checkpoints of stage '{stage}' (newest"
+                                      f" {Path(newest.path).name}): pass --resume to continue it, or move"
+                                      f" {self.path}/checkpoints/checkpoint-{stage}-* away to train it again")
         if dataset is not None:
             train_ds, val_ds = dataset, None
         else:

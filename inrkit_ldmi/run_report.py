@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from inrkit.config import load_yaml
 from inrkit.errors import CheckpointError
 from inrkit.io import atomic_write_text
 from inrkit.train.fast import speed_text
@@ -159,7 +160,7 @@ def run_sections(run_dir: Path) -> list[str]:
     config_file = run_dir / CONFIG_FILE
     if not config_file.exists():
         raise CheckpointError(f"{run_dir}: not a run directory (no {CONFIG_FILE}) nor a comparison (no {COMPARE_FILE})")
-    config = yaml.safe_load(config_file.read_text())
+    config = load_yaml(config_file)  # unreadable, not UTF-8 or not YAML: one error naming the file
     info = _read_json(run_dir / RUN_INFO_FILE) or {}
     summary = _read_json(run_dir / SUMMARY_FILE) or {}
     evaluation = _read_json(run_dir / "eval.json")

@@ -410,7 +410,8 @@ def test_bad_jobs_exit_2(tmp_path, jobs, capsys):
 
 def test_overwrite_removes_only_what_the_comparison_wrote(tmp_path, capsys):
     """--overwrite of a comparison: its reports, runs, point folders and side files go; a user's
-    notes beside them (top level and inside a point folder) stay byte-identical."""
+    notes beside them (top level, inside a point folder, inside a run folder) stay byte-identical,
+    and a run folder holding some is trained again around them."""
     out = tmp_path / "c"
     args = ["compare", "--hypernets", "hd,mlp", "-m", "image", "--preset", "tiny", "--budget-steps", "1", "--seeds", "1",
             "--sweep", "inr.width=8", "--jobs", "2", "--out", str(out)]
@@ -424,9 +425,11 @@ def test_overwrite_removes_only_what_the_comparison_wrote(tmp_path, capsys):
     (point / "hd-seed0" / "extra.txt").write_text("inside a run: the run's")
     stale = point / "hd-seed0" / "stale-marker"
     stale.write_text("x")
+    before = (point / "mlp-seed0" / "run.json").stat().st_mtime_ns
     assert run_cli([*args, "--overwrite"]) == 0
-    assert "kept 2 entries" in capsys.readouterr().err
+    assert "kept 4 entries" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine" and (point / "my-plot.png").read_bytes() == b"\x89PNG mine"
-    assert not stale.exists()  # the run folder was the comparison's: replaced whole
+    assert stale.read_text() == "x" and (point / "hd-seed0" / "extra.txt").read_text() == "inside a run: the run's"
+    assert (point / "hd-seed0" / "run.json").exists() and (point / "mlp-seed0" / "run.json").stat().st_mtime_ns != before
     report = json.loads((out / "compare.json").read_text())
     assert [r["status"] for r in report["points"][0]["results"]] == ["ok", "ok"]

@@ -176,6 +176,30 @@ def test_existing_run_is_refused_unless_resume_or_overwrite(trained, tmp_path):
     with pytest.raises(ConfigError, match="not an inrkit run"):
         model.fit(out=tmp_path / "notarun", overwrite=True)
     assert (tmp_path / "notarun" / "precious.txt").exists()
+    # a folder with a config.yaml of its own is not a run either
+    (tmp_path / "notarun" / "config.yaml").write_text("a: 1\n")
+    with pytest.raises(ConfigError, match="not a run config inrkit wrote"):
+        model.fit(out=tmp_path / "notarun", overwrite=True)
+    assert (tmp_path / "notarun" / "precious.txt").read_text() == "x"
+    assert (tmp_path / "notarun" / "config.yaml").read_text() == "a: 1\n"
+
+
+def test_overwrite_keeps_what_no_run_writes(tmp_path, capsys):
+    """--overwrite replaces a run's own files and keeps a user's notes and data put in its folder."""
+    model = LDMI.from_config(toy_run_config())
+    out = tmp_path / "r"
+    model.fit(out=out, stages=("vae",))
+    (out / "NOTES.md").write_text("my notes")
+    (out / "mydata").mkdir()
+    (out / "mydata" / "x.csv").write_text("1,2\n")
+    stale = out / "checkpoints" / "user-left-this"
+    stale.write_text("inside a run folder inrkit writes: replaced")
+    capsys.readouterr()
+    model.fit(out=out, overwrite=True, stages=("vae",))
+    err = capsys.readouterr().err
+    assert "kept 2 entries" in err and "NOTES.md" in err and "mydata" in err
+    assert (out / "NOTES.md").read_text() == "my notes" and (out / "mydata" / "x.csv").read_text() == "1,2\n"
+    assert (out / "config.yaml").exists() and (out / "model.safetensors").exists() and not stale.exists()
 
 
 def test_resume_with_a_different_model_is_refused(tmp_path):
@@ -201,6 +225,27 @@ def test_missing_or_corrupt_runs_are_clean_errors(trained, tmp_path):
         inrkit.load_run(copy)
 
 
+def test_weights_holding_nan_or_inf_are_refused_naming_the_tensor(trained, tmp_path):
+    """A weights file with NaN/inf (damaged, or written by other code: inrkit's never hold any) is a
+    CheckpointError naming file and tensor, for sampling, evaluating and --from alike."""
+    from safetensors.torch import load_file, save_file
+
+    _, out, _ = trained
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.yaml", "run.json", "model.safetensors"):
+        (copy / name).write_bytes((out / name).read_bytes())
+    state = load_file(str(copy / "model.safetensors"))
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 2)
+    state[name] = state[name].clone()
+    state[name].view(-1)[:2] = torch.tensor([float("nan"), float("inf")])
+    save_file(state, str(copy / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=rf"model.safetensors: '{name}' holds 2 non-finite value\(s\)"):
+        inrkit.load_run(copy)
+    with pytest.raises(CheckpointError, match="non-finite"):
+        LDMI.from_config(toy_run_config()).fit(out=tmp_path / "new", init_from=copy / "model.safetensors", stages=("vae",))
+
+
 def test_evaluate_reports_mean_and_std(trained):
     model, _, _ = trained
     val = open_dataset(model.domain, None, split="val", n_items=12)
@@ -223,3 +268,16 @@ def test_train_seed_decides_the_initial_weights():
     a, b, c = weights(0), weights(0), weights(1)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_training_a_later_stage_again_is_refused_without_resume(tmp_path):
+    """--stage prior on a run whose prior has checkpoints would start it again from step 0 over them."""
+    model = LDMI.from_config(toy_run_config())
+    out = tmp_path / "r"
+    model.fit(out=out, stages=("vae",))
+    model.fit(out=out, stages=("prior",))
+    ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match=r"already has checkpoints of stage 'prior' \(newest checkpoint-prior-\d+\).*--resume"):
+        model.fit(out=out, stages=("prior",))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ckpts
+    model.fit(out=out, stages=("prior",), resume=True)

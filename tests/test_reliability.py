@@ -344,6 +344,18 @@ def test_corrupt_newest_checkpoint_is_reported_before_anything_is_rewritten(tmp_
     assert (run / "checkpoints" / "corrupt-checkpoint-vae-6").is_dir()  # kept for inspection, never loaded
 
 
+@pytest.mark.parametrize("victim", ["optimizer.safetensors", "rng-0.json"])
+def test_a_file_missing_from_the_newest_checkpoint_leaves_the_older_one(tmp_path, capsys, victim):
+    run = tmp_path / "run"
+    assert cli(toy_cli(tmp_path, run), capsys)[0] == 0  # vae checkpoints at steps 3 and 6
+    (run / "checkpoints" / "checkpoint-vae-6" / victim).unlink()
+    more = ["--set", "train.vae.steps=9"]
+    one_line_error(*cli(toy_cli(tmp_path, run, "--resume", *more), capsys)[::2],
+                   "checkpoint-vae-6", victim.split(".")[0], "--resume-older", "checkpoint-vae-3")
+    assert cli(toy_cli(tmp_path, run, "--resume-older", *more), capsys)[0] == 0
+    assert json.loads((run / "summary.json").read_text())["stages"]["vae"]["resumed_from"] == 3
+
+
 # 9. no test waits on a clock ----------------------------------------------------------------------
 def test_no_test_has_a_wall_clock_timeout():
     for path in sorted(Path(__file__).parent.glob("test_*.py")):

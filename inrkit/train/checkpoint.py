@@ -242,6 +242,14 @@ def verify_checkpoint(path: Path) -> str | None:
                 read_json(file)
         if not (Path(path) / "model.safetensors").is_file():
             raise CheckpointError(f"missing weights file: {Path(path) / 'model.safetensors'}")
+        for file in sorted(Path(path).glob("*.json")):  # tensors and the rest are written in pairs
+            twin = file.with_suffix(".safetensors")
+            if file.name != "state.json" and not twin.is_file():
+                raise CheckpointError(f"missing weights file: {twin}")
+        for file in sorted(Path(path).glob("*.safetensors")):
+            twin = file.with_suffix(".json")
+            if file.name != "model.safetensors" and not twin.is_file():
+                raise CheckpointError(f"missing file: {twin}")
     except CheckpointError as err:
         return str(err)
     return None

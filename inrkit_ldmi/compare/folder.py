@@ -10,7 +10,7 @@ from typing import Any
 
 from inrkit.errors import CheckpointError, ConfigError
 from inrkit.io import read_json
-from inrkit.runs import read_run_config
+from inrkit.runs import foreign_entries, read_run_config
 
 PLAN_FILE, RESULT_FILE, MARKDOWN_FILE, SCALING_FILE = "compare_plan.json", "compare.json", "compare.md", "scaling.png"
 RUN_RECORD_FILE = "compare_run.json"
@@ -64,8 +64,16 @@ def clear_comparison(folder: Path, top: bool = True) -> list[Path]:
     for entry in sorted(folder.iterdir()):
         if entry.is_symlink():
             kept.append(entry)
+        elif written_by_compare(entry, top) and entry.is_dir():
+            # a run: removed whole, unless something no run writes was put in it; then it stays as
+            # it is (its run's files are replaced when the comparison trains that run again)
+            added = foreign_entries(entry)
+            if added:
+                kept += added
+            else:
+                shutil.rmtree(entry)
         elif written_by_compare(entry, top):
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            entry.unlink()
         elif entry.is_dir():  # a sweep point's folder, or someone else's
             inner = clear_comparison(entry, top=False)
             if inner:

@@ -32,8 +32,12 @@ DEVICES = typer.Option(1, "--devices", min=1, help="Processes (GPUs) on this mac
 DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (sets train.device).")
 
 
-def resume_mode(resume: bool, resume_older: bool) -> bool | str:
-    """What ``fit(resume=...)`` takes: False, True, or "older" (past corrupt newest checkpoints)."""
+def resume_mode(resume: bool, resume_older: bool, overwrite: bool = False) -> bool | str:
+    """What ``fit(resume=...)`` takes: False, True, or "older" (past corrupt newest checkpoints).
+    Continuing and replacing a run at once contradict each other: a ConfigError."""
+    if overwrite and (resume or resume_older):
+        raise ConfigError(f"--{'resume-older' if resume_older else 'resume'} continues a run and --overwrite replaces it:"
+                          " give one of them")
     return "older" if resume_older else resume
 
 
@@ -79,7 +83,7 @@ def train_ldmi(
 ) -> None:
     """Train LDMI: stage 1 the VAE (encoder + hypernetwork), stage 2 the latent diffusion prior."""
     check_stage(stage)
-    resume = resume_mode(resume, resume_older)
+    resume = resume_mode(resume, resume_older, overwrite)
     if paradigm not in PARADIGMS:
         raise ConfigError(f"--paradigm must be one of {', '.join(PARADIGMS)}, got '{paradigm}'")
     if preset is None and config is None:

@@ -32,7 +32,7 @@ def train_ldm(
 ) -> None:
     """Train an LDM: stage 1 encoder + conv decoder (eq. 6), stage 2 the latent diffusion prior (eq. 7)."""
     check_stage(stage)
-    resume = resume_mode(resume, resume_older)
+    resume = resume_mode(resume, resume_older, overwrite)
     if preset is None and config is None:
         preset = "paper"
     overrides = list(sets or []) + ([f"train.device={device}"] if device is not None else [])

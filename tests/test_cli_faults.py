@@ -76,3 +76,12 @@ def test_non_finite_config_values_are_refused_before_training(tmp_path, capsys, 
                         "--set", item], capsys)
     one_line_error(code, err, field, "finite")
     assert not run.exists()
+
+
+@pytest.mark.parametrize("flags", [["--resume", "--overwrite"], ["--resume-older", "--overwrite"]])
+@pytest.mark.parametrize("command", [["train", "ldmi"], ["train", "ldm"]])
+def test_resume_and_overwrite_together_are_refused(tmp_path, capsys, flags, command):
+    code, _, err = cli([*command, "--modality", "sphere", "--preset", "tiny", "--out", tmp_path / "run", "--device", "cpu",
+                        *flags], capsys)
+    one_line_error(code, err, "--overwrite", "give one of them")
+    assert not (tmp_path / "run").exists()

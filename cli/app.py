@@ -41,3 +41,12 @@ def _root(
         None, "--version", callback=_print_version, is_eager=True, help="Print the installed version and exit."),
 ) -> None:
     """Generative models over implicit neural representations (LDMI and baselines)."""
+
+
+def finite(value: Optional[float]) -> Optional[float]:
+    """Option callback: inf and nan are refused (typer's min/max ranges let both through)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value

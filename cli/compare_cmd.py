@@ -65,7 +65,7 @@ def compare_cmd(
     from inrkit_ldmi.compare import compare
     from inrkit_ldmi.compare.report import rich_tables
 
-    hypernets = hypernets or "hd,mlp"
+    hypernets = "hd,mlp" if hypernets is None else hypernets
     report = compare(hypernets=hypernets, modality=modality, data=data, preset=preset, inr=inr,
                      budget_steps=budget_steps, budget_minutes=budget_minutes, seeds=parse_seeds(seeds), sweep=sweep,
                      out=out, set_overrides=sets, device=device, config_file=config, keep=keep, resume=resume,

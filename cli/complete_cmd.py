@@ -8,7 +8,7 @@ import typer
 
 from inrkit.domain import parse_resolution
 
-from .app import app
+from .app import app, finite
 
 _READER_HELP = "Reader option of the run's domain (see docs/tutorials/complete.md)."
 
@@ -24,10 +24,10 @@ def complete(
     sentinel: Optional[float] = typer.Option(None, "--sentinel", help="voxel grid: the value of unobserved voxels (default -1; NaN too)."),
     n: int = typer.Option(4, "--n", min=1, help="Completions to draw."),
     resolution: Optional[str] = typer.Option(None, "--resolution", help="Grid to render at: R or HxW (as inrkit sample)."),
-    guidance: float = typer.Option(1.0, "--guidance", min=0.0, help="Guidance scale (0 = unconditional)."),
+    guidance: float = typer.Option(1.0, "--guidance", min=0.0, callback=finite, help="Guidance scale (0 = unconditional)."),
     likelihood: str = typer.Option("gaussian", "--likelihood", help="Misfit the guidance follows: gaussian (L2) or laplace (L1)."),
     ddim_steps: int = typer.Option(50, "--ddim-steps", min=1, help="DDIM steps (diffusion) or optimisation steps (gaussian)."),
-    clip: Optional[float] = typer.Option(None, "--clip", min=0.001, help="Clamp the predicted scaled latent to ±CLIP."),
+    clip: Optional[float] = typer.Option(None, "--clip", min=0.001, callback=finite, help="Clamp the predicted scaled latent to ±CLIP."),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Also measure unguided samples' fit."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (printed when not given)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/complete/)."),

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .app import app
+from .app import app, finite
 
 
 @app.command("inpaint", epilog="Example: inrkit inpaint run --mask left --count 4 --n 2 --seed 0")
@@ -21,8 +21,8 @@ def inpaint(
     resolution: Optional[str] = typer.Option(
         None, "--resolution", help="Grid to render the completions at: R or HxW (as inrkit sample). Default: the data's grid."),
     ddim_steps: int = typer.Option(50, "--ddim-steps", min=1, help="DDIM steps of the diffusion prior."),
-    guidance: float = typer.Option(1.0, "--guidance", min=0.0, help="Reconstruction-guidance step (0 = unconditional)."),
-    clip: Optional[float] = typer.Option(None, "--clip", min=0.001, help="Clamp the predicted scaled latent to ±CLIP."),
+    guidance: float = typer.Option(1.0, "--guidance", min=0.0, callback=finite, help="Reconstruction-guidance step (0 = unconditional)."),
+    clip: Optional[float] = typer.Option(None, "--clip", min=0.001, callback=finite, help="Clamp the predicted scaled latent to ±CLIP."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (printed when not given)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/inpaint/)."),
     weights: str = typer.Option("final", "--weights", help="final, ema, or a checkpoint name."),

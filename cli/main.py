@@ -111,14 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     except UnicodeDecodeError as err:
         print(f"error: a file is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
         _exit(2)
-    except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
-        if not _out_of_memory(err):
-            raise
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        print(f"error: out of memory ({first[:200]}); ask for less at once: a smaller --resolution,"
-              " --batch-size or --n", file=sys.stderr)
-        _exit(2)
-    except Exception as err:
+    except Exception as err:  # torch.OutOfMemoryError is a RuntimeError; so is a collective whose peer left
+        if isinstance(err, (MemoryError, RuntimeError)) and _out_of_memory(err):
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            print(f"error: out of memory ({first[:200]}); ask for less at once: a smaller --resolution,"
+                  " --batch-size or --n", file=sys.stderr)
+            _exit(2)
         from inrkit.train.launch import PEER_LOST, peer_lost
 
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and peer_lost(err):

@@ -10,7 +10,7 @@ import typer
 from inrkit.domain import parse_resolution
 from inrkit.errors import ConfigError
 
-from .app import app
+from .app import app, finite
 
 
 @app.command("sample", epilog="Example: inrkit sample run --n 8 --resolution 92 --seed 0")
@@ -22,7 +22,7 @@ def sample(
         help="Grid to render: R (pixels or voxels per side; sphere: latitude rows, longitudes keep the training grid's aspect) or HxW such as 121x240. Default: the training grid."),
     ddim_steps: Optional[int] = typer.Option(None, "--ddim-steps", min=1,
                                              help="DDIM steps of the diffusion prior (default: the run's prior.steps)."),
-    eta: Optional[float] = typer.Option(None, "--eta", min=0.0,
+    eta: Optional[float] = typer.Option(None, "--eta", min=0.0, callback=finite,
                                         help="DDIM eta, 0 = deterministic (default: the run's prior.eta)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (printed when not given)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/samples/)."),

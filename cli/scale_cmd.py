@@ -59,18 +59,25 @@ def scale(
         inr_spec["in_dim"] = in_dim
     if out_dim is not None:
         inr_spec["out_dim"] = out_dim
+    names = [n.strip() for n in hypernets.split(",")]
+    if not any(names):
+        raise ConfigError("--hypernets: give at least one name")
+    if not all(names):
+        raise ConfigError(f"--hypernets '{hypernets}': an empty name between commas")
     extra = {"hd": hd, "mlp": mlp, "mixture": mixture}
     configs: dict[str, dict] = {k: parse_part_spec(v) for k, v in extra.items() if v}
+    given = {k: f"--{k}" for k in configs}
     for item in opts or []:
         spec = parse_part_spec(item)
-        if not spec.get("name"):
+        if not spec.get("name") or len(spec) < 2:  # 'garbage' parses as a bare name with no field
             raise ConfigError(f"--opts: expected NAME:key=value,..., got '{item}'")
+        given.setdefault(spec["name"], f"--opts {item}")
         configs.setdefault(spec.pop("name"), {}).update(spec)
+    for name, option in given.items():
+        if name not in names:  # it would configure nothing that is measured
+            raise ConfigError(f"{option}: '{name}' is not among the measured hypernetworks (--hypernets {','.join(names)})")
     if json_out is not None:
         check_replaceable(json_out)  # before the measurements: a table of the user's is refused at once
-    names = [n.strip() for n in hypernets.split(",") if n.strip()]
-    if not names:
-        raise ConfigError("--hypernets: give at least one name")
     specs = [{**configs.get(n, {}), "name": n} for n in names]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

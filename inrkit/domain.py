@@ -60,7 +60,13 @@ class Domain:
 
     def load_sample_features(self, path: Path | None):
         """The feature network of :meth:`sample_metrics` from a user's file (None: not used here);
-        called before sampling, so a bad file fails early."""
+        called before sampling, so a bad file fails early. A domain whose metrics use none refuses one."""
+        if path is not None:
+            from .errors import ConfigError
+
+            name = getattr(self, "registry_name", type(self).__name__)
+            raise ConfigError(f"--fid-features {path}: the '{name}' modality has no sample metric that uses a"
+                              " feature network (FID is for images)")
         return None
 
     def sample_metrics(self, samples: torch.Tensor, real: torch.Tensor, features=None) -> dict:

@@ -297,7 +297,10 @@ def test_minutes_budget_stops_at_wall_time(tmp_path):
     ["--seeds", "two"],
     ["--budget-steps", "0"],
     ["--keep", "nothing"],
-], ids=["unknown-hypernet", "bad-sweep", "override-of-absent-hypernet", "misspelt-field", "seeds", "budget", "keep"])
+    ["--hypernets", ""],
+    ["--hypernets", "hd,,mlp"],
+], ids=["unknown-hypernet", "bad-sweep", "override-of-absent-hypernet", "misspelt-field", "seeds", "budget", "keep",
+        "empty-hypernets", "empty-name"])
 def test_bad_input_exits_2(tmp_path, extra):
     args = ["compare", "-m", "image", "--preset", "tiny", "--out", str(tmp_path / "c"), "--hypernets", "hd,mlp", *extra]
     assert run_cli(args) == 2

@@ -80,7 +80,9 @@ def test_evaluate_run_in_the_library_and_sample_metrics_through_the_domain(tmp_p
     assert json.loads((run / "eval.json").read_text())["reconstruction"]["n_items"] == 3
     with pytest.raises(ConfigError, match="needs --n-samples"):
         evaluate_run(run, features=tmp_path / "f.pt")
-    assert Domain.load_sample_features(None, tmp_path / "f.pt") is None
+    assert Domain.load_sample_features(None, None) is None
+    with pytest.raises(ConfigError, match="no sample metric that uses a feature network"):
+        evaluate_run(run, n_samples=2, features=tmp_path / "f.pt")  # refused, not silently ignored
 
     from inrkit_modalities.image.domain import ImageDomain, ImageDomainConfig
 

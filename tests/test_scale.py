@@ -74,6 +74,11 @@ def test_scale_cli_writes_json(tmp_path, capsys):
     (["--latent", "3,x"], "--latent"),
     (["--hypernets", "hdd"], "unknown hypernet 'hdd'"),
     (["--inr", "siren:widht=3"], "unknown field 'widht'"),
+    (["--hypernets", "hd,,mlp"], "an empty name between commas"),
+    (["--hypernets", " , "], "give at least one name"),
+    (["--opts", "garbage"], "expected NAME:key=value"),
+    (["--hypernets", "hd", "--mlp", "hidden=[16]"], "'mlp' is not among the measured hypernetworks"),
+    (["--hypernets", "mlp", "--opts", "hd:dim=16"], "'hd' is not among the measured hypernetworks"),
 ])
 def test_scale_cli_bad_input_is_one_line(args, message, capsys):
     code, _, err = cli(["scale", "--inr", "siren:width=8,depth=1", *args], capsys)

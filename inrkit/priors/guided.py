@@ -23,8 +23,8 @@ def _check(steps: int, guidance: float, clip: float | None) -> None:
         raise ConfigError(f"guided sampling: steps must be >= 1, got {steps}")
     if not guidance >= 0 or not math.isfinite(guidance):
         raise ConfigError(f"guided sampling: guidance must be a finite number >= 0, got {guidance}")
-    if clip is not None and not clip > 0:
-        raise ConfigError(f"guided sampling: clip must be > 0, got {clip}")
+    if clip is not None and (not clip > 0 or not math.isfinite(clip)):
+        raise ConfigError(f"guided sampling: clip must be a finite number > 0, got {clip}")
 
 
 def dps_ddim(prior, noise: torch.Tensor, loss: GuideLoss, steps: int, guidance: float, use_ema: bool = True,

@@ -82,8 +82,8 @@ def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape: Sequence[int], *,
                 eta: float = 0.0, spacing: str = "trailing", generator: torch.Generator | None = None,
                 device=None, x_T: torch.Tensor | None = None, callback: Callback | None = None) -> torch.Tensor:
     """DDIM: x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'} − σ²) ε̂ + σ z, σ = η √((1−ᾱ_{t'})/(1−ᾱ_t)) √(1 − ᾱ_t/ᾱ_{t'})."""
-    if eta < 0:
-        raise ConfigError(f"eta must be >= 0, got {eta}")
+    if not math.isfinite(eta) or eta < 0:
+        raise ConfigError(f"DDIM eta must be a finite number >= 0, got {eta}")
     ts = ddim_timesteps(schedule.num_timesteps, steps, spacing)
     x = _start(shape, generator, device, x_T)
     for i, t in enumerate(ts):

@@ -264,9 +264,11 @@ def check_fair(configs: dict[str, dict[str, Any]], axis: str | Axis = HYPERNETS)
 
 def check_names(names: Sequence[str] | str, axis: str | Axis = HYPERNETS) -> list[str]:
     axis = get_axis(axis)
-    out = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
-    if not out:
+    out = [n.strip() for n in (names.split(",") if isinstance(names, str) else names)]
+    if not any(out):
         raise ConfigError(f"{axis.option}: give at least one {axis.noun} name")
+    if not all(out):
+        raise ConfigError(f"{axis.option} '{','.join(out)}': an empty name between commas")
     if len(set(out)) != len(out):
         raise ConfigError(f"{axis.option}: a name appears twice in {','.join(out)}")
     reg = inrkit.get_registry(axis.kind)

@@ -3,8 +3,9 @@
 ``read_observations`` gives the points where values are known, as unit-sphere coordinates and
 model-space values (nothing is moved onto a grid): a CSV/TSV of ``lat, lon, value`` (units from
 the header, ``# units: degC`` or ``value [degC]``, else ``units``, else the domain's), or any
-xarray file whose variable is either gridded (latitude × longitude; NaN = unobserved) or
-scattered (one dimension along which latitude, longitude and the value run). Longitudes may be
+xarray file whose variable (``variable``, else 2m_temperature or an alias, as the datasets pick
+it) is either gridded (latitude × longitude; NaN = unobserved, +/-inf an error) or scattered (one
+dimension along which latitude, longitude and the value run). Longitudes may be
 on -180..180 or 0..360. ``read_item`` gives one whole field on the domain's grid (for encoding).
 """
 from __future__ import annotations
@@ -53,9 +54,21 @@ def _table(path: Path):
 
 
 def _variable(ds, path: Path, variable: str | None):
-    if variable is None and len(ds.data_vars) == 1:
-        return next(iter(ds.data_vars.values()))
-    return pick_variable(ds, variable or DEFAULT_VARIABLE, path)
+    """The variable as the datasets pick it (:func:`pick_variable`): ``variable`` (--variable), else
+    2m_temperature under any of its names; a file without it is an error listing what it holds (its
+    only variable is not taken on trust: precipitation read as temperature would be nonsense)."""
+    try:
+        return pick_variable(ds, variable or DEFAULT_VARIABLE, path)
+    except DataError as err:
+        raise DataError(f"{err}; choose one with --variable NAME") from None
+
+
+def _check_infinite(where: str, values: np.ndarray) -> None:
+    """+/-inf is no measurement and no gap (NaN marks those): an error, never a dropped point."""
+    n = int(np.isinf(values).sum())
+    if n:
+        raise DataError(f"{where}: {n} infinite value{'s' * (n != 1)} (+/-inf); mark unobserved points with NaN"
+                        " or drop them")
 
 
 def _xarray(path: Path, variable: str | None):
@@ -83,7 +96,8 @@ def _xarray(path: Path, variable: str | None):
     else:
         raise DataError(f"{where} has dims {dict(da.sizes)}; expected latitude x longitude, or one station dimension")
     values = np.asarray(da.values, np.float64)
-    keep = np.isfinite(values)  # NaN marks what is not observed
+    _check_infinite(where, values)
+    keep = ~np.isnan(values)  # NaN marks what is not observed
     return lat[keep], lon[keep], values[keep], da.attrs.get("units"), kind
 
 
@@ -132,6 +146,7 @@ def read_item(domain, path, units: str | None = None, variable: str | None = Non
     lat, lon = np.asarray(da[lat_d].values, np.float64), np.asarray(da[lon_d].values, np.float64)
     _check_coords(path, lat, lon)
     values = np.asarray(da.values, np.float64)
+    _check_infinite(where, values)
     if not np.all(np.isfinite(values)):
         raise DataError(f"{where}: {int((~np.isfinite(values)).sum())} missing values; a gapped field is completed"
                         " with `inrkit complete`")

@@ -3,6 +3,8 @@ from typing import Optional
 
 import typer
 
+from inrkit.registry import SEED_MAX  # the range of every --seed option
+
 app = typer.Typer(
     name="inrkit",
     help="Generative models over implicit neural representations (LDMI and baselines).",

@@ -8,7 +8,7 @@ import typer
 
 from inrkit.domain import parse_resolution
 
-from .app import app, finite
+from .app import SEED_MAX, app, finite
 
 _READER_HELP = "Reader option of the run's domain (see docs/tutorials/complete.md)."
 
@@ -29,7 +29,7 @@ def complete(
     ddim_steps: int = typer.Option(50, "--ddim-steps", min=1, help="DDIM steps (diffusion) or optimisation steps (gaussian)."),
     clip: Optional[float] = typer.Option(None, "--clip", min=0.001, callback=finite, help="Clamp the predicted scaled latent to ±CLIP."),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Also measure unguided samples' fit."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (printed when not given)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=SEED_MAX, help="Random seed (printed when not given)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/complete/)."),
     weights: str = typer.Option("final", "--weights", help="final, ema, or a checkpoint name."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),

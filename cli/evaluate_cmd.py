@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .app import app
+from .app import SEED_MAX, app
 
 
 @app.command("evaluate", epilog="Example: inrkit evaluate run --n-samples 16 --seed 0")
@@ -20,7 +20,7 @@ def evaluate(
     fid_features: Optional[Path] = typer.Option(
         None, "--fid-features", help="Images: feature network for FID (TorchScript Inception .pt, or .pt2 exported with a dynamic batch dimension); needs --n-samples; none ships."),
     ddim_steps: int = typer.Option(50, "--ddim-steps", min=1),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the samples drawn for --n-samples."),
     weights: str = typer.Option("final", "--weights", help="final, ema or a checkpoint name."),
     device: Optional[str] = typer.Option(None, "--device"),
     batch_size: int = typer.Option(16, "--batch-size", min=1),

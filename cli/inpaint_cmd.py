@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, finite
+from .app import SEED_MAX, app, finite
 
 
 @app.command("inpaint", epilog="Example: inrkit inpaint run --mask left --count 4 --n 2 --seed 0")
@@ -23,7 +23,7 @@ def inpaint(
     ddim_steps: int = typer.Option(50, "--ddim-steps", min=1, help="DDIM steps of the diffusion prior."),
     guidance: float = typer.Option(1.0, "--guidance", min=0.0, callback=finite, help="Reconstruction-guidance step (0 = unconditional)."),
     clip: Optional[float] = typer.Option(None, "--clip", min=0.001, callback=finite, help="Clamp the predicted scaled latent to ±CLIP."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (printed when not given)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=SEED_MAX, help="Random seed (printed when not given)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/inpaint/)."),
     weights: str = typer.Option("final", "--weights", help="final, ema, or a checkpoint name."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),

@@ -10,7 +10,7 @@ import typer
 from inrkit.domain import parse_resolution
 from inrkit.errors import ConfigError
 
-from .app import app, finite
+from .app import SEED_MAX, app, finite
 
 
 @app.command("sample", epilog="Example: inrkit sample run --n 8 --resolution 92 --seed 0")
@@ -24,7 +24,7 @@ def sample(
                                              help="DDIM steps of the diffusion prior (default: the run's prior.steps)."),
     eta: Optional[float] = typer.Option(None, "--eta", min=0.0, callback=finite,
                                         help="DDIM eta, 0 = deterministic (default: the run's prior.eta)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (printed when not given)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=SEED_MAX, help="Random seed (printed when not given)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/samples/)."),
     weights: str = typer.Option("final", "--weights", help="final, ema, or a checkpoint name such as checkpoint-prior-500."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),

@@ -19,6 +19,9 @@ from .errors import ConfigError, InrkitError
 KINDS = ("domains", "inrs", "hypernets", "encoders", "decoders", "priors", "likelihoods", "datasets", "models")
 
 
+SEED_MAX = 2**32 - 1  # every seed, configured or given on the command line, is in 0..SEED_MAX (numpy's range)
+
+
 class PartConfig(pydantic.BaseModel):
     """Base of every part's config: a misspelt key is an error, not a silent default, and so is
     a float that is not finite (``lr=inf``, ``w0=nan``).

@@ -78,3 +78,32 @@ def test_observation_variable_is_picked_as_the_datasets_pick_it(tmp_path):
     _grid(tmp_path / "air.nc", "air", np.full((5, 6), 15.0), units="degC")
     obs = d.read_observations(tmp_path / "air.nc", variable="air")
     assert len(obs) == 30 and obs.units == "K"
+
+
+@pytest.mark.parametrize("args", [
+    ["sample", "RUN", "--seed", "99999999999999999999"],
+    ["sample", "RUN", "--seed", "-1"],
+    ["evaluate", "RUN", "--seed", "4294967296"],
+    ["inpaint", "RUN", "--seed", "-5"],
+    ["complete", "RUN", "OBS", "--seed", "-5"],
+])
+def test_seeds_out_of_range_are_one_line(tmp_path, capsys, args):
+    args = [str(tmp_path / "run") if a == "RUN" else str(tmp_path / "obs.csv") if a == "OBS" else a for a in args]
+    code, _, err = cli(args, capsys)
+    one_line_error(code, err, "--seed")
+
+
+def test_configured_seeds_are_in_range_too(tmp_path, capsys):
+    from inrkit.registry import SEED_MAX
+    from inrkit_ldmi.compare.plan import seed_list
+
+    for field in ("train.seed=-3", f"train.seed={SEED_MAX + 1}"):
+        code, _, err = cli(["train", "ldmi", "--modality", "sphere", "--preset", "tiny", "--out", tmp_path / "r",
+                            "--set", field], capsys)
+        one_line_error(code, err, "seed")
+        assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="0..4294967295"):
+        seed_list([0, -1])
+    with pytest.raises(ConfigError, match="gate_seed"):
+        inrkit.build("hypernets", "mixture", context={"inr": inrkit.build("inrs", "siren", width=8, depth=1),
+                                                       "latent_shape": (2, 4, 4)}, gate_seed=-1)

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..inrs.base import INR
 from ..inrs.fourier_mlp import FourierFeatures
-from ..registry import PartConfig
+from ..registry import SEED_MAX, PartConfig
 from ..registry import hypernets as hypernet_registry
 from .base import Hypernet
 from .mlp import Activation, ParamMLP, mlp_layers
@@ -44,7 +44,7 @@ class MixtureConfig(PartConfig):
     gate_hidden: list[int] = Field(default_factory=lambda: [128, 128])
     gate_frequencies: int = Field(32, ge=1, description="Fourier frequencies encoding the coordinate for the gate")
     gate_sigma: float = Field(1.0, gt=0)
-    gate_seed: int = 0
+    gate_seed: int = Field(0, ge=0, le=SEED_MAX)
     gate_latent_dim: int = Field(64, ge=1, description="size of the projection of z the gate sees")
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..registry import PartConfig
+from ..registry import SEED_MAX, PartConfig
 from ..registry import inrs as inr_registry
 from .base import INR, batched_linear
 
@@ -41,7 +41,7 @@ class FourierMLPConfig(PartConfig):
     out_dim: int = Field(3, ge=1)
     n_frequencies: int = Field(64, ge=1, description="features = 2 × n_frequencies (cos and sin)")
     sigma: float = Field(2.0, gt=0, description="std of the Fourier frequencies")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     width: int = Field(128, ge=1)
     # number of hidden layers: features → width (×depth) → out
     depth: int = Field(3, ge=1)

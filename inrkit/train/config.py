@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..registry import PartConfig
+from ..registry import SEED_MAX, PartConfig
 
 
 class StageConfig(PartConfig):
@@ -38,7 +38,7 @@ class StageConfig(PartConfig):
 
 
 class TrainConfig(PartConfig):
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
     compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(

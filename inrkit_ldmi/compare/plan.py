@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 import inrkit
 from inrkit.config import deep_merge, parse_override, parse_part_spec, parse_value
 from inrkit.errors import ConfigError
+from inrkit.registry import SEED_MAX
 
 from inrkit.recipe import Recipe
 
@@ -293,4 +294,6 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
     out = [int(s) for s in seeds]
     if not out or len(set(out)) != len(out):
         raise ConfigError(f"--seeds: expected distinct seeds, got {out}")
+    if not all(0 <= s <= SEED_MAX for s in out):
+        raise ConfigError(f"--seeds: every seed must be in 0..{SEED_MAX}, got {out}")
     return out

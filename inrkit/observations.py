@@ -15,6 +15,9 @@ import torch
 from .errors import ConfigError, DataError
 
 
+FAR_OUTSIDE = 3.0  # model space: the data span ±1, so this is a full span beyond either end
+
+
 @dataclass
 class Observations:
     coords: torch.Tensor                   # (M, d) in the domain's coordinates
@@ -47,6 +50,11 @@ class Observations:
 
     def __len__(self) -> int:
         return int(self.coords.shape[0])
+
+    def far_outside(self, bound: float = FAR_OUTSIDE) -> int:
+        """How many observed values lie beyond ±``bound`` in model space, where every built-in
+        domain keeps its data within ±1: a sign of wrong units (°C read as K) or a broken file."""
+        return int((self.values[self.observed].abs() > bound).sum())
 
     def check(self, coord_dim: int, channels: int) -> "Observations":
         """Raise unless the coordinates and values fit a domain of ``coord_dim`` and ``channels``."""

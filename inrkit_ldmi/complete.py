@@ -9,6 +9,7 @@ domain's formats and writes ``complete.json``. Nothing here names a modality.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,19 @@ def complete(model, obs: Observations, *, n: int = 4, resolution=None, steps: in
     """n completions of the item ``obs`` observes, decoded at ``resolution`` (default: the data grid)."""
     obs.check(model.domain.coord_dim, model.domain.channels)
     method = check_guidable(model)
+    far = obs.far_outside()
+    if far:
+        top = float(obs.values[obs.observed].abs().max()) * obs.value_scale
+        warnings.warn(f"{obs.source}: {far} of {int(obs.observed.sum())} observed values lie far outside the range"
+                      f" the model was trained on (up to {top:.4g} {obs.units} from the middle of that range, which"
+                      f" spans ±{obs.value_scale:.4g}): check their units; the completions follow them regardless")
     if seed is None:
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
     kw = dict(n=n, steps=steps, likelihood=likelihood, seed=seed, use_ema=use_ema, batch_size=batch_size, clip=clip)
     weights = obs.observed.float()[None]
     z = guided_latents(model, obs.coords, obs.values[None], weights, guidance=guidance, **kw)
-    fit: dict[str, Any] = {"units": obs.units, "guided": observation_fit(model, z, obs, batch_size)}
+    fit: dict[str, Any] = {"units": obs.units, "guided": observation_fit(model, z, obs, batch_size),
+                           "far_outside_range": far}
     if reference:
         z0 = guided_latents(model, obs.coords, obs.values[None], weights, guidance=0.0, **kw)
         fit["unguided"] = observation_fit(model, z0, obs, batch_size)

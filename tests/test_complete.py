@@ -236,3 +236,20 @@ def test_gaussian_prior_is_guided_by_latent_optimisation(tmp_path):
     assert result.settings["guidance_method"] == "latent optimisation"
     assert fit["unguided"]["rmse"] > 1.5 * fit["guided"]["rmse"], fit  # measured 2.0
     assert result.samples.shape == (3, 1, 8, 8) and result.std.shape == (1, 1, 8, 8)
+
+
+def test_observations_far_outside_the_training_range_are_warned_about(sphere_run, tmp_path, capsys):
+    """Kelvin read as degC (or a broken file) puts values far outside what the model saw: completed
+    all the same (the user's data), but with a warning and the count recorded in complete.json."""
+    run, _ = sphere_run
+    (tmp_path / "odd.csv").write_text("lat,lon,value [degC]\n10,20,288\n-30,100,15\n")  # 288 degC: K written as degC
+    code, stdout, err = cli(["complete", run, "--observations", tmp_path / "odd.csv", *GUIDE, "--out", tmp_path / "c"],
+                            capsys)
+    assert code == 0, err
+    assert "1 of 2 observed values lie far outside the range the model was trained on" in err and "units" in err
+    assert json.loads((tmp_path / "c" / "complete.json").read_text())["fit"]["far_outside_range"] == 1
+    (tmp_path / "fine.csv").write_text("lat,lon,value [degC]\n10,20,15\n")
+    code, stdout, err = cli(["complete", run, "--observations", tmp_path / "fine.csv", *GUIDE, "--out", tmp_path / "f"],
+                            capsys)
+    assert code == 0 and "far outside" not in err, err
+    assert json.loads((tmp_path / "f" / "complete.json").read_text())["fit"]["far_outside_range"] == 0

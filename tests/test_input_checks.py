@@ -15,8 +15,8 @@ from conftest import cli, one_line_error
 @pytest.mark.parametrize("args,needle", [
     (["sample", "RUN", "--eta", "inf"], "--eta"),
     (["sample", "RUN", "--eta", "nan"], "--eta"),
-    (["complete", "RUN", "OBS", "--guidance", "inf"], "--guidance"),
-    (["complete", "RUN", "OBS", "--clip", "nan"], "--clip"),
+    (["complete", "RUN", "--observations", "OBS", "--guidance", "inf"], "--guidance"),
+    (["complete", "RUN", "--observations", "OBS", "--clip", "nan"], "--clip"),
     (["inpaint", "RUN", "--guidance", "nan"], "--guidance"),
     (["inpaint", "RUN", "--clip", "inf"], "--clip"),
 ])
@@ -85,7 +85,7 @@ def test_observation_variable_is_picked_as_the_datasets_pick_it(tmp_path):
     ["sample", "RUN", "--seed", "-1"],
     ["evaluate", "RUN", "--seed", "4294967296"],
     ["inpaint", "RUN", "--seed", "-5"],
-    ["complete", "RUN", "OBS", "--seed", "-5"],
+    ["complete", "RUN", "--observations", "OBS", "--seed", "-5"],
 ])
 def test_seeds_out_of_range_are_one_line(tmp_path, capsys, args):
     args = [str(tmp_path / "run") if a == "RUN" else str(tmp_path / "obs.csv") if a == "OBS" else a for a in args]

@@ -287,12 +287,13 @@ class Run:
     def _fit(self, model, engine, stages, resume, init_from, on_step, dataset) -> dict[str, Any]:
         from .train import Trainer
         from .train import checkpoint as ckpt
+        from .train.stage_order import check_earlier_stages
 
         order = tuple(model.stages)
         stages, continues = stage_plan(model, stages)
         model.to(engine.device)
         if init_from is not None:
-            load_initial(model, Path(init_from))
+            load_initial(model, Path(init_from), self.recipe.config.get("model"))
         if (resume or continues) and is_run_dir(self.path):
             on_main(engine, f"checking the checkpoints of {self.path}",
                     lambda: check_checkpoints(self.path, order, resume))
@@ -301,6 +302,8 @@ class Run:
                 if ckpt.latest_checkpoint(self.path, earlier) is None:
                     raise CheckpointError(f"stage '{stages[0]}' needs a trained '{earlier}' stage, and {self.path} has"
                                           f" none (train it first, or pass --from RUN)")
+            # and not on one that stopped short of its steps unasked (killed, or its steps raised since)
+            check_earlier_stages(self.path, order, stages[0], self.recipe.train_config, resume)
         if continues and not resume:  # a later stage again: never over its own checkpoints unasked
             for stage in stages:
                 newest = ckpt.latest_checkpoint(self.path, stage)
@@ -383,13 +386,26 @@ def check_same_model(saved: dict, new: dict, run_dir: Path, ignore: set[str] = f
         raise ConfigError(f"{run_dir}: cannot continue this run with a different model: {diff}")
 
 
-def load_initial(model, source: Path) -> None:
+def load_initial(model, source: Path, model_config: dict[str, Any] | None = None) -> None:
+    """Initial weights from a run directory or a weights file. From a run, parts of another kind
+    (``model_config``: this run's model section) are named before any weight is compared."""
     from .train.checkpoint import load_model_weights
 
+    if source.is_dir() and is_run_dir(source) and model_config is not None:
+        theirs = read_run_config(source)["model"]
+        other = [f"{key} '{_part_name(theirs.get(key))}' there, '{_part_name(mine)}' here"
+                 for key, mine in model_config.items() if _part_name(theirs.get(key)) != _part_name(mine)]
+        if other:
+            raise CheckpointError(f"--from {source}: that run's model is built of other parts ({'; '.join(other)})")
     file = source / WEIGHTS_FILE if source.is_dir() else source
     if not file.exists():
         raise CheckpointError(f"--from: no weights at {file}")
     load_model_weights(model, file)
+
+
+def _part_name(section: Any) -> Any:
+    """A model section's part name (``{name: siren, ...}`` → siren); plain values as they are."""
+    return section.get("name") if isinstance(section, dict) else section
 
 
 def run_info(model, train_ds, val_ds, engine, init_from) -> dict[str, Any]:

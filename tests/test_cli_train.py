@@ -110,6 +110,17 @@ def test_existing_runs_corrupt_weights_and_debug_config(tmp_path, capsys):
     one_line_error(*cli(base, capsys)[::2], "already exists", "--resume", "--overwrite")
     assert cli([*base, "--overwrite"], capsys)[0] == 0
 
+    # --from a run of other parts names them; --from weights of another size names the tensors, briefly
+    other = ["train", "ldmi", "--modality", "sphere", "--preset", "tiny", "--out", tmp_path / "o", *FAST,
+             "--set", "train.vae.steps=1", "--set", "train.prior.steps=1"]
+    line = one_line_error(*cli([*other, "--from", run], capsys)[::2], "other parts", "domain 'image' there, 'sphere' here")
+    assert len(line) < 400
+    wider = [*base[:7], tmp_path / "w", *base[8:], "--set", "model.inr.width=48"]
+    line = one_line_error(*cli([*wider, "--from", run / "model.safetensors"], capsys)[::2], "do not match the model",
+                          "of another shape", "in the file", "here")
+    assert len(line) < 600 and "Error(s) in loading" not in line
+    assert not (tmp_path / "o").exists() and not (tmp_path / "w").exists()
+
     (run / "model.safetensors").write_bytes(b"garbage")
     one_line_error(*cli(["sample", run, "--n", 1], capsys)[::2], "model.safetensors", "corrupt")
 

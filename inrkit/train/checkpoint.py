@@ -329,10 +329,31 @@ def load_model_weights(model: torch.nn.Module, file: Path, strict: bool = True) 
     """safetensors → model, on the model's own device; a mismatch is a CheckpointError."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     tensors = load_tensors(file, device=device)
+    mismatch = weights_mismatch(model.state_dict(), tensors, strict)
+    if mismatch:
+        raise CheckpointError(f"{file}: weights do not match the model ({mismatch}); were they saved by a model"
+                              " of another configuration?")
     try:
         model.load_state_dict(tensors, strict=strict)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         detail = "; ".join(line.strip() for line in str(err).splitlines()[1:3])
         raise CheckpointError(f"{file}: weights do not match the model ({first} {detail})".strip()) from None
+
+
+def weights_mismatch(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor], strict: bool = True) -> str:
+    """What keeps ``given`` from loading into a model whose state is ``own``, in a few words
+    (counts and the first names; empty when it loads)."""
+    def first(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+    shaped = [f"{k} {tuple(given[k].shape)} in the file, {tuple(v.shape)} here"
+              for k, v in own.items() if k in given and tuple(given[k].shape) != tuple(v.shape)]
+    parts = [f"{len(shaped)} of another shape: {first(shaped)}"] if shaped else []
+    if strict:
+        missing = [k for k in own if k not in given]
+        unexpected = [k for k in given if k not in own]
+        parts += [f"{len(missing)} missing: {first(missing)}"] if missing else []
+        parts += [f"{len(unexpected)} not in the model: {first(unexpected)}"] if unexpected else []
+    return "; ".join(parts)
 

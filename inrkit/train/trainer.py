@@ -44,6 +44,7 @@ from .fast import (DeviceData, StepLogs, all_finite, channels_last_dims, make_op
 from .logging import MetricsLogger, StageProgress
 from .sampler import StepBatchSampler
 from .schedule import stage_lr
+from .stage_order import earlier_stage_note, stage_reached
 from .stopping import StopOnSignals
 
 
@@ -149,6 +150,7 @@ class Trainer:
             return self._fit_stages(dataset, order, todo, resume, summary, stale)
 
     def _fit_stages(self, dataset, order, todo, resume, summary, stale) -> dict[str, Any]:
+        reached: dict[str, tuple[int, str | None]] = {}  # how far each earlier stage got (stage_order)
         try:
             for stage in order:
                 ref = None
@@ -157,6 +159,7 @@ class Trainer:
                 if stage not in todo:
                     if ref is not None:
                         ckpt.load_model_weights(self.model, ref.path / "model.safetensors")
+                        reached[stage] = stage_reached(self.run_dir, stage)
                     continue
                 cfg = self.stage_config(stage)
                 if ref is not None and ref.step >= cfg.steps:
@@ -170,8 +173,12 @@ class Trainer:
                     if self.run_dir is not None and self.engine.is_main:
                         self._drop_stale(order[order.index(stage) + 1 :], keep_current=ref is not None, stage=stage)
                     self.engine.barrier()
+                    note = self._earlier_stage_note(stage, reached)
                     summary[stage] = self.train_stage(stage, dataset, cfg, ref)
+                    if note:
+                        summary[stage]["earlier_stage_note"] = note
                     stale = True
+                reached[stage] = (int(summary[stage]["steps"]), summary[stage].get("stopped_early"))
                 summary[stage].update(self._after_stage(stage))
                 self._log_stage_end(stage, summary[stage])
             heldout = [s.get("heldout") for s in summary.values() if s.get("heldout")]
@@ -180,6 +187,17 @@ class Trainer:
         finally:
             self.logger.close()
         return summary
+
+    def _earlier_stage_note(self, stage: str, reached: dict[str, tuple[int, str | None]]) -> str | None:
+        """One line when ``stage`` starts from an earlier stage short of its steps (a time budget)."""
+        for earlier, (step, stopped) in reached.items():
+            steps = self.stage_config(earlier).steps
+            if step < steps:
+                note = earlier_stage_note(stage, earlier, step, steps, stopped)
+                if self.engine.is_main:
+                    print(f"note: {note}", file=sys.stderr)
+                return note
+        return None
 
     @staticmethod
     def _past_steps_note(stage: str, done: int, asked: int) -> str:
@@ -318,8 +336,10 @@ class Trainer:
                 if last_step or (self.run_dir is not None and periodic):
                     self._check_finite(stage, step, logs_acc)  # before any checkpoint or the weights file
                 if self.run_dir is not None and (periodic or (last_step and tc.final_checkpoint)):
+                    # a stage ended by its time budget is finished as configured: its checkpoint says so
+                    budget = {"stopped_early": f"max_minutes={cfg.max_minutes}"} if out_of_time else None
                     ckpt.save_checkpoint(self.run_dir, stage, step, model=model, optimizer=optimizer, engine=engine,
-                                         generators={"train": generator}, keep=tc.keep_checkpoints)
+                                         generators={"train": generator}, keep=tc.keep_checkpoints, extra=budget)
                 if tc.sample_every and step % tc.sample_every == 0 and step != cfg.steps and engine.is_main:
                     preview = getattr(model, "preview", None)
                     if preview is not None and self.run_dir is not None:
@@ -332,6 +352,8 @@ class Trainer:
                 if out_of_time:
                     stopped = f"max_minutes={cfg.max_minutes}"
                     break
+        except InrkitError as err:  # a DataLoader worker's DataError comes back with its traceback as message
+            raise from_worker(err) from None
         finally:
             progress.close()
             for p, flag in saved_flags.items():
@@ -382,6 +404,20 @@ class Trainer:
         if not params:
             raise InrkitError(f"stage '{stage}' has no trainable parameters")
         return params
+
+
+def from_worker(err: InrkitError) -> InrkitError:
+    """torch re-raises an error of a DataLoader worker as ``type(err)("Caught X in DataLoader worker
+    process 0.\nOriginal Traceback ...\nmodule.X: message")``: the error with its own one line back."""
+    lines = str(err).strip().splitlines()
+    if len(lines) < 2 or not (lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]):
+        return err
+    head = f"{type(err).__module__}.{type(err).__name__}: "
+    message = next((line[len(head):] for line in reversed(lines) if line.startswith(head)), None)
+    try:
+        return err if message is None else type(err)(message)
+    except TypeError:  # an error class built from other arguments: as it came
+        return err
 
 
 class NonFiniteLoss(InrkitError):

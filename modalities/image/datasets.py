@@ -1,13 +1,14 @@
-"""Image datasets: a folder tree of PNG/JPEG, and the built-in ``faces`` (LFW) and ``digits`` sets.
+"""Image datasets: a folder tree of images, and the built-in ``faces`` (LFW) and ``digits`` sets.
 
 Every item is a float32 (c, H, W) tensor in [-1, 1] at the domain's resolution: the image is
 scaled so that it covers the grid (shorter side to fit), centre-cropped, and converted to the
-domain's channels.
+domain's channels. Which files are images: :mod:`.files`; how a file's pixels are read
+(transparency, 16-bit, float, CMYK, frames): :mod:`.pixels`.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pydantic
@@ -19,7 +20,8 @@ from inrkit.errors import DataError
 from inrkit.registry import datasets
 
 from ..common import SplitFields, TensorDataset, packaged_file, select_split
-from .domain import IMAGE_EXTENSIONS
+from .files import IMAGE_EXTENSIONS, Found, find_images, no_images_error, passed_over
+from .pixels import BACKGROUNDS, FileInfo, exif_orientation, first_line, inspect, match_channels, read_pixels, upright  # noqa: F401
 
 SCALING = "x = 2 * intensity - 1, intensity on [0, 1]"
 
@@ -37,81 +39,18 @@ def cover_crop(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return x
 
 
-def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """(n, c, H, W): gray → RGB by repetition, RGB → gray by ITU-R 601 luma (as PIL's 'L')."""
-    if x.shape[1] == channels:
-        return x
-    if channels == 3:
-        return x.expand(-1, 3, -1, -1)
-    luma = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * luma).sum(1, keepdim=True)
-
-
 def to_model_space(unit: torch.Tensor) -> torch.Tensor:
     return (unit * 2 - 1).to(torch.float32).contiguous()
 
 
-EXIF_ORIENTATION = 0x0112
-_TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
-
-
-def exif_orientation(im) -> int:
-    """The EXIF orientation tag of an opened image (1: as stored), as cameras and phones write it."""
-    try:
-        value = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
-    except Exception:  # a malformed EXIF block: the pixels as stored
-        return 1
-    return value if 1 <= value <= 8 else 1
-
-
-def upright(im):
-    """The image as viewers show it: its EXIF orientation applied (a photo stored sideways is turned)."""
-    if exif_orientation(im) == 1:
-        return im
-    from PIL import ImageOps
-
-    return ImageOps.exif_transpose(im)
-
-
-def _decode(path: Path, channels: int, hw: tuple[int, int]) -> torch.Tensor:
-    """One image file → (c, H, W) float on [0, 1] in the domain's channel count, upright (EXIF)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        turned = exif_orientation(im) in _TURNED
-        if im.format == "JPEG":
-            # let libjpeg downscale while decoding (by 1/2, 1/4, 1/8, never below the cover size):
-            # a 1024² CelebA-HQ JPEG decoded for a 64² grid costs a fraction of a full decode
-            h, w = (hw[1], hw[0]) if turned else hw
-            scale = max(h / im.height, w / im.width)
-            im.draft(im.mode, (math.ceil(im.width * scale), math.ceil(im.height * scale)))
-        im.load()
-        im = upright(im)
-        if im.mode.startswith("I;16") or im.mode == "I":
-            # 16-bit grayscale: PIL's 'L' conversion would clip rather than rescale
-            arr = np.asarray(im, dtype=np.float32) / 65535.0
-            x = torch.from_numpy(np.clip(arr, 0, 1))[None]
-            return match_channels(x[None], channels)[0]
-        if im.mode == "F":
-            arr = np.asarray(im, dtype=np.float32)
-            bad = int((~np.isfinite(arr)).sum())
-            if bad:
-                raise DataError(f"{path}: the image holds {bad} non-finite pixel value(s) (NaN or inf)")
-            x = torch.from_numpy(np.clip(arr, 0, 1))[None]
-            return match_channels(x[None], channels)[0]
-        arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
-    x = torch.from_numpy(arr)
-    return x[None] if x.dim() == 2 else x.permute(2, 0, 1)
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+_first_line = first_line  # the name observations.py and older code import
 
 
 class ImageFolderConfig(SplitFields):
     path: str
     extensions: list[str] = list(IMAGE_EXTENSIONS)
+    background: Literal["white", "black"] = pydantic.Field(
+        "white", description="what transparent pixels (alpha, a transparent palette colour) are composited over")
 
     @pydantic.field_validator("extensions")
     @classmethod
@@ -122,9 +61,11 @@ class ImageFolderConfig(SplitFields):
         return out
 
 
-@datasets.register("image_folder", config=ImageFolderConfig, description="a folder tree of PNG/JPEG images (train/ and val/ subfolders used as splits)")
+@datasets.register("image_folder", config=ImageFolderConfig,
+                   description="a folder tree of images (PNG, JPEG, BMP, WebP, TIFF, GIF; train/ and val/ subfolders used as splits)")
 class ImageFolder(Dataset):
-    """Images found recursively; headers are verified at open time, pixels are decoded lazily."""
+    """Images found recursively (:mod:`.files`); each file is checked at open time, so that a bad
+    one stops the run before it trains, and its pixels are decoded lazily (:mod:`.pixels`)."""
 
     def __init__(self, config: ImageFolderConfig, domain):
         self.config, self.domain = config, domain
@@ -137,22 +78,25 @@ class ImageFolder(Dataset):
         train_dir, val_dir = root / "train", root / "val"
         if train_dir.is_dir() and val_dir.is_dir():
             layout = "train/ and val/ subfolders"
-            parts = {"train": self._find(train_dir, exts), "val": self._find(val_dir, exts)}
-            for name, found in parts.items():
-                if not found:
-                    raise DataError(f"{root / name}: no images ({', '.join(sorted(exts))}) found in this folder")
+            parts, passed = {}, Found()
+            for name, folder in (("train", train_dir), ("val", val_dir)):
+                found = find_images(folder, exts)
+                if not found.files:
+                    raise no_images_error(folder, exts, found)
+                parts[name] = found.files
+                passed += Found(skipped=found.skipped, own=found.own)
             files = parts["train"] + parts["val"] if config.split == "all" else parts[config.split]
             # the folders' own split travels with the data (``inrkit data prepare`` stores it)
             self.split_labels = ["train"] * len(parts["train"]) + ["val"] * len(parts["val"]) if config.split == "all" else None
         else:
             layout = "one folder, split by seed"
             self.split_labels = None
-            found = self._find(root, exts)
-            if not found:
-                raise DataError(f"{root}: no images ({', '.join(sorted(exts))}) found in this folder")
-            files = [found[i] for i in select_split(len(found), config)]
-        seen = [self._verify(f) for f in files]
-        self.files = files
+            passed = find_images(root, exts)
+            if not passed.files:
+                raise no_images_error(root, exts, passed)
+            files = [passed.files[i] for i in select_split(len(passed.files), config)]
+        seen = [inspect(f) for f in files]
+        self.root, self.files = root, files
         h, w = domain.grid_shape
         self.meta = {
             "source": str(root),
@@ -163,60 +107,46 @@ class ImageFolder(Dataset):
             "resolution": [h, w],
             "resize": "scaled to cover the grid (shorter side), centre-cropped",
             "scaling": SCALING,
-            "conversion": _conversion(len(files), seen, (h, w), domain.channels),
+            "transparency": f"composited over {config.background}",
+            "frames": "the first frame of a multi-frame file",
+            "conversion": _conversion(seen, (h, w), domain.channels, config.background, passed_over(passed, root)),
         }
-
-    @staticmethod
-    def _find(folder: Path, exts: set[str]) -> list[Path]:
-        # hidden entries (".DS_Store", "._x.jpg" AppleDouble files, caches) are never images
-        return sorted(
-            p for p in folder.rglob("*")
-            if p.suffix.lower() in exts and not any(s.startswith(".") for s in p.relative_to(folder).parts) and p.is_file()
-        )
-
-    @staticmethod
-    def _verify(path: Path) -> tuple[str, tuple[int, int]]:
-        """Checks the file's header; returns its mode ('RGB', 'L'...) and (width, height)."""
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                mode, size = im.mode, im.size   # as stored (verify must come first: EXIF is read when decoding)
-                im.verify()
-            return mode, size
-        except Exception as err:  # PIL raises many types for bad files; all mean the same to a user
-            raise DataError(f"{path}: unreadable or corrupt image ({_first_line(err)})") from None
 
     def __len__(self) -> int:
         return len(self.files)
 
     def item_labels(self, indices) -> list[str]:
-        return [self.files[i].name for i in indices]
+        """Paths below the folder (``cat/x.png``, ``dog/x.png``): class folders keep names apart."""
+        return [self.files[i].relative_to(self.root).as_posix() for i in indices]
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        path = self.files[i]
-        try:
-            x = _decode(path, self.domain.channels, tuple(self.domain.grid_shape))
-        except DataError:
-            raise
-        except Exception as err:
-            raise DataError(f"{path}: unreadable or corrupt image ({_first_line(err)})") from None
+        x = read_pixels(self.files[i], self.domain.channels, tuple(self.domain.grid_shape), self.config.background)
         return to_model_space(cover_crop(x[None], tuple(self.domain.grid_shape))[0])
 
 
-_COLOUR_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "P", "LAB", "HSV"}
-
-
-def _conversion(n: int, seen: list[tuple[str, tuple[int, int]]], hw: tuple[int, int], channels: int) -> str:
-    """What the images become, said once at the start of training: sizes, channels, scaling."""
-    colour = sum(m in _COLOUR_MODES for m, _ in seen)
+def _conversion(seen: list[FileInfo], hw: tuple[int, int], channels: int, background: str, skipped: str) -> str:
+    """What the images become, said once at the start of training: sizes, channels, transparency,
+    frames, scaling, and the files that were not read."""
+    n, colour = len(seen), sum(info.colour for info in seen)
     kinds = ", ".join(x for x in (f"{colour} colour" if colour else "", f"{n - colour} greyscale" if n - colour else "") if x)
-    sizes = sorted({size for _, size in seen})
-    size_text = f"{sizes[0][0]}x{sizes[0][1]}" if len(sizes) == 1 else f"{sizes[0][0]}x{sizes[0][1]} to {sizes[-1][0]}x{sizes[-1][1]}"
+    by_area = sorted({info.size for info in seen}, key=lambda s: (s[0] * s[1], s))
+    small, large = by_area[0], by_area[-1]
+    size_text = f"{small[0]}x{small[1]}" if len(by_area) == 1 else f"{small[0]}x{small[1]} to {large[0]}x{large[1]}"
     target = "RGB (3 channels)" if channels == 3 else "greyscale (1 channel" + (", luma of the colour images)" if colour else ")")
-    return (f"{n} images ({kinds}; {size_text} px, width x height) become {hw[1]}x{hw[0]} px {target}: scaled to cover"
-            f" the grid, centre-cropped, intensities mapped to [-1, 1]; change with --set model.domain.resolution=N"
-            f" and --set model.domain.channels={3 if channels == 1 else 1}")
+    notes = []
+    transparent = sum(info.transparent for info in seen)
+    if transparent:
+        notes.append(f"{transparent} with transparency composited over {background} (data.background=white|black)")
+    frames = [info for info in seen if info.frames > 1]
+    if frames:
+        notes.append(f"{len(frames)} multi-frame file{'s' * (len(frames) != 1)}: first frame used")
+    if skipped:
+        notes.append(f"skipped {skipped}")
+    return (f"{n} image{'s' * (n != 1)} ({kinds}; {size_text} px, width x height) become{'s' * (n == 1)}"
+            f" {hw[1]}x{hw[0]} px {target}:"
+            f" scaled to cover the grid, centre-cropped, intensities mapped to [-1, 1]"
+            + "".join(f"; {note}" for note in notes)
+            + f"; change with --set model.domain.resolution=N and --set model.domain.channels={3 if channels == 1 else 1}")
 
 
 class BuiltinImagesConfig(SplitFields):

@@ -19,10 +19,9 @@ from inrkit.observations import check_options
 from inrkit.registry import PartConfig, domains
 
 from ..common import centre_grid, is_prepared_cache
+from .files import IMAGE_EXTENSIONS, find_images, no_images_error
 from .metrics import image_metrics, to_unit
 from .render import preview_resolution, render_png_grid
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 class ImageDomainConfig(PartConfig):
@@ -100,7 +99,7 @@ class ImageDomain(Domain):
     observation_options = ("mask",)
 
     def read_observations(self, path: Path, **options):
-        """An image (PNG/JPEG, any size) and ``mask=MASK`` of its size, white = observed."""
+        """An image (any format the image folders read, any size) and ``mask=MASK`` of its size, white = observed."""
         from .observations import read_observations
 
         return read_observations(self, path, **check_options(options, self.observation_options, "image observations"))
@@ -132,6 +131,8 @@ class ImageDomain(Domain):
             return "zarr_cache"
         if path.is_file():
             raise DataError(f"{path}: expected a folder of images ({', '.join(IMAGE_EXTENSIONS)}), got a file")
-        if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.rglob("*") if p.is_file()):
-            raise DataError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) found in this folder")
+        if path.is_dir():
+            found = find_images(path)
+            if not found.files:
+                raise no_images_error(path, IMAGE_EXTENSIONS, found)
         return "image_folder"

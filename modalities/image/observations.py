@@ -4,7 +4,8 @@
 both are area-averaged onto the run's grid, a cell is observed when most of it is, and its value
 is the mean of the observed pixels in it (hidden pixels never leak into an observed cell).
 The observations are then the observed cells' centres, ``(y, x)`` in [-1, 1]². ``read_item``
-reads one image as the training data is read (cover-resize, centre crop).
+reads one image as the training data is read (:mod:`.pixels`: transparency over white, first
+frame; cover-resize, centre crop).
 """
 from __future__ import annotations
 
@@ -17,10 +18,9 @@ import torch.nn.functional as F
 from inrkit.errors import DataError
 from inrkit.observations import Observations
 
-from .datasets import _first_line, cover_crop, match_channels, to_model_space, upright
+from .datasets import cover_crop, to_model_space
+from .pixels import first_line, has_transparency, match_channels, read_pixels, unit_array, upright
 from .render import render_png_grid
-
-OPAQUE_MODES = {"LA": "L", "RGBA": "RGB", "PA": "RGB"}
 
 
 def _open(path: Path, what: str):
@@ -28,37 +28,27 @@ def _open(path: Path, what: str):
 
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes), not an image")
     try:
         im = Image.open(path)
         im.load()
         im = upright(im)  # as viewers show it, where a mask drawn over it was drawn
     except Exception as err:  # PIL raises many types for truncated or foreign files
-        raise DataError(f"{path}: unreadable {what} ({_first_line(err)})") from None
+        raise DataError(f"{path}: unreadable {what} ({first_line(err)})") from None
     if im.width == 0 or im.height == 0:
         raise DataError(f"{path}: empty {what}")
     return im
 
 
 def _pixels(path: Path, channels: int) -> torch.Tensor:
-    """(c, H, W) on [0, 1] in the run's channel count; 1 or 3 channels (or opaque alpha) in the file."""
+    """(c, H, W) on [0, 1] in the run's channel count, read as the training data is read
+    (:mod:`.pixels`), except that transparency is refused: what is observed is the mask's to say."""
     im = _open(path, "image")
-    if im.mode == "1":
-        im = im.convert("L")
-    if im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    if im.mode in OPAQUE_MODES:
-        alpha = np.asarray(im.getchannel("A"))
-        if alpha.min() < 255:
-            raise DataError(f"{path}: image has {len(im.getbands())} channels ({im.mode}) with transparency;"
-                            " expected 1 (gray) or 3 (RGB) — give what is observed as --mask")
-        im = im.convert(OPAQUE_MODES[im.mode])
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.float32) / (65535.0 if im.mode.startswith("I;16") else max(float(np.max(im)), 1.0))
-    elif im.mode in ("L", "RGB", "F"):
-        arr = np.asarray(im, dtype=np.float32) / (1.0 if im.mode == "F" else 255.0)
-    else:
-        raise DataError(f"{path}: image has {len(im.getbands())} channels ({im.mode}); expected 1 (gray) or 3 (RGB)")
-    x = torch.from_numpy(np.clip(arr, 0, 1))
+    if has_transparency(im) and im.convert("RGBA").getchannel("A").getextrema()[0] < 255:
+        raise DataError(f"{path}: image has {len(im.getbands())} channels ({im.mode}) with transparency;"
+                        " expected 1 (gray) or 3 (RGB) — give what is observed as --mask")
+    x = torch.from_numpy(np.ascontiguousarray(unit_array(im, path), dtype=np.float32))
     x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
     return match_channels(x[None], channels)[0]
 
@@ -96,7 +86,11 @@ def read_observations(domain, path, mask=None) -> Observations:
 
 
 def read_item(domain, path) -> torch.Tensor:
-    x = _pixels(Path(path), domain.channels)
+    """One whole image, read exactly as an image folder's item is (transparency over white)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: image file not found")
+    x = read_pixels(path, domain.channels, tuple(domain.grid_shape))
     return to_model_space(cover_crop(x[None], tuple(domain.grid_shape))[0])
 
 

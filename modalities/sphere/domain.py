@@ -30,6 +30,7 @@ from inrkit.registry import PartConfig, domains
 from ..common import is_prepared_cache
 from .metrics import latitude_weights, sphere_metrics
 from .render import preview_resolution, render_maps, to_dataset, write_netcdf, write_zarr_store
+from .units import rmse_name as _rmse_name
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
@@ -115,9 +116,15 @@ class SphereDomain(Domain):
         """Physical units → model space (numpy or torch)."""
         return 2 * (values - self.config.t_min) / self.span - 1
 
+    @property
+    def rmse_name(self) -> str:
+        """The RMSE's metric name for the domain's units: ``rmse_k`` (temperatures), ``rmse_m_per_s`` (winds), ..."""
+        return _rmse_name(self.config.variable_units)
+
     def metrics(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """psnr_unit[_weighted], psnr_sym[_weighted], rmse_k[_weighted], mse: see sphere/metrics.py."""
-        return sphere_metrics(pred, target, self.lat_weights(pred.shape[-2]), self.span)
+        """psnr_unit[_weighted], psnr_sym[_weighted], ``rmse_name`` + [_weighted] (``rmse_k`` in kelvin), mse:
+        see sphere/metrics.py."""
+        return sphere_metrics(pred, target, self.lat_weights(pred.shape[-2]), self.span, self.rmse_name)
 
     # -- outputs ----------------------------------------------------------------------------
     def _dataset(self, grids: torch.Tensor, meta: dict | None = None, item_coords: dict | None = None):
@@ -191,7 +198,8 @@ class SphereDomain(Domain):
             "t_max": c.t_max,
             "metrics": {
                 "psnr_unit": "dB on [0,1] scaling", "psnr_sym": "dB on [-1,1] scaling, peak 1 (= psnr_unit - 6.02)",
-                "rmse_k": f"RMSE in {c.variable_units}", "*_weighted": "cell-area latitude weights", "mse": "model space",
+                self.rmse_name: f"RMSE in {c.variable_units}", "*_weighted": "cell-area latitude weights",
+                "mse": "model space",
             },
         }
 
@@ -225,11 +233,21 @@ class SphereDomain(Domain):
             if path.suffix.lower() == ".npz":
                 raise DataError(f"{path}: give the folder of .npz files (GASP layout), not one file")
             return "era5_xarray"
-        files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
-        if any(p.suffix.lower() == ".npz" for p in files):
+        from .folders import folder_contents
+
+        files, stores = folder_contents(path)
+        npz = sum(p.suffix.lower() == ".npz" for p in files)
+        xarray = sum(p.suffix.lower() in XARRAY_SUFFIXES for p in files) + len(stores)
+        if npz and xarray:
+            # one dataset reads one kind: picking one would drop the other without a word
+            raise DataError(f"{path}: holds {npz} .npz file(s) (GASP layout) and {xarray} NetCDF/GRIB file(s) or zarr"
+                            " store(s); keep one kind in the folder, or choose with --set data.name=era5_npz (the .npz)"
+                            " or --set data.name=era5_xarray (the others)")
+        if npz:
             return "era5_npz"
-        if any(p.suffix.lower() in XARRAY_SUFFIXES for p in files):
+        if xarray:
             return "era5_xarray"
         raise DataError(
-            f"{path}: no ERA5 data found (expected a NetCDF or GRIB file, a .zarr store, or a folder of .nc, .grib or .npz files)"
+            f"{path}: no ERA5 data found (expected a NetCDF or GRIB file, a .zarr store, or a folder of .nc, .grib or .npz"
+            " files or zarr stores)"
         )

@@ -12,6 +12,7 @@ from inrkit.errors import DataError
 from inrkit.registry import datasets
 
 from ..common import SplitFields, TensorDataset, select_split
+from .folders import folder_contents
 from .to_domain import REGRID, conversion_note, dataset_meta, domain_regridder
 from .units import unit_offset
 from .xarray_source import ALIASES, LAT_NAMES, LON_NAMES
@@ -66,7 +67,7 @@ class ERA5Npz(TensorDataset):
             raise DataError(f"data path does not exist: {root}")
         if not root.is_dir():
             raise DataError(f"{root}: expected a folder of .npz files")
-        files = sorted(p for p in root.rglob("*.npz") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts))
+        files = [p for p in folder_contents(root)[0] if p.suffix.lower() == ".npz"]
         if not files:
             raise DataError(f"{root}: no .npz files found in this folder")
         shift = unit_offset(config.units, domain.config.variable_units, f"{root} (data.units)")
@@ -86,7 +87,8 @@ class ERA5Npz(TensorDataset):
         super().__init__(torch.from_numpy(items), dataset_meta(
             domain, config, str(root), n_files=len(files), n_items=len(keep), file_units=config.units,
             conversion=conversion_note(domain, f"{len(keep)} .npz fields", tuple(next(iter(regridders.values())).src_shape)
-                                        if regridders else None, config.units),
+                                        if regridders else None, config.units,
+                                        method=config.regrid),
         ))
 
     def item_labels(self, indices) -> list[str]:

@@ -1,6 +1,7 @@
 """``era5_xarray``: ERA5 (or any lat/lon field) through xarray — NetCDF, zarr, GRIB or a folder of them.
 
-Each item is one time step as a float32 (1, n_lat, n_lon) model-space tensor on the domain's grid.
+Each item is one time step as a float32 (1, n_lat, n_lon) model-space tensor on the domain's grid,
+in time order across and within files (:mod:`.time_order`; a step found twice is an error).
 Files are read in full at open time — that is when NaN or inf values, missing variables or bad
 grids are reported, naming the file — and the regridded split is kept in memory.
 """
@@ -18,6 +19,7 @@ from inrkit.errors import DataError
 from inrkit.registry import datasets
 
 from ..common import SplitFields, TensorDataset, select_split
+from .time_order import time_order
 from .to_domain import REGRID, conversion_note, dataset_meta, domain_regridder
 from .units import resolve_units, unit_offset
 from .xarray_source import DEFAULT_VARIABLE, XarraySource, source_paths
@@ -56,42 +58,47 @@ class ERA5Xarray(TensorDataset):
         root = Path(config.path).expanduser()
         if not root.exists():
             raise DataError(f"data path does not exist: {root}")
-        sources = [XarraySource(p, config) for p in source_paths(root)]
-        if all(s.times is not None for s in sources):
-            # file names need not be chronological; files a time range left empty hold nothing
-            sources = sorted((s for s in sources if len(s.times)), key=lambda s: s.times[0]) + [
-                s for s in sources if not len(s.times)]
-        total = sum(s.n for s in sources)
-        if total == 0:
-            raise DataError(f"{root}: no time steps" + (f" in time range {config.time}" if config.time else ""))
-        keep = select_split(total, config)
-        items = np.empty((len(keep), 1, *domain.grid_shape), np.float32)
-        offset, filled, times, origin = 0, 0, [], []
+        sources = []
         try:
-            for src in sources:
-                where = f"{src.path}: variable '{src.variable}'"
+            for path in source_paths(root):
+                sources.append(XarraySource(path, config))
+            # items follow time, across files and within them; a step found twice is an error
+            order = time_order(sources, root)
+            total = len(order)
+            if total == 0:
+                raise DataError(f"{root}: no time steps" + (f" in time range {config.time}" if config.time else ""))
+            keep = select_split(total, config)
+            chosen = order[keep]  # (len(keep), 2): item k is step chosen[k, 1] of source chosen[k, 0]
+            items = np.empty((len(keep), 1, *domain.grid_shape), np.float32)
+            times: list = [None] * len(keep)
+            origin: list = [None] * len(keep)
+            for i, src in enumerate(sources):
+                where = src.where
                 src.units = resolve_units(src.units, config.units, where, "data.units")
                 shift = unit_offset(src.units, domain.config.variable_units, where)
                 regrid = domain_regridder(src.lat, src.lon, domain, where, config.regrid)
-                mine = keep[(keep >= offset) & (keep < offset + src.n)] - offset
+                slots = np.flatnonzero(chosen[:, 0] == i)
+                steps = chosen[slots, 1]
                 nans = 0
                 for t0 in range(0, src.n, CHUNK_STEPS):
                     block = src.read(t0, min(src.n, t0 + CHUNK_STEPS))
                     nans += int((~np.isfinite(block)).sum())
-                    sel = mine[(mine >= t0) & (mine < t0 + len(block))] - t0
-                    if nans or not len(sel):
+                    here = (steps >= t0) & (steps < t0 + len(block))
+                    if nans or not here.any():
                         continue
-                    items[filled : filled + len(sel), 0] = domain.to_model(regrid(block[sel]) + shift)
-                    filled += len(sel)
+                    items[slots[here], 0] = domain.to_model(regrid(block[steps[here] - t0]) + shift)
                 if nans:
                     raise DataError(f"{where} holds {nans} non-finite value(s) (NaN: missing data, or inf); fill or drop them first")
-                if src.times is not None:
-                    times.extend(src.times[mine])
-                origin.extend((src.path, int(t), shift) for t in mine)
-                offset += src.n
+                for k, t in zip(slots, steps):
+                    times[k] = None if src.times is None else src.times[t]
+                    origin[k] = (src.path, int(t), shift)
         finally:
             for src in sources:
                 src.ds.close()  # everything needed is in memory now
+        times = times if all(t is not None for t in times) else []
+        bad_time = next((s for s in sources if s.time_note), None)
+        undecoded = "" if bad_time is None else (
+            f"; {bad_time.path.name}: {bad_time.time_note}, so steps are taken in file order and labelled by position")
         self.times = np.asarray(times) if len(times) == len(keep) else None
         # the user's own grid, when every file shares one: reconstructions are also rendered there
         same = all(np.array_equal(s.lat, sources[0].lat) and np.array_equal(s.lon, sources[0].lon) for s in sources)
@@ -109,7 +116,8 @@ class ERA5Xarray(TensorDataset):
             file_units=sources[0].units or f"{domain.config.variable_units} (assumed: no units attribute)",
             conversion=conversion_note(domain, f"{len(keep)} time steps of '{sources[0].variable}'",
                                         (len(sources[0].lat), len(sources[0].lon)), sources[0].units,
-                                        assumed=sources[0].units is None),
+                                        assumed=sources[0].units is None, method=config.regrid) + undecoded,
+            **({"time_note": undecoded.strip("; ")} if undecoded else {}),
         ))
 
     def item_labels(self, indices) -> list[str]:

@@ -9,7 +9,10 @@ without latitude weighting; every name here says which:
   code that trains on [-1, 1] data usually computes it: MSE_sym = 4·MSE_unit, so
   psnr_sym = psnr_unit − 20·log10(2) ≈ psnr_unit − 6.02 dB. (Putting the peak-to-peak range 2
   over [-1, 1] errors gives psnr_unit again; no third number exists.)
-* ``rmse_k``: root mean squared error in kelvin (the domain's physical units);
+* ``rmse_<units>``: root mean squared error in the domain's physical units, named for them
+  (:func:`~inrkit_modalities.sphere.units.rmse_name`): ``rmse_k`` for temperatures (kelvin; the
+  same number in degrees Celsius), ``rmse_m_per_s`` for winds, ``rmse_mm`` for precipitation in
+  mm, and so on: a table of RMSEs never says kelvin of a field that is not a temperature;
 * ``*_weighted``: squared errors weighted by cell area (latitude weights with mean 1);
 * ``mse``: model space, unweighted (the scale the likelihood sees).
 """
@@ -47,14 +50,16 @@ def _psnr(mse: torch.Tensor, peak: float) -> torch.Tensor:
     return 10.0 * torch.log10(peak**2 / mse.clamp_min(MSE_FLOOR))
 
 
-def sphere_metrics(pred: torch.Tensor, target: torch.Tensor, lat_weights: torch.Tensor, span: float) -> dict[str, torch.Tensor]:
-    """``lat_weights`` (n_lat,) with mean 1; ``span`` = t_max - t_min in physical units."""
+def sphere_metrics(pred: torch.Tensor, target: torch.Tensor, lat_weights: torch.Tensor, span: float,
+                   rmse: str = "rmse_k") -> dict[str, torch.Tensor]:
+    """``lat_weights`` (n_lat,) with mean 1; ``span`` = t_max - t_min in physical units; ``rmse``: the
+    RMSE's name, for those units (``rmse_k`` for kelvin)."""
     err2 = (pred.float() - target.float()).pow(2)  # model space: [-1, 1]
     out = {}
     for suffix, w in (("", None), ("_weighted", lat_weights)):
         mse_unit = _mean_sq(err2, w) / 4.0  # [0, 1] errors are half the model-space ones
         out["psnr_unit" + suffix] = _psnr(mse_unit, 1.0)
         out["psnr_sym" + suffix] = _psnr(4.0 * mse_unit, 1.0)
-        out["rmse_k" + suffix] = mse_unit.sqrt() * span
+        out[rmse + suffix] = mse_unit.sqrt() * span
     out["mse"] = _mean_sq(err2, None)
     return out

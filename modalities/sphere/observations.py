@@ -18,6 +18,7 @@ import torch
 from inrkit.errors import DataError
 from inrkit.observations import Observations
 
+from .dims import index_by_coords
 from .domain import NETCDF_SUFFIXES, looks_like_zarr
 from .to_domain import domain_regridder
 from .units import resolve_units, unit_offset
@@ -73,7 +74,7 @@ def _check_infinite(where: str, values: np.ndarray) -> None:
 
 def _xarray(path: Path, variable: str | None):
     ds = open_xarray(path)
-    da = _variable(ds, path, variable)
+    da = index_by_coords(_variable(ds, path, variable))  # y/x dims with 1-D latitude/longitude coordinates
     where = f"{path}: variable '{da.name}'"
     da = da.squeeze(drop=True)
     lat_d, lon_d = find_dim(da, LAT_NAMES), find_dim(da, LON_NAMES)
@@ -137,7 +138,7 @@ def read_item(domain, path, units: str | None = None, variable: str | None = Non
     if path.suffix.lower() in TABLE_SUFFIXES:
         raise DataError(f"{path}: a table of points is not a whole field; complete it with `inrkit complete`")
     ds = open_xarray(path)
-    da = _variable(ds, path, variable).squeeze(drop=True)
+    da = index_by_coords(_variable(ds, path, variable)).squeeze(drop=True)
     where = f"{path}: variable '{da.name}'"
     lat_d, lon_d = find_dim(da, LAT_NAMES), find_dim(da, LON_NAMES)
     if lat_d is None or lon_d is None or da.ndim != 2:

@@ -16,8 +16,19 @@ import numpy as np
 from inrkit.io import atomic_output, atomic_write_bytes
 
 from ..common import PNG_SOFTWARE, columns
+from .units import is_temperature
 
 VARIABLE = "2m_temperature"
+OTHER_VARIABLE = "field"  # a domain in units that are no temperature (winds, precipitation): no name is known
+
+
+def variable_labels(units: str) -> tuple[str, dict[str, str], str]:
+    """What outputs call the field: NetCDF variable name, its CF attributes, the map's colour-bar
+    label. 2 m temperature for a domain in kelvin or Celsius; for other units (winds in m/s, say)
+    a plain ``field`` in those units, never a temperature's names."""
+    if is_temperature(units):
+        return VARIABLE, {"units": units, "long_name": "2 metre temperature", "standard_name": "air_temperature"}, "2 m temperature"
+    return OTHER_VARIABLE, {"units": units, "long_name": f"field in {units}"}, "field"
 
 
 def to_dataset(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray, units: str, meta: dict | None = None,
@@ -34,9 +45,9 @@ def to_dataset(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray, units: str,
             "latitude": ("latitude", lat.astype(np.float64), {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude", "axis": "Y"}),
             "longitude": ("longitude", lon.astype(np.float64), {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude", "axis": "X"}),
         },
-        attrs={"units": units, "long_name": "2 metre temperature", "standard_name": "air_temperature"},
+        attrs=variable_labels(units)[1],
     )
-    ds = da.to_dataset(name=VARIABLE)
+    ds = da.to_dataset(name=variable_labels(units)[0])
     ds["sample"].attrs["long_name"] = "generated or reconstructed sample index"
     for name, values in (item_coords or {}).items():
         values = np.asarray(values)[: fields.shape[0]]
@@ -82,7 +93,7 @@ def preview_resolution(shape) -> tuple[int, int]:
 def render_maps(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray, path: Path, units: str,
                 vmin: float | None = None, vmax: float | None = None, ncol: int | None = None,
                 titles: Sequence[str] | None = None, reference: np.ndarray | None = None,
-                variable: str = "2 m temperature") -> Path:
+                variable: str | None = None) -> Path:
     """(B, n_lat, n_lon) physical fields → one PNG of equirectangular maps (at least MAP_PX wide):
     latitude/longitude ticks and gridlines, a title per panel, one colour scale for all panels with
     the variable and units on its bar; with ``reference`` (same items, any grid of the same
@@ -90,6 +101,7 @@ def render_maps(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray, path: Path
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    variable = variable or variable_labels(units)[2]
     b = fields.shape[0]
     per = 1 if reference is None else 2
     ncol = ncol or (columns(b) if per == 1 else min(b, 2))

@@ -67,14 +67,15 @@ def dataset_meta(domain, cfg, source: str, **extra) -> dict:
 
 
 def conversion_note(domain, what: str, source_grid: tuple[int, int] | None, units: str | None,
-                    assumed: bool = False) -> str:
+                    assumed: bool = False, method: str = "bilinear") -> str:
     """What the fields become, said once at the start of training: grid, units, scaling
-    (``assumed``: the files name no units, so they are taken to be the domain's)."""
+    (``assumed``: the files name no units, so they are taken to be the domain's; ``method``: the regridding)."""
     c = domain.config
     n_lat, n_lon = domain.grid_shape
     grid = "" if source_grid is None else f" on a {source_grid[0]}x{source_grid[1]} latitude x longitude grid"
     same = source_grid is not None and tuple(source_grid) == (n_lat, n_lon)
-    how = "are kept on" if same else "are regridded (bilinear, periodic in longitude) to"
+    how = "are kept on" if same else (
+        "are regridded (bilinear, periodic in longitude) to" if method == "bilinear" else f"are regridded ({method}) to")
     unit_text = f", converted from {units} to {c.variable_units}" if units and unit_kind(units) != unit_kind(c.variable_units) else ""
     if assumed:
         unit_text = f", taken to be in {c.variable_units} (the files name no units: set data.units if they are not)"

@@ -56,3 +56,38 @@ def resolve_units(file_units: str | None, given: str | None, where: str, given_a
     if file_units and given and unit_kind(file_units) != unit_kind(given):
         raise DataError(f"{where}: the file says units '{file_units}' but {given_as} says '{given}'")
     return file_units or given
+
+
+def is_temperature(units: str) -> bool:
+    return unit_kind(units) in ("K", "degC")
+
+
+def metric_suffix(units: str) -> str:
+    """The units part of a metric name (``rmse_<suffix>``): ``k`` for temperatures (an RMSE is a
+    temperature difference, the same number in kelvin and in degrees Celsius), else the units in
+    one spelling made of name characters: 'm/s' and 'm s**-1' -> ``m_per_s``, 'm2 s-2' ->
+    ``m2_per_s2``, 'kg m-2 s-1' -> ``kg_per_m2_s``, 'mm' -> ``mm``, '%' -> ``percent``, '1' and
+    'kg kg-1' -> ``dimensionless``; words stay words ('m of water equivalent')."""
+    text = (units or "").strip()
+    if not text:
+        return "model_units"
+    if is_temperature(text):
+        return "k"
+    if " " in text and not re.search(r"[\d/*^.-]", text):
+        return re.sub(r"[^0-9A-Za-z]+", "_", text).strip("_")  # a phrase, not a product of symbols
+    canon = "" if text == "1" else _canonical(text)
+    parts = canon.split()
+    if not parts:
+        return "dimensionless"
+    if all(re.fullmatch(r"[A-Za-z]+-?\d*", q) for q in parts):
+        num = [q for q in parts if "-" not in q]
+        den = sorted(q.replace("-", "").removesuffix("1") if q.endswith("-1") else q.replace("-", "") for q in parts if "-" in q)
+        text = "_".join(num or ["1"]) + ("_per_" + "_".join(den) if den else "")
+    else:
+        text = canon.replace("/", " per ").replace("^", "")
+    return re.sub(r"[^0-9A-Za-z]+", "_", text.replace("%", "percent")).strip("_") or "model_units"
+
+
+def rmse_name(units: str) -> str:
+    """``rmse_k`` for a temperature domain, ``rmse_m_per_s`` for winds: see :func:`metric_suffix`."""
+    return f"rmse_{metric_suffix(units)}"

@@ -1,4 +1,5 @@
-"""Shape datasets read where users keep them: voxel tensors (GASP layout) and mesh trees.
+"""Shape datasets read where users keep them: voxel tensors (GASP layout) and mesh trees
+(OBJ/PLY/OFF/STL/GLB/glTF, read by ``meshfiles``).
 
 Items are float32 ``(1, R, R, R)`` occupancies in {0, 1} at the domain's resolution, axes
 (x, y, z). Files are found recursively and sorted by relative path; hidden files and folders
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +22,19 @@ from inrkit.errors import DataError
 from inrkit.registry import datasets
 
 from ..common import SplitFields, select_split
+from .meshfiles import MESH_EXTENSIONS, MESH_FORMATS, _first_line, check_mesh_file, read_mesh
 from .voxelize import normalise_mesh, resample, voxelize_mesh
 
 VOXEL_EXTENSIONS = (".pt", ".npy")
-MESH_EXTENSIONS = (".obj", ".ply", ".off", ".stl")
 # bump when voxelisation changes, so that stale cached voxels are not reused
-_VOXELIZER_VERSION = 1
+# (2: meshes with holes are filled by the generalized winding number)
+_VOXELIZER_VERSION = 2
+# meshes with holes announced one by one (as warnings) per dataset; the rest are only listed in its meta
+_OPEN_NOTES = 5
+
+
+class OpenMeshWarning(UserWarning):
+    """A mesh is not watertight: its inside comes from the generalized winding number."""
 
 
 def _find(root: Path, exts: tuple[str, ...]) -> list[Path]:
@@ -43,11 +52,6 @@ def find_voxel_files(root: Path) -> list[Path]:
 
 def find_mesh_files(root: Path) -> list[Path]:
     return _find(root, MESH_EXTENSIONS)
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def _open_root(path: str, what: str) -> Path:
@@ -194,12 +198,15 @@ def _writable_dir(path: Path) -> bool:
         return False
 
 
-@datasets.register("mesh_folder", config=MeshFolderConfig, description="a folder tree of OBJ/PLY/OFF/STL meshes, voxelised on the fly (cached)")
+@datasets.register("mesh_folder", config=MeshFolderConfig,
+                   description="a folder tree of OBJ/PLY/OFF/STL/GLB/glTF meshes, voxelised on the fly (cached)")
 class MeshFolder(Dataset):
     """Meshes normalised into [-1, 1]^3 (bounding-box centre, longest side) and voxelised.
 
-    Closed meshes: exact centre-inside test; open ones: surface voxels with cavities filled.
-    Each result is cached as ``.npy``, keyed by the file's path, size, mtime and the margin.
+    Watertight meshes: exact centre-inside test; meshes with holes: the centre's generalized
+    winding number exceeds 1/2. Each result is cached as ``.npy``, keyed by the file's path, size,
+    mtime and the margin; a mesh found not watertight also leaves a ``.open`` marker beside it, so
+    that ``meta["not_watertight"]`` lists it in later runs too.
     """
 
     def __init__(self, config: MeshFolderConfig, domain):
@@ -208,6 +215,8 @@ class MeshFolder(Dataset):
         found = find_mesh_files(root)
         if not found:
             raise DataError(f"{root}: no meshes ({', '.join(MESH_EXTENSIONS)}) found in this folder")
+        for f in found:  # cheap header checks: a point cloud fails now, not in the middle of training
+            check_mesh_file(f)
         self.root = root
         self.files = [found[i] for i in select_split(len(found), config)]
         R = int(domain.grid_shape[0])
@@ -224,17 +233,23 @@ class MeshFolder(Dataset):
                 raise DataError(f"cannot write voxel cache: neither {wanted} nor {self.cache_dir} is writable")
         self.meta = {
             "source": str(root),
-            "format": "meshes (.obj/.ply/.off/.stl), voxelised",
+            "format": f"meshes ({MESH_FORMATS}), voxelised",
             "split": config.split,
             "n_items": len(self.files),
             "resolution": R,
             "normalisation": f"bounding-box centre at 0, longest side 2*(1-{config.margin})",
-            "voxelisation": "voxel centre inside (closed meshes); surface + filled cavities (open meshes)",
+            "voxelisation": ("voxel centre inside (watertight meshes); generalized winding number of the centre > 1/2"
+                             " (meshes with holes, listed under not_watertight once voxelised)"),
+            "not_watertight": [],
             "cache_dir": str(self.cache_dir),
             "conversion": (f"{len(self.files)} meshes are centred on their bounding box, scaled to a longest side of"
-                           f" {2 * (1 - config.margin):g} in [-1, 1]^3 and voxelised to {R}^3 occupancies; change with"
-                           " --set model.domain.resolution=N"),
+                           f" {2 * (1 - config.margin):g} in [-1, 1]^3 and voxelised to {R}^3 occupancies (meshes with"
+                           " holes: by their generalized winding number); change with --set model.domain.resolution=N"),
         }
+        self._open_noted = 0
+        for f in self.files:
+            if self.cache_path(f).with_suffix(".open").is_file():
+                self._record_open(f, voxelised_now=False)
 
     def cache_path(self, path: Path) -> Path:
         st = path.stat()
@@ -259,7 +274,10 @@ class MeshFolder(Dataset):
             except Exception:  # a damaged cache entry is rebuilt, never trusted
                 vol = None
         if vol is None or vol.shape != tuple(self.domain.grid_shape):
-            vol = self._voxelize(path)
+            vol, watertight = self._voxelize(path)
+            if not watertight:
+                self._record_open(path, voxelised_now=True)
+                self._mark(cached.with_suffix(".open"), path)
             self._store(cached, vol)
         return torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32))[None]
 
@@ -268,34 +286,39 @@ class MeshFolder(Dataset):
         ``source = cube * scale + centre`` (the inverse of the normalisation, read from the file's bounds)."""
         out = []
         for i in indices:
-            lo, hi = self._load_mesh(self.files[i]).bounds
+            lo, hi = read_mesh(self.files[i]).bounds
             out.append(((lo + hi) / 2, float(np.max(hi - lo)) / (2 * (1 - self.config.margin))))
         return out
 
-    @staticmethod
-    def _load_mesh(path: Path):
-        import trimesh
+    def _record_open(self, path: Path, voxelised_now: bool) -> None:
+        rel = path.relative_to(self.root).as_posix()
+        listed = self.meta["not_watertight"]
+        if rel in listed:
+            return
+        listed.append(rel)
+        listed.sort()
+        if voxelised_now and self._open_noted < _OPEN_NOTES:
+            self._open_noted += 1
+            more = ("; further ones are listed, not announced, under not_watertight in the dataset's metadata"
+                    if self._open_noted == _OPEN_NOTES else "")
+            warnings.warn(f"{path}: mesh is not watertight (holes or open edges): voxelised by its generalized"
+                          f" winding number (inside where > 1/2){more}", OpenMeshWarning, stacklevel=3)
 
-        try:
-            # unprocessed first: trimesh's processing silently drops non-finite vertices and their faces
-            raw = trimesh.load(path, force="mesh", process=False)
-        except Exception as err:
-            raise DataError(f"{path}: unreadable mesh ({_first_line(err)})") from None
-        if not isinstance(raw, trimesh.Trimesh) or len(raw.faces) == 0:
-            raise DataError(f"{path}: mesh has no faces")
-        bad = int((~np.isfinite(np.asarray(raw.vertices))).sum())
-        if bad:
-            raise DataError(f"{path}: the mesh's vertices hold {bad} non-finite coordinate(s) (NaN or inf)")
-        mesh = trimesh.Trimesh(vertices=raw.vertices, faces=raw.faces, process=True)
-        return mesh
-
-    def _voxelize(self, path: Path) -> np.ndarray:
-        mesh = self._load_mesh(path)
+    def _voxelize(self, path: Path) -> tuple[np.ndarray, bool]:
+        """The occupancy grid and whether the mesh was watertight."""
+        mesh = read_mesh(path)
         try:
             mesh = normalise_mesh(mesh, self.config.margin)
         except ValueError as err:
             raise DataError(f"{path}: {err}") from None
-        return voxelize_mesh(mesh, int(self.domain.grid_shape[0]))
+        return voxelize_mesh(mesh, int(self.domain.grid_shape[0])), bool(mesh.is_watertight)
+
+    @staticmethod
+    def _mark(marker: Path, path: Path) -> None:
+        try:
+            marker.write_text(f"{path}: not watertight\n")
+        except OSError:  # the marker only feeds the metadata of later runs
+            pass
 
     @staticmethod
     def _store(path: Path, vol: np.ndarray) -> None:

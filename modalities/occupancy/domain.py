@@ -19,9 +19,14 @@ from inrkit.observations import check_options
 from inrkit.registry import PartConfig, domains
 
 from ..common import centre_grid, is_prepared_cache
-from .datasets import find_mesh_files, find_voxel_files
+from .datasets import VOXEL_EXTENSIONS, find_mesh_files, find_voxel_files
+from .meshfiles import MESH_EXTENSIONS
 from .metrics import occupancy_metrics
 from .render import mesh_formats, preview_resolution, render_occupancy
+
+
+# what a data folder may hold, as the error messages name it
+_KINDS = f"voxel tensors ({'/'.join(VOXEL_EXTENSIONS)}) or meshes ({'/'.join(MESH_EXTENSIONS)})"
 
 
 class OccupancyDomainConfig(PartConfig):
@@ -114,9 +119,9 @@ class OccupancyDomain(Domain):
         if is_prepared_cache(path):
             return "zarr_cache"
         if not path.is_dir():
-            raise DataError(f"{path}: expected a folder of voxel tensors (.pt/.npy) or meshes (.obj/.ply/.off/.stl)")
+            raise DataError(f"{path}: expected a folder of {_KINDS}")
         if find_voxel_files(path):
             return "voxel_folder"
         if find_mesh_files(path):
             return "mesh_folder"
-        raise DataError(f"{path}: no voxel tensors (.pt/.npy) or meshes (.obj/.ply/.off/.stl) found in this folder")
+        raise DataError(f"{path}: no {_KINDS} found in this folder")

@@ -9,9 +9,13 @@ import numpy as np
 import trimesh
 from scipy import ndimage
 
+from .winding import oriented_with_cap, winding_numbers
+
 # Column positions are nudged by an irrational amount so that no ray passes exactly through a
 # mesh edge or vertex; otherwise a crossing on a shared edge is counted twice (or not at all).
 _NUDGE = np.array([1.234567e-7 * np.sqrt(2.0), 1.234567e-7 * np.sqrt(3.0)])
+# Open meshes are also probed off horizontal planes (a cap may lie in the plane of voxel centres).
+_NUDGE_3D = np.array([*_NUDGE, 1.234567e-7 * np.sqrt(5.0)])
 # Bound on (triangle, column) candidate pairs held at once, so huge meshes stay in bounded memory.
 _MAX_PAIRS = 4_000_000
 
@@ -35,22 +39,51 @@ def normalise_mesh(mesh: trimesh.Trimesh, margin: float = 0.05) -> trimesh.Trime
 def voxelize_mesh(mesh: trimesh.Trimesh, resolution: int) -> np.ndarray:
     """(R, R, R) bool occupancy of a mesh already placed inside [-1, 1]^3.
 
-    Closed meshes: exact centre-inside test, by casting one ray per (x, y) column along z and
-    accumulating the winding number (overlapping closed parts, common in ShapeNet, stay solid).
-    Open meshes: the voxels the surface passes through, with enclosed cavities filled.
+    Closed (watertight) meshes: exact centre-inside test, by casting one ray per (x, y) column
+    along z and accumulating the winding number (overlapping closed parts, common in ShapeNet,
+    stay solid). Open meshes (holes): the generalized winding number at each centre exceeds 1/2
+    (see ``winding``), so a missing face does not leave the shape hollow.
     """
     if mesh.is_watertight:
         return _solid_columns(mesh, resolution, winding=bool(mesh.is_winding_consistent))
-    return surface_voxels(mesh, resolution)
+    return open_mesh_voxels(mesh, resolution)
+
+
+def open_mesh_voxels(mesh: trimesh.Trimesh, R: int) -> np.ndarray:
+    """Voxels whose centre has a generalized winding number above 1/2, for meshes with holes.
+
+    Exact: ``w = (signed ray crossings of surface + cap) - (solid angles of the cap)``, both
+    taken at the centres moved by ``_NUDGE_3D`` so that they agree on points lying on a triangle;
+    where the cap would have more triangles than the surface, the surface's solid angles are summed.
+    """
+    tri, cap = oriented_with_cap(mesh)
+    c = centres(R)
+    points = np.stack(np.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3) + _NUDGE_3D
+    if len(cap) >= len(tri):
+        w = winding_numbers(tri, points)
+    else:
+        # pad: a nudged centre inside a triangle's xy box is always tried (every crossing counts)
+        closed = _column_winding(np.concatenate([tri, cap]), R, winding=True, nudge=_NUDGE_3D, pad=1e-3)
+        w = closed.reshape(-1) - winding_numbers(cap, points)
+    return (w > 0.5).reshape(R, R, R)
 
 
 def _solid_columns(mesh: trimesh.Trimesh, R: int, winding: bool) -> np.ndarray:
     tri = np.asarray(mesh.triangles, dtype=np.float64)  # (F, 3 corners, 3)
     # A winding-consistent mesh may still be inside out; make entering crossings count +1.
     flip = winding and float(mesh.volume) < 0
+    inside = _column_winding(tri, R, winding, flip=flip)
+    return inside != 0 if winding else (inside % 2) == 1
+
+
+def _column_winding(tri: np.ndarray, R: int, winding: bool, flip: bool = False, nudge: np.ndarray = _NUDGE,
+                    pad: float = 1e-9) -> np.ndarray:
+    """(R, R, R) int: signed (``winding``) or plain crossings of the triangles below each voxel
+    centre + ``nudge`` ((x, y) or (x, y, z)), counted along the +z column through it. A triangle
+    is tried on the columns its xy box covers, widened by ``pad`` voxels."""
     delta = np.zeros((R, R, R + 1), dtype=np.int32)
-    lo = np.clip(np.ceil((tri[..., :2].min(1) + 1) * R / 2 - 0.5 - 1e-9), 0, R).astype(np.int64)
-    hi = np.clip(np.floor((tri[..., :2].max(1) + 1) * R / 2 - 0.5 + 1e-9), -1, R - 1).astype(np.int64)
+    lo = np.clip(np.ceil((tri[..., :2].min(1) + 1) * R / 2 - 0.5 - pad), 0, R).astype(np.int64)
+    hi = np.clip(np.floor((tri[..., :2].max(1) + 1) * R / 2 - 0.5 + pad), -1, R - 1).astype(np.int64)
     counts = np.maximum(hi - lo + 1, 0)
     n_pairs = counts[:, 0] * counts[:, 1]
     keep = np.nonzero(n_pairs)[0]
@@ -66,7 +99,7 @@ def _solid_columns(mesh: trimesh.Trimesh, R: int, winding: bool) -> np.ndarray:
         nx = counts[t, 0]
         ix = lo[t, 0] + local % nx
         iy = lo[t, 1] + local // nx
-        p = np.stack([c[ix], c[iy]], -1) + _NUDGE
+        p = np.stack([c[ix], c[iy]], -1) + nudge[:2]
         a, b, d = tri[t, 0], tri[t, 1], tri[t, 2]
         # 2D barycentric coordinates of the column in the triangle's xy projection
         v0, v1, v2 = b[:, :2] - a[:, :2], d[:, :2] - a[:, :2], p - a[:, :2]
@@ -81,6 +114,8 @@ def _solid_columns(mesh: trimesh.Trimesh, R: int, winding: bool) -> np.ndarray:
         u, v, den, t, ix, iy = u[ok], v[ok], den[ok], t[ok], ix[ok], iy[ok]
         z = (1 - u - v) * tri[t, 0, 2] + u * tri[t, 1, 2] + v * tri[t, 2, 2]
         # first voxel whose centre lies above the crossing
+        if len(nudge) == 3:
+            z = z - nudge[2]
         k = np.clip(np.floor((z + 1) * R / 2 - 0.5).astype(np.int64) + 1, 0, R)
         if winding:
             # den > 0: the triangle is counter-clockwise seen from +z, i.e. its normal points up,
@@ -89,8 +124,7 @@ def _solid_columns(mesh: trimesh.Trimesh, R: int, winding: bool) -> np.ndarray:
             np.add.at(delta, (ix, iy, k), step.astype(np.int32))
         else:
             np.add.at(delta, (ix, iy, k), 1)
-    inside = np.cumsum(delta, axis=2)[..., :R]
-    return inside != 0 if winding else (inside % 2) == 1
+    return np.cumsum(delta, axis=2)[..., :R]
 
 
 def surface_voxels(mesh: trimesh.Trimesh, resolution: int) -> np.ndarray:

@@ -65,7 +65,13 @@ def read_mesh(path: Path) -> trimesh.Trimesh:
             others.append(geom)
             continue
         transform = np.asarray(transform, dtype=np.float64)
-        v = np.asarray(geom.vertices, dtype=np.float64) @ transform[:3, :3].T + transform[:3, 3]
+        v = np.asarray(geom.vertices, dtype=np.float64)
+        bad = int((~np.isfinite(v)).sum())  # before the transform: a matmul over NaN warns on some BLAS
+        if bad:
+            raise DataError(f"{path}: the mesh's vertices hold {bad} non-finite coordinate(s) (NaN or inf)")
+        if not np.isfinite(transform).all():
+            raise DataError(f"{path}: a node's transform holds non-finite values (NaN or inf)")
+        v = v @ transform[:3, :3].T + transform[:3, 3]
         f = np.asarray(geom.faces, dtype=np.int64)
         if np.linalg.det(transform[:3, :3]) < 0:  # a mirroring node turns its faces inside out
             f = f[:, ::-1]
@@ -77,9 +83,6 @@ def read_mesh(path: Path) -> trimesh.Trimesh:
             raise DataError(f"{path}: holds no geometry (no faces); {_INSTEAD}")
         raise _no_faces(path, _describe(others))
     vertices = np.concatenate(vertices)
-    bad = int((~np.isfinite(vertices)).sum())
-    if bad:
-        raise DataError(f"{path}: the mesh's vertices hold {bad} non-finite coordinate(s) (NaN or inf)")
     return trimesh.Trimesh(vertices=vertices, faces=np.concatenate(faces), process=True)
 
 

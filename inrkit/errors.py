@@ -84,3 +84,28 @@ def os_error_message(err: OSError, path=None) -> str:
 class InrkitWarning(UserWarning):
     """Something worth telling the user that is not an error (an output that could not be made);
     the CLI shows it as one ``warning:`` line."""
+
+
+def from_worker(err: InrkitError) -> InrkitError:
+    """torch re-raises an error of a DataLoader worker as ``type(err)("Caught X in DataLoader worker
+    process 0.\nOriginal Traceback ...\nmodule.X: message")``: the error with its own one line back."""
+    lines = str(err).strip().splitlines()
+    if len(lines) < 2 or not (lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]):
+        return err
+    head = f"{type(err).__module__}.{type(err).__name__}: "
+    message = next((line[len(head):] for line in reversed(lines) if line.startswith(head)), None)
+    try:
+        return err if message is None else type(err)(message)
+    except TypeError:  # an error class built from other arguments: as it came
+        return err
+
+
+class NonFiniteLoss(InrkitError):
+    """Training produced NaN/inf: the run stops before any checkpoint could hold it."""
+
+    def __init__(self, stage: str, step: int, weights: bool = False):
+        what = "the weights became non-finite by" if weights else "the loss became non-finite at"
+        super().__init__(f"stage '{stage}': {what} step {step}; no checkpoint holds it, the newest one is the last"
+                         f" good state (continue with --resume and e.g. --set train.{stage}.lr=<lower> or"
+                         f" --set train.precision=fp32)")
+        self.stage, self.step = stage, step

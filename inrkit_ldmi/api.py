@@ -9,7 +9,8 @@ from torch.utils.data import Dataset
 from inrkit.errors import ConfigError
 from inrkit.recipe import Recipe
 from inrkit.registry import spec_of
-from inrkit.runs import CONFIG_FILE, SUMMARY_FILE, WEIGHTS_FILE, Run, stage_plan
+from inrkit.run_folder import CONFIG_FILE, SUMMARY_FILE, WEIGHTS_FILE
+from inrkit.runs import Run, stage_plan
 from inrkit.train import Engine
 from inrkit.train import checkpoint as ckpt
 

@@ -41,7 +41,8 @@ from inrkit.distances import nn_distances, set_frechet_distance
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError
 from inrkit.io import atomic_write_text, load_tensors, save_state, write_json
 from inrkit.recipe import Recipe
-from inrkit.runs import SUMMARY_FILE, WEIGHTS_FILE, prepare_run_dir, save_run_config
+from inrkit.run_folder import SUMMARY_FILE, WEIGHTS_FILE, prepare_run_dir
+from inrkit.runs import save_run_config
 from inrkit.train import resolve_device
 
 from .compare import (PRIORS, StepClock, environment, is_oom, plan_configs, resolved, seed_list, seeded_model, slug, sync,

@@ -22,7 +22,7 @@ from inrkit.config import load_yaml
 from inrkit.errors import CheckpointError
 from inrkit.io import atomic_write_text
 from inrkit.train.fast import speed_text
-from inrkit.runs import CONFIG_FILE, RUN_INFO_FILE, SUMMARY_FILE
+from inrkit.run_folder import CONFIG_FILE, RUN_INFO_FILE, SUMMARY_FILE
 
 from .stats import split_note, stat_text
 

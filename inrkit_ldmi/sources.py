@@ -18,7 +18,8 @@ import torch
 
 from inrkit.errors import CheckpointError, ConfigError, os_error_message
 from inrkit.io import load_tensors
-from inrkit.runs import is_run_dir, read_run_config, weights_path
+from inrkit.run_folder import is_run_dir
+from inrkit.runs import read_run_config, weights_path
 
 from .autoencoder_kl import AutoencoderKLConfig
 from .config import build_part, validate_part

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import pydantic
@@ -14,6 +15,22 @@ from inrkit.data import split_indices
 from inrkit.errors import DataError
 from inrkit.io import atomic_write_bytes
 from inrkit.registry import PartConfig
+
+
+def walk_data(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """``os.walk`` of a data folder as every modality reads one: symbolic links followed, each real
+    folder once (a link loop, or two links to one place, is walked once), hidden entries dropped,
+    names sorted. Yields ``(folder, subfolder names, file names)``; clear or prune the subfolder
+    list to skip below."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        yield Path(dirpath), dirnames, sorted(f for f in filenames if not f.startswith("."))
 
 
 def cell_centres(n: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ from inrkit.train import Engine, StageConfig, Trainer
 from inrkit.train import checkpoint as ckpt
 from inrkit.train.fast import DeviceData, StepLogs, make_optimizer
 from inrkit.train.schedule import stage_lr
-from inrkit.train.trainer import NonFiniteLoss
+from inrkit.errors import NonFiniteLoss
 
 from test_trainer import Items, Toy, ToyTrain
 

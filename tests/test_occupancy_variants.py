@@ -316,3 +316,32 @@ def test_cli_point_cloud_is_exit_2_and_one_line(tmp_path, capsys):
     code, _, err = cli(["data", "show", "-m", "occupancy", "--data", tmp_path, "--out", tmp_path / "s.png"], capsys)
     one_line_error(code, err, "scan.ply", "no faces")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["box.stl", "scan.ply"]
+
+
+def test_inrkit_folders_hidden_entries_and_link_loops_inside_a_shape_folder_are_passed_over(tmp_path):
+    """Sampled meshes in a run or output folder kept under the data are not data; a link back up is
+    walked once; hidden files are skipped. A user's own folder named like a run's is still read."""
+    from inrkit.outputs import MANIFEST
+    from inrkit_modalities.occupancy.datasets import find_mesh_files, find_voxel_files
+
+    root = tmp_path / "shapes"
+    box = trimesh.creation.box()
+    for rel in ("a/one.obj", "b/two.ply", "run/samples/s0.obj", "run/x.obj", "out/m.obj", ".hid/h.obj",
+                "mine/config.yaml/../three.off"):
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.suffix != ".yaml":
+            box.export(p)
+    (root / "run" / "config.yaml").write_text("schema_version: 3\nmodel: {}\n")
+    (root / "out" / MANIFEST).write_text('{"format": 1, "files": []}\n')
+    (root / "mine" / "config.yaml").rmdir()
+    (root / "mine" / "config.yaml").write_text("not: a run\n")  # a user's file of that name: still their data
+    (root / "a" / "up").symlink_to(root, target_is_directory=True)
+    np.save(root / "a" / "v.npy", np.zeros((4, 4, 4), np.float32))
+    (root / "run" / "samples" / "s.npy").write_bytes(b"")
+
+    rel = [p.relative_to(root).as_posix() for p in find_mesh_files(root)]
+    assert rel == ["a/one.obj", "b/two.ply", "mine/three.off"], rel
+    assert [p.relative_to(root).as_posix() for p in find_voxel_files(root)] == ["a/v.npy"]
+    ds = open_dataset(occupancy(8), root, split="all", name="mesh_folder", cache_dir=str(tmp_path / "cache"))
+    assert len(ds) == 3

@@ -15,7 +15,7 @@ from inrkit.errors import DataError
 from inrkit_modalities.sphere.metrics import latitude_weights
 from inrkit_modalities.sphere.regrid import ConservativeRegridder, Regridder, make_regridder
 
-from conftest import run_cli
+from conftest import needs_grib, run_cli
 
 
 def sphere(**kw):
@@ -88,11 +88,7 @@ def _write_grib(path, fields, dates):
             eccodes.codes_release(h)
 
 
-GRIB_MISSING = importlib.util.find_spec("cfgrib") is None or importlib.util.find_spec("eccodes") is None
-
-
-@pytest.mark.skipif(GRIB_MISSING, reason="the 'grib' extra (cfgrib, eccodes, eccodeslib) is not installed; "
-                                         "`make test` installs it through the test extra")
+@needs_grib
 def test_grib_file_reads_like_netcdf(tmp_path):
     lat, lon = np.linspace(90, -90, 37), np.arange(0.0, 360.0, 5.0)
     fields = [250 + 40 * np.cos(np.deg2rad(lat))[:, None] ** 2 + 3 * np.sin(np.deg2rad(lon))[None] + t for t in range(3)]
@@ -109,8 +105,7 @@ def test_grib_file_reads_like_netcdf(tmp_path):
     assert sorted(p.name for p in data.iterdir()) == ["era5_2t.grib"]  # no cfgrib .idx left in the user's folder
 
 
-@pytest.mark.skipif(GRIB_MISSING, reason="the 'grib' extra (cfgrib, eccodes, eccodeslib) is not installed; "
-                                         "`make test` installs it through the test extra")
+@needs_grib
 def test_a_truncated_or_damaged_grib_file_is_one_error(tmp_path, capfd):
     """cfgrib skips a damaged message with a logged traceback and reads the rest: here that is an
     error naming the file (nothing trains on half of it), and no traceback is printed."""

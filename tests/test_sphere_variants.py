@@ -6,7 +6,6 @@ overlapping, dimensions named by other tools (NCL, y/x), undecodable times, a fo
 into the data folder."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -20,7 +19,7 @@ from inrkit.data import open_dataset
 from inrkit.errors import DataError
 from inrkit_modalities.sphere.units import metric_suffix, rmse_name
 
-from conftest import cli, one_line_error
+from conftest import cli, needs_grib, one_line_error
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
 
@@ -424,9 +423,6 @@ def test_reading_writes_nothing_into_the_data_folder(tmp_path, capsys):
 
 
 # -- GRIB: forecast steps and ensemble members ------------------------------------------------------
-GRIB_MISSING = importlib.util.find_spec("cfgrib") is None or importlib.util.find_spec("eccodes") is None
-
-
 def _grib(path, messages):
     """2 m temperature (paramId 167) on a global 5° grid, one GRIB 2 message per (extra keys, field)."""
     import eccodes
@@ -445,7 +441,7 @@ def _grib(path, messages):
             eccodes.codes_release(h)
 
 
-@pytest.mark.skipif(GRIB_MISSING, reason="the 'grib' extra (cfgrib, eccodes, eccodeslib) is not installed")
+@needs_grib
 def test_grib_forecast_steps_and_members_are_chosen_as_the_error_says(tmp_path):
     lat, lon = np.linspace(90, -90, 37), np.arange(0.0, 360.0, 5.0)
     _grib(tmp_path / "steps.grib", [([("stepRange", s)], kelvin(lat, lon) + s) for s in (1, 6)])

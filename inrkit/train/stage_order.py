@@ -54,8 +54,20 @@ def check_earlier_stages(run_dir: Path, order: tuple[str, ...], first: str, trai
             f" '{first}' on it as it is with --set train.{earlier}.steps={step}")
 
 
-def earlier_stage_note(stage: str, earlier: str, step: int, steps: int, stopped: str | None) -> str:
-    """The one line said when ``stage`` starts from ``earlier`` short of its steps (a time budget)."""
-    why = f"at its time budget ({stopped})" if stopped else "early"
-    return (f"stage '{stage}' trains on stage '{earlier}' as it stopped {why} at step {step} of"
-            f" train.{earlier}.steps={steps}")
+def past_steps_note(stage: str, done: int, asked: int) -> str:
+    """The note of a stage resumed at a checkpoint already past its configured steps."""
+    return (f"stage '{stage}' is already at step {done}, past train.{stage}.steps={asked}: nothing was trained and"
+            f" the step-{done} checkpoint is used; to train on, set train.{stage}.steps above {done}"
+            f" (--set train.{stage}.steps={2 * done}); to retrain with {asked} steps, use --overwrite")
+
+
+def earlier_stage_note(stage: str, reached: dict[str, tuple[int, str | None]], stage_config) -> str | None:
+    """The one line said when ``stage`` starts from an earlier stage short of its steps (a time
+    budget); ``reached``: each earlier stage's (step, why it stopped early); None when all finished."""
+    for earlier, (step, stopped) in reached.items():
+        steps = stage_config(earlier).steps
+        if step < steps:
+            why = f"at its time budget ({stopped})" if stopped else "early"
+            return (f"stage '{stage}' trains on stage '{earlier}' as it stopped {why} at step {step} of"
+                    f" train.{earlier}.steps={steps}")
+    return None

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..errors import ConfigError, InrkitError, Interrupted
+from ..errors import ConfigError, InrkitError, Interrupted, NonFiniteLoss, from_worker
 from . import checkpoint as ckpt
 from .config import StageConfig, TrainConfig
 from .engine import Engine, to_device
@@ -44,7 +44,7 @@ from .fast import (DeviceData, StepLogs, all_finite, channels_last_dims, make_op
 from .logging import MetricsLogger, StageProgress
 from .sampler import StepBatchSampler
 from .schedule import stage_lr
-from .stage_order import earlier_stage_note, stage_reached
+from .stage_order import earlier_stage_note, past_steps_note, stage_reached
 from .stopping import StopOnSignals
 
 
@@ -166,7 +166,7 @@ class Trainer:
                     ckpt.load_model_weights(self.model, ref.path / "model.safetensors")
                     summary[stage] = {"steps": ref.step, "resumed_from": ref.step, "trained_steps": 0}
                     if ref.step > cfg.steps:
-                        summary[stage]["note"] = self._past_steps_note(stage, ref.step, cfg.steps)
+                        summary[stage]["note"] = past_steps_note(stage, ref.step, cfg.steps)
                         if self.engine.is_main:
                             print(f"warning: {summary[stage]['note']}", file=sys.stderr)
                 else:
@@ -190,20 +190,10 @@ class Trainer:
 
     def _earlier_stage_note(self, stage: str, reached: dict[str, tuple[int, str | None]]) -> str | None:
         """One line when ``stage`` starts from an earlier stage short of its steps (a time budget)."""
-        for earlier, (step, stopped) in reached.items():
-            steps = self.stage_config(earlier).steps
-            if step < steps:
-                note = earlier_stage_note(stage, earlier, step, steps, stopped)
-                if self.engine.is_main:
-                    print(f"note: {note}", file=sys.stderr)
-                return note
-        return None
-
-    @staticmethod
-    def _past_steps_note(stage: str, done: int, asked: int) -> str:
-        return (f"stage '{stage}' is already at step {done}, past train.{stage}.steps={asked}: nothing was trained and"
-                f" the step-{done} checkpoint is used; to train on, set train.{stage}.steps above {done}"
-                f" (--set train.{stage}.steps={2 * done}); to retrain with {asked} steps, use --overwrite")
+        note = earlier_stage_note(stage, reached, self.stage_config)
+        if note and self.engine.is_main:
+            print(f"note: {note}", file=sys.stderr)
+        return note
 
     def _drop_stale(self, later: tuple[str, ...], keep_current: bool, stage: str) -> None:
         if not keep_current:
@@ -404,28 +394,3 @@ class Trainer:
         if not params:
             raise InrkitError(f"stage '{stage}' has no trainable parameters")
         return params
-
-
-def from_worker(err: InrkitError) -> InrkitError:
-    """torch re-raises an error of a DataLoader worker as ``type(err)("Caught X in DataLoader worker
-    process 0.\nOriginal Traceback ...\nmodule.X: message")``: the error with its own one line back."""
-    lines = str(err).strip().splitlines()
-    if len(lines) < 2 or not (lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]):
-        return err
-    head = f"{type(err).__module__}.{type(err).__name__}: "
-    message = next((line[len(head):] for line in reversed(lines) if line.startswith(head)), None)
-    try:
-        return err if message is None else type(err)(message)
-    except TypeError:  # an error class built from other arguments: as it came
-        return err
-
-
-class NonFiniteLoss(InrkitError):
-    """Training produced NaN/inf: the run stops before any checkpoint could hold it."""
-
-    def __init__(self, stage: str, step: int, weights: bool = False):
-        what = "the weights became non-finite by" if weights else "the loss became non-finite at"
-        super().__init__(f"stage '{stage}': {what} step {step}; no checkpoint holds it, the newest one is the last"
-                         f" good state (continue with --resume and e.g. --set train.{stage}.lr=<lower> or"
-                         f" --set train.precision=fp32)")
-        self.stage, self.step = stage, step

@@ -15,7 +15,7 @@ import torch
 from inrkit import __version__
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError
 from inrkit.io import write_json
-from inrkit.runs import WEIGHTS_FILE
+from inrkit.run_folder import WEIGHTS_FILE
 from inrkit.scale import scale_report
 from inrkit.train import resolve_device
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from inrkit.errors import CheckpointError, ConfigError
 from inrkit.io import read_json
-from inrkit.runs import foreign_entries, read_run_config
+from inrkit.run_folder import foreign_entries
+from inrkit.runs import read_run_config
 
 PLAN_FILE, RESULT_FILE, MARKDOWN_FILE, SCALING_FILE = "compare_plan.json", "compare.json", "compare.md", "scaling.png"
 RUN_RECORD_FILE = "compare_run.json"

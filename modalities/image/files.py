@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inrkit.errors import DataError
-from inrkit.outputs import MANIFEST
-from inrkit.runs import CONFIG_FILE, written_by_a_run
+from inrkit.run_folder import written_by_inrkit
+
+from ..common import walk_data
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
@@ -40,32 +41,17 @@ class Found:
         return self
 
 
-def written_by_inrkit(folder: Path) -> bool:
-    """A run directory or an output folder of inrkit's (never a user's folder of images)."""
-    return (folder / MANIFEST).is_file() or ((folder / CONFIG_FILE).is_file() and written_by_a_run(folder / CONFIG_FILE))
-
-
 def find_images(folder: Path, exts=IMAGE_EXTENSIONS) -> Found:
     """The image files under ``folder`` (sorted by relative path), and what was passed over."""
     folder = Path(folder)
     exts = {e.lower() for e in exts}
     out = Found()
-    seen_dirs: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        here = Path(dirpath)
-        real = os.path.realpath(here)
-        if real in seen_dirs:  # a link back to a folder already walked (a loop, or two links to one place)
-            dirnames[:] = []
-            continue
-        seen_dirs.add(real)
+    for here, dirnames, filenames in walk_data(folder):
         if here != folder and written_by_inrkit(here):
             out.own.append(here)
             dirnames[:] = []
             continue
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
-            if name.startswith("."):
-                continue
             path = here / name
             suffix = path.suffix.lower()
             if suffix not in exts:

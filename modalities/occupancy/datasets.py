@@ -2,8 +2,9 @@
 (OBJ/PLY/OFF/STL/GLB/glTF, read by ``meshfiles``).
 
 Items are float32 ``(1, R, R, R)`` occupancies in {0, 1} at the domain's resolution, axes
-(x, y, z). Files are found recursively and sorted by relative path; hidden files and folders
-are skipped. Files are read lazily, item by item.
+(x, y, z). Files are found recursively (links followed, each real folder once) and sorted by
+relative path; hidden entries, prepared caches and folders inrkit wrote (runs, output folders,
+whose sampled meshes are not data) are passed over. Files are read lazily, item by item.
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from torch.utils.data import Dataset
 from inrkit.errors import DataError
 from inrkit.registry import datasets
 
-from ..common import SplitFields, select_split
+from inrkit.run_folder import written_by_inrkit
+
+from ..common import SplitFields, is_prepared_cache, select_split, walk_data
 from .meshfiles import MESH_EXTENSIONS, MESH_FORMATS, _first_line, check_mesh_file, read_mesh
 from .voxelize import normalise_mesh, resample, voxelize_mesh
 
@@ -38,12 +41,14 @@ class OpenMeshWarning(UserWarning):
 
 
 def _find(root: Path, exts: tuple[str, ...]) -> list[Path]:
+    """Files with one of ``exts`` under ``root``, by relative path; hidden entries, inrkit's own run
+    and output folders (their sampled meshes are not data) and prepared caches passed over."""
     root = Path(root)
-    return sorted(
-        (p for p in root.rglob("*")
-         if p.suffix.lower() in exts and not any(s.startswith(".") for s in p.relative_to(root).parts) and p.is_file()),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    found = []
+    for here, dirnames, filenames in walk_data(root):
+        dirnames[:] = [d for d in dirnames if not (written_by_inrkit(here / d) or is_prepared_cache(here / d))]
+        found += [here / f for f in filenames if Path(f).suffix.lower() in exts and (here / f).is_file()]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 def find_voxel_files(root: Path) -> list[Path]:

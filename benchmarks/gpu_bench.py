@@ -432,6 +432,9 @@ LARGE_VARIANTS = {  # image-64, stage 1, at a large batch: where the eager step'
     # instead of bf16x3's three; the forward keeps bf16x3): model.inr.backward_precision
     "compile-cl-gb": ("compile (default mode) + channels-last + sine backward in bf16", [*FUSED_INR, "model.inr.backward_precision=bf16"],
                       {**FAST_EAGER, "compile": True, "channels_last": True}, {}),
+    "compile-cl-gb-cdt": ("compile (default mode) + channels-last + sine backward in bf16 + coordinate-descent tuning",
+                          [*FUSED_INR, "model.inr.backward_precision=bf16"],
+                          {**FAST_EAGER, "compile": True, "channels_last": True}, {"coordinate_descent_tuning": True}),
 }
 
 
@@ -741,7 +744,7 @@ def main() -> None:
     ap.add_argument("--tiles-budget-s", type=float, default=150.0, help="tiles: seconds for the whole sweep (a fair share per kernel)")
     ap.add_argument("--large-variants", default="eager,eager-cl,compile,compile-cl,compile-lo",
                     help="large: which variants (eager, eager-cl, compile, compile-cl, compile-lo, compile-cl-cdt,"
-                         " compile-cl-at, compile-cl-gb; -cl = channels-last, -lo = inductor's layout optimisation"
+                         " compile-cl-at, compile-cl-gb, compile-cl-gb-cdt; -cl = channels-last, -lo = inductor's layout optimisation"
                          " forced on, -cdt = coordinate-descent tuning, -at = max-autotune, -gb = the sine layers'"
                          " backward in bf16)")
     ap.add_argument("--large-batch", type=int, default=512, help="large: the batch of the image-preset variants (then twice it)")

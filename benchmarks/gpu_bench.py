@@ -197,14 +197,17 @@ TILE_SHAPES = [(128, 128, 32), (128, 128, 64), (64, 128, 32), (128, 64, 64), (64
                (256, 128, 32), (256, 64, 32), (64, 64, 64)]
 
 
-def tiles_section(out: Path, budget_s: float) -> dict:
+def tiles_section(out: Path, budget_s: float, grad_precision: str | None = None) -> dict:
     """The fused sine kernels at the training shape (B INRs × N coordinates, a 256-wide layer, the
     default precision) over TILE_SHAPES × warps × stages: time and TFLOP/s of each, its output
     against the built-in tiles'; the fastest valid one (≥ 3% faster) goes into TILE_SETS
-    (``model.inr.tiles`` overrides), so the later training sections of this run use it."""
+    (``model.inr.tiles`` overrides), so the later training sections of this run use it.
+    ``grad_precision``: the gradient kernels' scheme (``model.inr.backward_precision``; default the
+    forward's), to sweep the tiles of a one-product bf16 backward, whose kernels are load-bound."""
     from inrkit.inrs.siren import SirenConfig
 
     prec = SirenConfig.model_fields["matmul_precision"].default
+    gprec = grad_precision or prec
     if not fused_sine.available(DEV):
         return {"skipped": f"the fused kernels do not run on {DEV.type} here"}
     b, n, w = (2, 64, 32) if SMOKE else (64, 4096, 256)
@@ -217,13 +220,13 @@ def tiles_section(out: Path, budget_s: float) -> dict:
     wr = wt[:8].contiguous()
     # name -> (kernel, call, FLOPs, whether its winner is used by the later sections)
     calls = {"forward": ("forward", lambda t: fused_sine.linear(x, wt, True, 30.0, prec, t), 2 * b * n * w * w, True),
-             "grad_input": ("grad_input", lambda t: fused_sine.grad_input(g, wt, x, 30.0, prec, t), 2 * b * n * w * w, True),
-             "grad_weight": ("grad_weight", lambda t: fused_sine.grad_weight(x, g, True, 30.0, prec, t), 2 * b * n * w * w, True),
+             "grad_input": ("grad_input", lambda t: fused_sine.grad_input(g, wt, x, 30.0, gprec, t), 2 * b * n * w * w, True),
+             "grad_weight": ("grad_weight", lambda t: fused_sine.grad_weight(x, g, True, 30.0, gprec, t), 2 * b * n * w * w, True),
              "render_forward": ("forward", lambda t: fused_sine.linear(xr, wr, True, 30.0, prec, t), 2 * 8 * nr * w * w, False)}
     shapes = TILE_SHAPES[:2] if SMOKE else TILE_SHAPES
     launches = [(2, 2)] if SMOKE else [(4, 3), (8, 3), (4, 4), (8, 4)]
     res: dict = {"shape": {"B": b, "N": n, "K": w, "M": w}, "render_shape": {"B": 8, "N": nr, "K": w, "M": w},
-                 "precision": prec, "kernels": {}}
+                 "precision": prec, "grad_precision": gprec, "kernels": {}}
     stop = time.perf_counter() + budget_s
     for i, (name, (kind, fn, flops, use)) in enumerate(calls.items()):
         names = fused_sine.BLOCKS[kind]
@@ -742,6 +745,8 @@ def main() -> None:
     ap.add_argument("--e2e-set", action="append", default=[], metavar="PATH=VALUE",
                     help="e2e: one more --set for every run (repeatable), e.g. train.channels_last=true")
     ap.add_argument("--tiles-budget-s", type=float, default=150.0, help="tiles: seconds for the whole sweep (a fair share per kernel)")
+    ap.add_argument("--tiles-grad-precision", default=None, choices=fused_sine.PRECISIONS,
+                    help="tiles: the gradient kernels' precision (e.g. bf16, the opt-in backward; default: the forward's)")
     ap.add_argument("--large-variants", default="eager,eager-cl,compile,compile-cl,compile-lo",
                     help="large: which variants (eager, eager-cl, compile, compile-cl, compile-lo, compile-cl-cdt,"
                          " compile-cl-at, compile-cl-gb, compile-cl-gb-cdt; -cl = channels-last, -lo = inductor's layout optimisation"
@@ -777,7 +782,7 @@ def main() -> None:
         RESULTS["kernel"] = kernel_section()
         save(out)
     if "tiles" in sections:
-        RESULTS["tiles"] = tiles_section(out, args.tiles_budget_s)
+        RESULTS["tiles"] = tiles_section(out, args.tiles_budget_s, args.tiles_grad_precision)
         save(out)
     best, best_sets = FAST_EAGER, FUSED_INR
     if "opt" in sections:

@@ -202,13 +202,12 @@ def linear(x: torch.Tensor, w: torch.Tensor, sine_in: bool, w0_in: float, precis
 
 
 def grad_input(g: torch.Tensor, w: torch.Tensor, prev: torch.Tensor | None, w0_in: float, precision: str,
-               tiles: dict | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(g @ w[:, :-1]^T), times ``w0_in cos(w0_in prev)`` when ``prev`` (the previous pre-activation) is
-    given; stored as ``dtype`` (the products accumulate in fp32 either way)."""
+               tiles: dict | None = None) -> torch.Tensor:
+    """(g @ w[:, :-1]^T), times ``w0_in cos(w0_in prev)`` when ``prev`` (the previous pre-activation) is given."""
     triton, _, gin, _ = _kernels()
     b, k1, m = w.shape
     n, k = g.shape[1], k1 - 1
-    out = torch.empty(b, n, k, device=w.device, dtype=dtype)
+    out = torch.empty(b, n, k, device=w.device, dtype=torch.float32)
     p = prev if prev is not None else out
     _start(gin, lambda t: (triton.cdiv(n, t["BN"]), triton.cdiv(k, t["BK"]), b),
            (g, w, p, out, n, k, m, *g.stride(), *w.stride(), *_batch_strides(p), *out.stride(), float(w0_in)),
@@ -264,21 +263,16 @@ def _(coords, weights, w0_initial, w0, precision, grad_precision, tiles, keep):
 @torch.library.custom_op("inrkit::fused_siren_backward", mutates_args=())
 def _stack_backward(grad_out: torch.Tensor, coords: torch.Tensor, weights: list[torch.Tensor], pre: list[torch.Tensor],
                     w0_initial: float, w0: float, precision: str, tiles: str, coords_grad: bool) -> list[torch.Tensor]:
-    """The weights' gradients, then the coordinates' gradient when ``coords_grad``.
-
-    Under one-product bf16 the gradient passed between layers is stored in bf16: the next layer's
-    products round it to bf16 anyway, so only its bias row (a sum in fp32 of the bf16 values)
-    sees the rounding, and the kernels move half the bytes."""
+    """The weights' gradients, then the coordinates' gradient when ``coords_grad``."""
     omegas = _omegas(len(weights), w0_initial, w0)
     t = _decode_tiles(tiles)
     inputs = [coords, *pre]
-    between = torch.bfloat16 if precision == "bf16" else torch.float32
     g = grad_out.float().contiguous()
     grads: list[torch.Tensor] = [g] * len(weights)
     for i in reversed(range(len(weights))):
         grads[i] = grad_weight(inputs[i], g, i > 0, omegas[i], precision, t["grad_weight"])
         if i > 0:
-            g = grad_input(g, weights[i].contiguous(), inputs[i], omegas[i], precision, t["grad_input"], between)
+            g = grad_input(g, weights[i].contiguous(), inputs[i], omegas[i], precision, t["grad_input"])
     if coords_grad:
         grad_coords = grad_input(g, weights[0].contiguous(), None, 0.0, precision, t["grad_input"])
         grads.append(grad_coords.sum(0) if coords.dim() == 2 else grad_coords)

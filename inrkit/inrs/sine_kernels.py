@@ -106,7 +106,7 @@ def grad_weight_kernel(X, G, D, N: tl.constexpr, K: tl.constexpr, M: tl.constexp
         g = tl.load(g_base + nn[:, None].to(tl.int64) * sgn + rm[None, :] * sgm,
                     mask=(nn[:, None] < N) & (rm[None, :] < M), other=0.0)
         acc = _dot(xt, g, acc, PREC)
-        bias += tl.sum(g.to(tl.float32), axis=0)  # G may be stored in bf16
+        bias += tl.sum(g, axis=0)
     d_base = D + b.to(tl.int64) * sdb
     tl.store(d_base + rk[:, None] * sdk + rm[None, :] * sdm, acc, mask=(rk[:, None] < K) & (rm[None, :] < M))
     if pk == 0:

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from inrkit.errors import ConfigError, InrkitError
+from inrkit.outputs import refuse_inside_data
 
 from .app import data_app
 
@@ -66,6 +67,7 @@ def prepare(
 
     from inrkit_modalities.cache import check_replaceable, prepare_cache
 
+    refuse_inside_data(out, data)
     check_replaceable(out, overwrite)
     if chunk_items < 1:
         raise ConfigError(f"--chunk-items must be >= 1, got {chunk_items}")
@@ -123,6 +125,7 @@ def show(
         what = domain.describe().get("physical", "physical units")
         console.print(f"physical  [{phys.min().item():.4g}, {phys.max().item():.4g}] ({what})")
     out = out or default_show_path(name, data, split)
+    refuse_inside_data(out, data)
     shown = min(n, count)
     names = getattr(dataset, "item_labels", None)
     labels = [f"item {i}: {name}" for i, name in enumerate(names(range(shown)))] if names else [f"item {i}" for i in range(shown)]

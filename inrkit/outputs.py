@@ -103,6 +103,21 @@ def output_file(path: str | Path) -> Iterator[Path]:
         yield staged.path / path.name
 
 
+def refuse_inside_data(out: str | Path, data: str | Path | None) -> None:
+    """The one-line refusal when ``out`` lies in the data folder ``data`` (a folder of files or a
+    zarr store): inrkit writes nothing into a user's data. A data *file*'s own folder is not
+    refused (a NetCDF file often sits in the project's folder); nor is built-in data (None)."""
+    if data is None:
+        return
+    folder = Path(data).expanduser()
+    if not folder.is_dir():
+        return
+    where, root = Path(out).expanduser().resolve(), folder.resolve()
+    if where == root or where.is_relative_to(root):
+        raise OutputError(f"{out}: lies inside the data folder {data}, and inrkit writes nothing into a data"
+                          " folder (choose --out elsewhere, or run from another folder)")
+
+
 def check_replaceable(path: str | Path) -> bool:
     """Whether ``path`` exists; raises the one-line refusal when it exists and inrkit may not replace it."""
     path = Path(path).expanduser()

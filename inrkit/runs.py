@@ -31,6 +31,7 @@ from .config import SCHEMA_VERSION, apply_overrides, dump_yaml, load_yaml
 from .data import open_dataset
 from .errors import CheckpointError, ConfigError, InrkitError
 from .io import plain, save_state, write_json
+from .outputs import refuse_inside_data
 from .run_folder import CONFIG_FILE, RUN_INFO_FILE, SUMMARY_FILE, WEIGHTS_FILE, claim_run_dir, is_run_dir
 
 def save_run_config(run_dir: str | Path, config: dict[str, Any]) -> Path:
@@ -103,6 +104,7 @@ class Run:
         worked; :meth:`fit` releases the lock (or :meth:`release`)."""
         if resume not in (False, True, "older"):
             raise ConfigError(f"resume must be False, True or 'older', got {resume!r}")
+        refuse_inside_data(path, (recipe.config.get("data") or {}).get("path"))
         created = not Path(path).expanduser().exists()
         lock = on_main(engine, f"preparing the run directory {path}",
                        lambda: claim_run_dir(path, resume=bool(resume), overwrite=overwrite))

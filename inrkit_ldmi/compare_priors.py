@@ -44,6 +44,7 @@ from inrkit.recipe import Recipe
 from inrkit.run_folder import SUMMARY_FILE, WEIGHTS_FILE, prepare_run_dir
 from inrkit.runs import save_run_config
 from inrkit.train import resolve_device
+from inrkit.outputs import refuse_inside_data
 
 from .compare import (PRIORS, StepClock, environment, is_oom, plan_configs, resolved, seed_list, seeded_model, slug, sync,
                       train_one)
@@ -100,6 +101,7 @@ def compare_priors(
     if fid_features is not None and fid is None:
         fid = _sample_metric(Recipe.from_config(configs[names[0]]).domain, fid_features)  # a bad file fails before training
     out = Path(out).expanduser()
+    refuse_inside_data(out, data)
     prepare_out(out, resume=resume, overwrite=overwrite)
     first = configs[names[0]]
     settings = {

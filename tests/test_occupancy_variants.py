@@ -309,13 +309,16 @@ def test_prepare_records_them_and_train_runs_on_glb_and_holed_folders(tmp_path, 
 
 
 def test_cli_point_cloud_is_exit_2_and_one_line(tmp_path, capsys):
-    trimesh.creation.box().export(tmp_path / "box.stl")
-    trimesh.PointCloud(np.random.default_rng(0).uniform(-1, 1, (40, 3))).export(tmp_path / "scan.ply")
-    code, _, err = cli(["train", "ldmi", "-m", "occupancy", "--data", tmp_path, "--out", tmp_path / "run", *FAST], capsys)
+    shapes = tmp_path / "shapes"
+    shapes.mkdir()
+    trimesh.creation.box().export(shapes / "box.stl")
+    trimesh.PointCloud(np.random.default_rng(0).uniform(-1, 1, (40, 3))).export(shapes / "scan.ply")
+    code, _, err = cli(["train", "ldmi", "-m", "occupancy", "--data", shapes, "--out", tmp_path / "run", *FAST], capsys)
     one_line_error(code, err, "scan.ply", "40 points but no faces")
-    code, _, err = cli(["data", "show", "-m", "occupancy", "--data", tmp_path, "--out", tmp_path / "s.png"], capsys)
+    code, _, err = cli(["data", "show", "-m", "occupancy", "--data", shapes, "--out", tmp_path / "s.png"], capsys)
     one_line_error(code, err, "scan.ply", "no faces")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["box.stl", "scan.ply"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes"]
+    assert sorted(p.name for p in shapes.iterdir()) == ["box.stl", "scan.ply"]
 
 
 def test_inrkit_folders_hidden_entries_and_link_loops_inside_a_shape_folder_are_passed_over(tmp_path):

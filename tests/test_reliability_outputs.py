@@ -298,3 +298,44 @@ def test_the_record_never_blocks_a_folder_it_does_not_know(tmp_path):
         (staged.path / "samples-8x8-seed0.png").write_bytes(b"again")
     assert (old / "samples-8x8-seed0.png").read_bytes() == b"written by an older inrkit"
     assert sorted(os.listdir(old)) == [MANIFEST, "samples-8x8-seed0.png", "samples-8x8-seed1.png"]
+
+
+def test_no_command_writes_into_the_data_folder(tmp_path, monkeypatch, capsys):
+    """Every command that reads a user's data folder (train, compare, data show / prepare) refuses,
+    in one line and before any work, an output inside that folder, also the default one when the
+    command runs from inside it; the folder stays byte-identical. A data *file*'s folder is allowed."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(photos / "sub" / f"p{i}.png")
+    before = snapshot(photos)
+    small = [a for item in SMALL_IMAGE if not item.startswith("data.") for a in ("--set", item)]
+    train = ["train", "ldmi", "--modality", "image", "--preset", "tiny", *small, "--device", "cpu"]
+    cases = [
+        [*train, "--data", photos, "--out", photos / "sub" / "run"],
+        ["compare", "--hypernets", "hd,mlp", "--modality", "image", "--preset", "tiny", "--data", photos, *small,
+         "--budget-steps", 1, "--device", "cpu", "--out", photos / "cmp"],
+        ["compare", "--priors", "gaussian,flow", "--modality", "image", "--preset", "tiny", "--data", photos, *small,
+         "--budget-steps", 1, "--device", "cpu", "--out", photos / "cmp"],
+        ["data", "show", "-m", "image", "--data", photos, "--out", photos / "show.png"],
+        ["data", "prepare", "-m", "image", "--data", photos, "--out", photos / "photos.zarr"],
+    ]
+    for args in cases:
+        one_line_error(*cli(args, capsys)[::2], "inside the data folder", "photos")
+        assert snapshot(photos) == before, args[:2]
+    monkeypatch.chdir(photos)  # the defaults (runs/..., inrkit-show/...) would land in the data folder
+    for args in ([*train, "--data", "."], ["data", "show", "-m", "image", "--data", "."]):
+        one_line_error(*cli(args, capsys)[::2], "inside the data folder")
+        assert snapshot(photos) == before, args[:2]
+    # a data file's own folder is the user's project folder, not a data folder: allowed
+    import pandas as pd
+    import xarray as xr
+
+    lat, lon = np.linspace(90, -90, 19), np.arange(0, 360, 10.0)
+    field = 280 + 10 * np.cos(np.radians(lat))[None, :, None] * np.ones((3, 1, lon.size))
+    xr.Dataset({"2m_temperature": (("time", "latitude", "longitude"), field, {"units": "K"})},
+               coords={"time": pd.date_range("2021-01-01", periods=3), "latitude": lat, "longitude": lon}
+               ).to_netcdf(tmp_path / "era5.nc", engine="h5netcdf")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(["data", "show", "-m", "sphere", "--data", "era5.nc", "--out", "era5.png"], capsys)
+    assert code == 0 and (tmp_path / "era5.png").is_file(), err

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from inrkit.errors import ConfigError
 from inrkit.io import write_json
+from inrkit.outputs import refuse_inside_data
 
 from .aggregate import aggregate
 from .execute import StepClock, decode_timing, environment, is_oom, record_run, seeded_model, sync, train_one
@@ -100,6 +101,7 @@ def compare(
                           set_overrides, device, config_file=config_file, axis=axis)
     names = list(points[0]["configs"])
     out = Path(out).expanduser()
+    refuse_inside_data(out, data)
     prepare_out(out, resume=resume, overwrite=overwrite)
     settings = {
         "hypernets": names, "modality": points[0]["configs"][names[0]]["model"]["domain"]["name"],

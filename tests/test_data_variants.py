@@ -14,7 +14,7 @@ import inrkit
 from inrkit.data import open_dataset
 from inrkit.errors import DataError
 from inrkit_modalities.sphere.to_domain import coverage_gap
-from inrkit_modalities.sphere.units import unit_kind, unit_offset
+from inrkit_modalities.sphere.units import metric_suffix, unit_conversion, unit_kind
 
 from conftest import cli, one_line_error
 
@@ -80,9 +80,41 @@ def test_unit_spellings_of_one_unit_agree_and_case_is_kept():
     assert unit_kind("m/s") == unit_kind("m s**-1") == unit_kind("m s-1") == unit_kind("m.s^-1")
     assert unit_kind("m**2 s**-2") == unit_kind("m2/s2") == unit_kind("m^2/s^2")
     assert unit_kind("MPa") != unit_kind("mPa") and unit_kind("degrees_Celsius") == "degC"
-    assert unit_offset("m s**-1", "m/s", "x") == 0.0
+    assert unit_conversion("m s**-1", "m/s", "x")(np.float32(3.5)) == np.float32(3.5)
     with pytest.raises(DataError, match="cannot be converted"):
-        unit_offset("m2 s-2", "m/s", "x")
+        unit_conversion("m2 s-2", "m/s", "x")
+
+
+def test_temperatures_convert_between_kelvin_celsius_and_fahrenheit():
+    assert unit_kind("°F") == unit_kind("degrees_Fahrenheit") == unit_kind("deg_F") == "degF"
+    kelvin = np.array([233.15, 273.15, 310.15], np.float32)
+    for units, values in (("degC", [-40.0, 0.0, 37.0]), ("degF", [-40.0, 32.0, 98.6]), ("kelvin", kelvin)):
+        values = np.asarray(values, np.float32)
+        back = unit_conversion(units, "K", "x")(values)
+        assert back.dtype == np.float32 and np.allclose(back, kelvin, atol=1e-4), units
+        assert np.allclose(unit_conversion("K", units, "x")(kelvin), values, atol=1e-4), units
+    assert np.allclose(unit_conversion("degF", "degC", "x")(np.float32(212.0)), 100.0, atol=1e-5)
+    # K and degC stay a plain addition (bit for bit as before °F existed)
+    x = np.float32(15.3)
+    assert unit_conversion("degC", "K", "x")(x) == x + 273.15
+    assert metric_suffix("degC") == metric_suffix("K") == "k" and metric_suffix("degF") == "degf"
+    with pytest.raises(DataError, match="cannot be converted"):
+        unit_conversion("degF", "m/s", "x")
+
+
+def test_a_fahrenheit_netcdf_file_trains_on_the_kelvin_scale(tmp_path):
+    """A NetCDF variable in °F is scaled and shifted into the domain's kelvin, and the start-of-training
+    note says it was converted; the same field in K gives the same items."""
+    d = inrkit.build("domains", "sphere", n_lat=7, n_lon=12)
+    _nc(tmp_path / "k.nc", LAT, LON)
+    path = tmp_path / "f.nc"
+    data = (np.stack([_field(LAT, LON, t) for t in range(2)]) - 273.15) * 9 / 5 + 32
+    xr.Dataset({"t2m": (("time", "latitude", "longitude"), data, {"units": "degrees_F"})},
+               coords={"time": pd.date_range("2020-01-01", periods=2, freq="D"), "latitude": LAT, "longitude": LON}
+               ).to_netcdf(path, engine="h5netcdf")
+    ref, far = open_dataset(d, tmp_path / "k.nc", split="all"), open_dataset(d, path, split="all")
+    assert torch.allclose(far.items, ref.items, atol=1e-5)
+    assert "converted from degrees_F to K" in far.meta["conversion"]
 
 
 def test_files_without_units_take_data_units_and_say_what_was_assumed(tmp_path):

@@ -14,7 +14,7 @@ from inrkit.registry import datasets
 from ..common import SplitFields, TensorDataset, select_split
 from .folders import folder_contents
 from .to_domain import REGRID, conversion_note, dataset_meta, domain_regridder
-from .units import unit_offset
+from .units import unit_conversion
 from .xarray_source import ALIASES, LAT_NAMES, LON_NAMES
 
 
@@ -22,14 +22,14 @@ class ERA5NpzConfig(SplitFields):
     """A folder of GASP-style ``.npz`` files, one time step each.
 
     ``.npz`` files carry no units attribute, so ``units`` declares what the temperature arrays are
-    in: ``K`` (the default, as GASP writes them) or ``degC`` (also ``°C``, ``C``, ``celsius``) for
-    variants in Celsius. Values are converted to the domain's ``variable_units`` with
-    :func:`unit_offset` before scaling to model space; other units are an error.
+    in: ``K`` (the default, as GASP writes them), ``degC`` (also ``°C``, ``C``, ``celsius``) or
+    ``degF`` (also ``°F``, ``F``, ``fahrenheit``). Values are converted to the domain's ``variable_units`` with
+    :func:`unit_conversion` before scaling to model space; other units are an error.
     """
 
     path: str
     units: str = pydantic.Field(
-        "K", min_length=1, description="units of the files' temperature arrays (.npz holds none): K or degC"
+        "K", min_length=1, description="units of the files' temperature arrays (.npz holds none): K, degC or degF"
     )
     regrid: Literal["bilinear", "conservative"] = REGRID
 
@@ -70,7 +70,7 @@ class ERA5Npz(TensorDataset):
         files = [p for p in folder_contents(root)[0] if p.suffix.lower() == ".npz"]
         if not files:
             raise DataError(f"{root}: no .npz files found in this folder")
-        shift = unit_offset(config.units, domain.config.variable_units, f"{root} (data.units)")
+        convert = unit_conversion(config.units, domain.config.variable_units, f"{root} (data.units)")
         keep = select_split(len(files), config)
         items = np.empty((len(keep), 1, *domain.grid_shape), np.float32)
         regridders: dict = {}
@@ -82,7 +82,7 @@ class ERA5Npz(TensorDataset):
             key = lat.tobytes() + b"|" + lon.tobytes()
             if key not in regridders:
                 regridders[key] = domain_regridder(lat, lon, domain, str(files[i]), config.regrid)
-            items[k, 0] = domain.to_model(regridders[key](field) + shift)
+            items[k, 0] = domain.to_model(convert(regridders[key](field)))
         self.files = [files[i] for i in keep]
         super().__init__(torch.from_numpy(items), dataset_meta(
             domain, config, str(root), n_files=len(files), n_items=len(keep), file_units=config.units,

@@ -21,7 +21,7 @@ from inrkit.registry import datasets
 from ..common import SplitFields, TensorDataset, select_split
 from .time_order import time_order
 from .to_domain import REGRID, conversion_note, dataset_meta, domain_regridder
-from .units import resolve_units, unit_offset
+from .units import resolve_units, unit_conversion
 from .xarray_source import DEFAULT_VARIABLE, XarraySource, source_paths
 
 CHUNK_STEPS = 256  # time steps read at once: bounds memory on long hourly files
@@ -75,7 +75,7 @@ class ERA5Xarray(TensorDataset):
             for i, src in enumerate(sources):
                 where = src.where
                 src.units = resolve_units(src.units, config.units, where, "data.units")
-                shift = unit_offset(src.units, domain.config.variable_units, where)
+                convert = unit_conversion(src.units, domain.config.variable_units, where)
                 regrid = domain_regridder(src.lat, src.lon, domain, where, config.regrid)
                 slots = np.flatnonzero(chosen[:, 0] == i)
                 steps = chosen[slots, 1]
@@ -86,12 +86,12 @@ class ERA5Xarray(TensorDataset):
                     here = (steps >= t0) & (steps < t0 + len(block))
                     if nans or not here.any():
                         continue
-                    items[slots[here], 0] = domain.to_model(regrid(block[steps[here] - t0]) + shift)
+                    items[slots[here], 0] = domain.to_model(convert(regrid(block[steps[here] - t0])))
                 if nans:
                     raise DataError(f"{where} holds {nans} non-finite value(s) (NaN: missing data, or inf); fill or drop them first")
                 for k, t in zip(slots, steps):
                     times[k] = None if src.times is None else src.times[t]
-                    origin[k] = (src.path, int(t), shift)
+                    origin[k] = (src.path, int(t), convert)
         finally:
             for src in sources:
                 src.ds.close()  # everything needed is in memory now
@@ -139,10 +139,10 @@ class ERA5Xarray(TensorDataset):
         """Items as the files hold them, on :meth:`source_grid`, in the domain's units: (k, n_lat, n_lon)."""
         out = []
         for i in indices:
-            path, t, shift = self._origin[i]
+            path, t, convert = self._origin[i]
             src = XarraySource(path, self.config)
             try:
-                out.append(src.read(t, t + 1)[0] + shift)
+                out.append(convert(src.read(t, t + 1)[0]))
             finally:
                 src.ds.close()
         return np.stack(out)

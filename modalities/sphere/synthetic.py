@@ -11,7 +11,7 @@ from inrkit.registry import datasets
 
 from ..common import SplitFields, TensorDataset, select_split
 from .to_domain import dataset_meta
-from .units import unit_offset
+from .units import unit_conversion
 
 
 class SyntheticConfig(SplitFields):
@@ -73,8 +73,8 @@ class Synthetic(TensorDataset):
         self.config = config
         keep = select_split(config.n_items, config)
         kelvin = synthetic_fields(keep, domain.latitudes(), domain.longitudes(), config.lmax, config.seed, config.anomaly_k)
-        offset = unit_offset("K", domain.config.variable_units, "synthetic")
-        items = domain.to_model(kelvin + offset)[:, None].astype(np.float32)
+        convert = unit_conversion("K", domain.config.variable_units, "synthetic")
+        items = domain.to_model(convert(kelvin))[:, None].astype(np.float32)
         super().__init__(torch.from_numpy(items), dataset_meta(
             domain, config, "synthetic spherical-harmonic fields",
             n_items=len(keep), lmax=config.lmax, seed=config.seed,

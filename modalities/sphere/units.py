@@ -1,13 +1,18 @@
-"""Units as files label them: temperatures (kelvin, degrees Celsius) under their many spellings,
-and other quantities (m/s, m2/s2, ...) under the CF, UDUNITS and plain spellings of one unit."""
+"""Units as files label them: temperatures (kelvin, degrees Celsius, degrees Fahrenheit) under
+their many spellings, and other quantities (m/s, m2/s2, ...) under the CF, UDUNITS and plain
+spellings of one unit."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from inrkit.errors import DataError
 
 _KELVIN = {"k", "kelvin", "kelvins", "degk", "degreesk", "degreek"}
 _CELSIUS = {"c", "degc", "celsius", "degreesc", "degreec", "degreecelsius", "degreescelsius", "degcelsius"}
+_FAHRENHEIT = {"f", "degf", "fahrenheit", "degreesf", "degreef", "degreefahrenheit", "degreesfahrenheit", "degfahrenheit"}
+# each temperature kind as kelvin = scale * value + offset
+_TO_KELVIN = {"K": (1.0, 0.0), "degC": (1.0, 273.15), "degF": (5.0 / 9.0, 273.15 - 32.0 * 5.0 / 9.0)}
 
 
 def _canonical(units: str) -> str:
@@ -33,20 +38,33 @@ def unit_kind(units: str) -> str:
         return "K"
     if key in _CELSIUS:
         return "degC"
+    if key in _FAHRENHEIT:
+        return "degF"
     return _canonical(units)
 
 
-def unit_offset(file_units: str | None, domain_units: str, where: str) -> float:
-    """What to add to values in ``file_units`` to express them in ``domain_units``."""
+@dataclass(frozen=True)
+class Conversion:
+    """``value * scale + offset``: values in a file's units expressed in the domain's. The identity
+    and the kelvin/Celsius offsets leave the values' bits as an addition alone would (scale 1)."""
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def __call__(self, values):
+        return (values if self.scale == 1.0 else values * self.scale) + self.offset
+
+
+def unit_conversion(file_units: str | None, domain_units: str, where: str) -> Conversion:
+    """How values in ``file_units`` become values in ``domain_units`` (temperatures: K, degC and
+    degF into one another; any other units only into their own kind)."""
     if not file_units:
-        return 0.0  # unlabelled data is taken to be in the domain's units
+        return Conversion()  # unlabelled data is taken to be in the domain's units
     src, dst = unit_kind(file_units), unit_kind(domain_units)
     if src == dst:
-        return 0.0
-    if (src, dst) == ("degC", "K"):
-        return 273.15
-    if (src, dst) == ("K", "degC"):
-        return -273.15
+        return Conversion()
+    if src in _TO_KELVIN and dst in _TO_KELVIN:
+        (a_s, b_s), (a_d, b_d) = _TO_KELVIN[src], _TO_KELVIN[dst]
+        return Conversion(a_s / a_d, (b_s - b_d) / a_d)
     raise DataError(f"{where}: units '{file_units}' cannot be converted to the domain's '{domain_units}'")
 
 
@@ -59,12 +77,12 @@ def resolve_units(file_units: str | None, given: str | None, where: str, given_a
 
 
 def is_temperature(units: str) -> bool:
-    return unit_kind(units) in ("K", "degC")
+    return unit_kind(units) in _TO_KELVIN
 
 
 def metric_suffix(units: str) -> str:
-    """The units part of a metric name (``rmse_<suffix>``): ``k`` for temperatures (an RMSE is a
-    temperature difference, the same number in kelvin and in degrees Celsius), else the units in
+    """The units part of a metric name (``rmse_<suffix>``): ``k`` for kelvin and Celsius (an RMSE is
+    a temperature difference, the same number in both), ``degf`` for Fahrenheit, else the units in
     one spelling made of name characters: 'm/s' and 'm s**-1' -> ``m_per_s``, 'm2 s-2' ->
     ``m2_per_s2``, 'kg m-2 s-1' -> ``kg_per_m2_s``, 'mm' -> ``mm``, '%' -> ``percent``, '1' and
     'kg kg-1' -> ``dimensionless``; words stay words ('m of water equivalent')."""
@@ -72,7 +90,7 @@ def metric_suffix(units: str) -> str:
     if not text:
         return "model_units"
     if is_temperature(text):
-        return "k"
+        return "degf" if unit_kind(text) == "degF" else "k"
     if " " in text and not re.search(r"[\d/*^.-]", text):
         return re.sub(r"[^0-9A-Za-z]+", "_", text).strip("_")  # a phrase, not a product of symbols
     canon = "" if text == "1" else _canonical(text)

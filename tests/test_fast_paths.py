@@ -547,6 +547,20 @@ def test_gpu_bench_runs_its_smoke_mode_on_cpu(tmp_path):
     assert "Fused sine layers" in (out / "bench.md").read_text()
 
 
+def test_gpu_bench_large_section_can_skip_twice_the_batch(tmp_path):
+    """--no-large-twice: only the chosen batch (the image step at 2,048 fails inside cuDNN on an H200)."""
+    out = tmp_path / "bench"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("TRITON_INTERPRET", None)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_bench.py"), "--smoke", "--out", str(out),
+                           "--sections", "ceil,large", "--large-variants", "eager", "--large-batch", "2", "--no-large-twice"],
+                          env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    assert set(json.loads((out / "bench.json").read_text())["large"]["rows"]) == {"eager @ 2"}
+
+
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None,
                     reason="needs the triton package (the test extra installs it) for its CPU interpreter")
 def test_gpu_bench_tile_sweep_runs_under_the_triton_interpreter(tmp_path):

@@ -108,6 +108,8 @@ def show(
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
+    if data is not None:  # before the data is read; the default name then comes from the data path alone
+        refuse_inside_data(out or default_show_path("", data, split), data)
     domain, dataset, data = _open(modality, data, sets, split)
     count = len(dataset)
     scan = min(count, max(n, 64))
@@ -125,7 +127,6 @@ def show(
         what = domain.describe().get("physical", "physical units")
         console.print(f"physical  [{phys.min().item():.4g}, {phys.max().item():.4g}] ({what})")
     out = out or default_show_path(name, data, split)
-    refuse_inside_data(out, data)
     shown = min(n, count)
     names = getattr(dataset, "item_labels", None)
     labels = [f"item {i}: {name}" for i, name in enumerate(names(range(shown)))] if names else [f"item {i}" for i in range(shown)]

@@ -15,13 +15,15 @@ from inrkit.data import split_indices
 from inrkit.errors import DataError
 from inrkit.io import atomic_write_bytes
 from inrkit.registry import PartConfig
+from inrkit.run_folder import written_by_inrkit
 
 
-def walk_data(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
+def walk_data(root: Path, own: list[Path] | None = None) -> Iterator[tuple[Path, list[str], list[str]]]:
     """``os.walk`` of a data folder as every modality reads one: symbolic links followed, each real
     folder once (a link loop, or two links to one place, is walked once), hidden entries dropped,
-    names sorted. Yields ``(folder, subfolder names, file names)``; clear or prune the subfolder
-    list to skip below."""
+    names sorted, and the folders inrkit wrote below ``root`` (runs, output folders, prepared
+    stores: not data) passed over, each appended to ``own`` when given. Yields ``(folder,
+    subfolder names, file names)``; prune the subfolder list to skip below."""
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -29,8 +31,16 @@ def walk_data(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        yield Path(dirpath), dirnames, sorted(f for f in filenames if not f.startswith("."))
+        here = Path(dirpath)
+        keep = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            if written_by_inrkit(here / name) or is_prepared_cache(here / name):
+                if own is not None:
+                    own.append(here / name)
+            else:
+                keep.append(name)
+        dirnames[:] = keep
+        yield here, dirnames, sorted(f for f in filenames if not f.startswith("."))
 
 
 def cell_centres(n: int) -> torch.Tensor:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inrkit.errors import DataError
-from inrkit.run_folder import written_by_inrkit
 
 from ..common import walk_data
 
@@ -46,11 +45,7 @@ def find_images(folder: Path, exts=IMAGE_EXTENSIONS) -> Found:
     folder = Path(folder)
     exts = {e.lower() for e in exts}
     out = Found()
-    for here, dirnames, filenames in walk_data(folder):
-        if here != folder and written_by_inrkit(here):
-            out.own.append(here)
-            dirnames[:] = []
-            continue
+    for here, _, filenames in walk_data(folder, out.own):
         for name in filenames:
             path = here / name
             suffix = path.suffix.lower()
@@ -69,7 +64,7 @@ def passed_over(found: Found, root: Path) -> str:
     parts = [skipped_text(found.skipped)] if found.skipped else []
     if found.own:
         names = ", ".join(p.relative_to(root).as_posix() for p in found.own[:3]) + (", ..." if len(found.own) > 3 else "")
-        parts.append(f"inrkit's own folder{'s' * (len(found.own) != 1)} {names} (a run or output folder)")
+        parts.append(f"inrkit's own folder{'s' * (len(found.own) != 1)} {names} (a run, output folder or prepared store)")
     return " and ".join(parts)
 
 

@@ -22,9 +22,7 @@ from torch.utils.data import Dataset
 from inrkit.errors import DataError
 from inrkit.registry import datasets
 
-from inrkit.run_folder import written_by_inrkit
-
-from ..common import SplitFields, is_prepared_cache, select_split, walk_data
+from ..common import SplitFields, select_split, walk_data
 from .meshfiles import MESH_EXTENSIONS, MESH_FORMATS, _first_line, check_mesh_file, read_mesh
 from .voxelize import normalise_mesh, resample, voxelize_mesh
 
@@ -45,8 +43,7 @@ def _find(root: Path, exts: tuple[str, ...]) -> list[Path]:
     and output folders (their sampled meshes are not data) and prepared caches passed over."""
     root = Path(root)
     found = []
-    for here, dirnames, filenames in walk_data(root):
-        dirnames[:] = [d for d in dirnames if not (written_by_inrkit(here / d) or is_prepared_cache(here / d))]
+    for here, _, filenames in walk_data(root):
         found += [here / f for f in filenames if Path(f).suffix.lower() in exts and (here / f).is_file()]
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 

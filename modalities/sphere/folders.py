@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inrkit.run_folder import written_by_inrkit
-
-from ..common import is_prepared_cache, walk_data
+from ..common import walk_data
 from .domain import looks_like_zarr
 
 
@@ -23,8 +21,6 @@ def folder_contents(root: Path) -> tuple[list[Path], list[Path]]:
         keep = []
         for name in dirnames:
             sub = here / name
-            if written_by_inrkit(sub) or is_prepared_cache(sub):
-                continue
             if looks_like_zarr(sub):
                 stores.append(sub)
             else:
